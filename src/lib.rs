@@ -1,0 +1,7 @@
+//! apim-provision: plan and apply idempotent task graphs on hosts over SSH. The layers, from the outside
+//! in: `model` (inventory, playbook, vars) → `plan` (graph, diff) → `execute` (scheduler) → `transport`
+//! (local, ssh) → `resources` (one file per type). The engine knows nothing of WSO2: that lives in the
+//! `modules/` and `playbooks/` YAML.
+
+pub mod resources;
+pub mod transport;

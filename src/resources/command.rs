@@ -1,0 +1,135 @@
+//! `command` and `shell`: run something on the host. They are idempotent only through their guards —
+//! `creates` (skip when a path exists), `removes` (skip when it is absent), `unless` (skip when a read-only
+//! check command succeeds) — which the probe evaluates, so a converged host plans nothing for them.
+
+use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
+use crate::transport::{sh_quote, Facts, Transport};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    cmd: Option<String>,
+    argv: Option<Vec<String>>,
+    chdir: Option<String>,
+    creates: Option<String>,
+    removes: Option<String>,
+    unless: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+struct Command {
+    kind: &'static str,
+    /// The command line as the shell will run it.
+    line: String,
+    args: Args,
+}
+
+pub(super) fn build_command(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+    let a: Args = parse_args("command", args)?;
+    let words = match (&a.cmd, &a.argv) {
+        (Some(c), None) => shell_words::split(c).map_err(|e| bad("command", format!("cmd: {e}")))?,
+        (None, Some(v)) => v.clone(),
+        _ => return Err(bad("command", "exactly one of `cmd` or `argv` is required")),
+    };
+    if words.is_empty() {
+        return Err(bad("command", "the command is empty"));
+    }
+    let line = words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" ");
+    finish("command", format!("exec {line}"), a)
+}
+
+pub(super) fn build_shell(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+    let a: Args = parse_args("shell", args)?;
+    let line = match (&a.cmd, &a.argv) {
+        (Some(c), None) if !c.trim().is_empty() => c.clone(),
+        _ => return Err(bad("shell", "`cmd` is required (and `argv` is for `command`)")),
+    };
+    finish("shell", line, a)
+}
+
+fn finish(kind: &'static str, line: String, args: Args) -> Result<Box<dyn Resource>, ResourceError> {
+    for (k, _) in &args.env {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(kind, format!("env name `{k}` is not a valid variable name")));
+        }
+    }
+    Ok(Box::new(Command { kind, line, args }))
+}
+
+impl Command {
+    fn prologue(&self) -> String {
+        let mut s = String::new();
+        if let Some(d) = &self.args.chdir {
+            s.push_str(&format!("cd {} || exit 1\n", sh_quote(d)));
+        }
+        for (k, v) in &self.args.env {
+            s.push_str(&format!("export {k}={}\n", sh_quote(v)));
+        }
+        s
+    }
+
+    fn shown(&self) -> String {
+        self.args.cmd.clone().unwrap_or_else(|| self.args.argv.clone().unwrap_or_default().join(" "))
+    }
+}
+
+#[async_trait]
+impl Resource for Command {
+    fn describe(&self) -> String {
+        format!("{} {}", self.kind, self.shown())
+    }
+
+    fn probe(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = &self.args.creates {
+            s.push_str(&format!("if [ -e {q} ]; then fact skip {m}; fi\n", q = sh_quote(c), m = sh_quote(&format!("{c} exists"))));
+        }
+        if let Some(r) = &self.args.removes {
+            s.push_str(&format!("if [ ! -e {q} ]; then fact skip {m}; fi\n", q = sh_quote(r), m = sh_quote(&format!("{r} does not exist"))));
+        }
+        if let Some(u) = &self.args.unless {
+            s.push_str(&format!(
+                "if ( {pro}{u}\n ) >/dev/null 2>&1; then fact skip 'unless check succeeded'; fi\n",
+                pro = self.prologue()
+            ));
+        }
+        s.push_str("true");
+        s
+    }
+
+    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
+        if let Some(why) = facts.get("skip") {
+            let mut c = Change::none();
+            c.result.insert("skipped".into(), true.into());
+            c.result.insert("skip_reason".into(), why.into());
+            return Ok(c);
+        }
+        Ok(Change::new(Action::Run, vec![format!("run: {}", self.shown())]))
+    }
+
+    async fn apply(&self, _change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        let script = format!("{}{}\n", self.prologue(), self.line);
+        let out = host.run(&script).await?;
+        if out.status != 0 {
+            return Err(ResourceError::Failed(format!(
+                "`{}` exited {}: {}",
+                self.shown(),
+                out.status,
+                out.tail()
+            )));
+        }
+        let mut r = Outcome::new();
+        r.insert("rc".into(), out.status.into());
+        r.insert("stdout".into(), out.stdout_text().trim_end().to_string().into());
+        r.insert(
+            "stderr".into(),
+            String::from_utf8_lossy(&out.stderr).trim_end().to_string().into(),
+        );
+        Ok(r)
+    }
+}

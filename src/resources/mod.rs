@@ -1,0 +1,234 @@
+//! Built-in resource types. Each type lives in its own file and implements [`Resource`]: a read-only probe
+//! (a shell snippet, so the engine can batch every probe of a host into one round trip), a pure `plan` from
+//! the probe's facts to a [`Change`], and an `apply` that makes exactly that change. Plan, apply and drift
+//! all go through the same probe, so what plan says is what apply does.
+
+mod attrs;
+mod command;
+mod copy;
+mod file;
+mod template;
+
+use crate::transport::{Facts, Transport, TransportError};
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub use attrs::{atomic_write_script, Attrs, Mode};
+
+/// The registered result of a task (`register:`), as templates see it.
+pub type Outcome = Map<String, Value>;
+
+/// The kind of change a task would make, which decides its plan symbol and how it is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The thing does not exist yet (`+`).
+    Create,
+    /// The thing exists but differs (`~`).
+    Update,
+    /// The thing exists and will be removed (`-`).
+    Delete,
+    /// A command will run or an action will be taken (`~`).
+    Run,
+    /// Nothing to do (`=`).
+    None,
+}
+
+/// Old and new text of a file, kept so plan can print a unified diff.
+#[derive(Debug, Clone, Default)]
+pub struct ContentDiff {
+    /// The file the diff is about.
+    pub path: String,
+    /// Current content (empty when the file does not exist).
+    pub old: String,
+    /// Content after apply.
+    pub new: String,
+}
+
+/// What a resource would do, derived from its probe alone.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The kind of change.
+    pub action: Action,
+    /// One line per thing that differs, e.g. `mode 0644 -> 0600`.
+    pub details: Vec<String>,
+    /// Text diff of the content, when content changes and both sides are text.
+    pub diff: Option<ContentDiff>,
+    /// What `register:` sees when the task makes no change (probe facts worth exposing).
+    pub result: Outcome,
+}
+
+impl Change {
+    /// A change of `action` described by `details`.
+    pub fn new(action: Action, details: Vec<String>) -> Self {
+        Self {
+            action,
+            details,
+            diff: None,
+            result: Outcome::new(),
+        }
+    }
+
+    /// Nothing to do.
+    pub fn none() -> Self {
+        Self::new(Action::None, Vec::new())
+    }
+
+    /// True when apply has something to do.
+    pub fn is_pending(&self) -> bool {
+        self.action != Action::None
+    }
+}
+
+/// Why a resource could not be built, probed or applied.
+#[derive(Debug, Error)]
+pub enum ResourceError {
+    /// The task's arguments are wrong; found before any host is touched.
+    #[error("bad arguments for `{kind}`: {reason}")]
+    BadArgs {
+        /// Resource type.
+        kind: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+    /// The resource type does not exist.
+    #[error("unknown resource type `{0}` (known: {known})", known = names().join(", "))]
+    Unknown(String),
+    /// The probe or the apply ran but did not succeed.
+    #[error("{0}")]
+    Failed(String),
+    /// The host could not be reached.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// What a resource needs from the engine while being built: where its `src` files live and how to render a
+/// template with the task's variables. Kept as a narrow interface so resources stay ignorant of the model.
+pub struct BuildCtx<'a> {
+    /// Directories searched, in order, for relative `src` paths (module dir first, then the playbook dir).
+    pub search: &'a [PathBuf],
+    /// Renders template text with the task's variables; the name labels errors.
+    pub render: &'a dyn Fn(&str, &str) -> Result<String, String>,
+}
+
+impl BuildCtx<'_> {
+    /// Finds a controller-side file, looking in `sub` (e.g. `templates`) of each search dir and then in
+    /// the dir itself, as Ansible roles do.
+    pub fn find(&self, sub: &str, rel: &str) -> Result<PathBuf, String> {
+        let p = Path::new(rel);
+        if p.is_absolute() {
+            return if p.exists() {
+                Ok(p.to_path_buf())
+            } else {
+                Err(format!("{rel} does not exist on the controller"))
+            };
+        }
+        let mut tried = Vec::new();
+        for dir in self.search {
+            for cand in [dir.join(sub).join(rel), dir.join(rel)] {
+                if cand.is_file() {
+                    return Ok(cand);
+                }
+                tried.push(cand.display().to_string());
+            }
+        }
+        Err(format!("{rel} not found (looked in {})", tried.join(", ")))
+    }
+}
+
+/// A desired state of one thing on one host.
+#[async_trait]
+pub trait Resource: Send + Sync {
+    /// Short description for reports, e.g. `file /etc/hosts`.
+    fn describe(&self) -> String;
+
+    /// A read-only shell snippet printing facts with `fact KEY VALUE` (see the batch prelude). It must not
+    /// change anything: plan and drift run it too.
+    fn probe(&self) -> String;
+
+    /// Decides the change from the probe's facts, without touching the host.
+    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError>;
+
+    /// Makes exactly `change` on the host and returns what `register:` should see.
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError>;
+}
+
+/// Builds a resource from its (already templated) arguments.
+pub type Builder = fn(Value, &BuildCtx) -> Result<Box<dyn Resource>, ResourceError>;
+
+const TYPES: &[(&str, Builder)] = &[
+    ("command", command::build_command),
+    ("copy", copy::build),
+    ("file", file::build),
+    ("shell", command::build_shell),
+    ("template", template::build),
+];
+
+/// Names of every built-in resource type, for error messages and `validate`.
+pub fn names() -> Vec<&'static str> {
+    TYPES.iter().map(|(n, _)| *n).collect()
+}
+
+/// True when `kind` names a built-in resource type.
+pub fn is_known(kind: &str) -> bool {
+    TYPES.iter().any(|(n, _)| *n == kind)
+}
+
+/// Builds the resource `kind` from `args`.
+pub fn build(kind: &str, args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+    let (_, builder) = TYPES
+        .iter()
+        .find(|(n, _)| *n == kind)
+        .ok_or_else(|| ResourceError::Unknown(kind.to_string()))?;
+    builder(args, ctx)
+}
+
+/// Deserializes a resource's arguments, turning serde's message into a `BadArgs` that names the type.
+pub fn parse_args<T: DeserializeOwned>(kind: &str, args: Value) -> Result<T, ResourceError> {
+    serde_json::from_value(args).map_err(|e| bad(kind, e.to_string()))
+}
+
+/// A `BadArgs` error for `kind`.
+pub fn bad(kind: &str, reason: impl Into<String>) -> ResourceError {
+    ResourceError::BadArgs {
+        kind: kind.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Runs `script` and turns a non-zero exit into `Failed` with the script's last output lines, so every
+/// resource reports command failures the same way.
+pub async fn run_ok(
+    host: &dyn Transport,
+    what: &str,
+    script: &str,
+) -> Result<crate::transport::Output, ResourceError> {
+    let out = host.run(script).await?;
+    if out.status != 0 {
+        return Err(ResourceError::Failed(format!(
+            "{what} failed (exit {}): {}",
+            out.status,
+            out.tail()
+        )));
+    }
+    Ok(out)
+}
+
+/// Text for a diff, or `None` when the bytes are not text (binary content gets a checksum line instead).
+pub fn as_text(bytes: &[u8]) -> Option<String> {
+    if bytes.contains(&0) {
+        return None;
+    }
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+/// Hex sha256 of `bytes`, the identity of file content everywhere in the engine.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(bytes);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,198 @@
+//! One script that carries many read-only probes to a host and one parser for its answer. This is what keeps
+//! a no-op run at one round trip per host: the engine never sends a probe on its own when it can batch it.
+
+use super::{Output, Transport, TransportError};
+use base64::Engine as _;
+use std::collections::BTreeMap;
+
+/// Shell functions every probe snippet may call. Facts are printed as `@f key=value` lines so that anything
+/// else a probe prints (warnings, errors) can be kept apart as messages.
+const PRELUDE: &str = r#"fact() { printf '@f %s=%s\n' "$1" "$2"; }
+fact_b64() { printf '@f %s=' "$1"; base64 -w0 < "$2"; printf '\n'; }
+fact_stat() {
+  if [ -L "$1" ]; then fact type link; fact link_target "$(readlink "$1")"
+  elif [ -d "$1" ]; then fact type directory
+  elif [ -e "$1" ]; then fact type file
+  else fact type absent; return 0; fi
+  fact mode "$(stat -c %a "$1")"; fact owner "$(stat -c %U "$1")"; fact group "$(stat -c %G "$1")"
+}
+fact_sha() { if [ -f "$1" ] && [ ! -L "$1" ]; then fact sha256 "$(sha256sum < "$1" | cut -c1-64)"; fi; }
+"#;
+
+/// Quotes `s` for a POSIX shell, for every value a resource splices into a script.
+pub fn sh_quote(s: &str) -> String {
+    shell_escape::unix::escape(s.into()).into_owned()
+}
+
+/// The facts one probe reported: a flat map, because a flat map is all a shell can print reliably.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts(BTreeMap<String, String>);
+
+impl Facts {
+    /// The fact `key`, if the probe printed it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// True when the fact `key` was printed with exactly `value`.
+    pub fn is(&self, key: &str, value: &str) -> bool {
+        self.get(key) == Some(value)
+    }
+
+    /// A fact that was printed base64-encoded (file contents), decoded.
+    pub fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+        self.get(key)
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+    }
+
+    /// Every fact, for resources that report what they found as their registered result.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
+    fn insert(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_string(), value.to_string());
+    }
+}
+
+/// One probe's answer within a batch.
+#[derive(Debug, Clone, Default)]
+pub struct BatchAnswer {
+    /// The `@f` facts it printed.
+    pub facts: Facts,
+    /// Its exit status; non-zero means the probe itself failed (the task would fail).
+    pub status: i32,
+    /// Everything else it printed, for the error message.
+    pub messages: Vec<String>,
+}
+
+/// A set of probe snippets to run on one host in one go.
+#[derive(Debug, Default)]
+pub struct ProbeBatch {
+    snippets: Vec<String>,
+}
+
+impl ProbeBatch {
+    /// Adds a snippet and returns its index in the answer.
+    pub fn push(&mut self, snippet: String) -> usize {
+        self.snippets.push(snippet);
+        self.snippets.len() - 1
+    }
+
+    /// True when nothing was added, so no round trip is needed.
+    pub fn is_empty(&self) -> bool {
+        self.snippets.is_empty()
+    }
+
+    /// The whole script; `nonce` makes the section markers impossible to forge from probe output.
+    pub fn script(&self, nonce: &str) -> String {
+        let mut s = String::from(PRELUDE);
+        for (i, snippet) in self.snippets.iter().enumerate() {
+            s.push_str(&format!(
+                "printf '\\n@@{nonce} begin {i}\\n'\n( {snippet}\n) </dev/null 2>&1\nprintf '\\n@@{nonce} end {i} %d\\n' \"$?\"\n"
+            ));
+        }
+        s
+    }
+
+    /// Runs every snippet in one round trip and splits the answer per snippet.
+    pub async fn run(self, transport: &dyn Transport) -> Result<Vec<BatchAnswer>, TransportError> {
+        let nonce = nonce();
+        let out = transport.run(&self.script(&nonce)).await?;
+        Ok(parse(&out, &nonce, self.snippets.len()))
+    }
+}
+
+fn nonce() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("apim{:x}{:x}", t, std::process::id())
+}
+
+fn parse(out: &Output, nonce: &str, count: usize) -> Vec<BatchAnswer> {
+    let mut answers: Vec<BatchAnswer> = vec![BatchAnswer::default(); count];
+    let mut finished = vec![false; count];
+    let begin = format!("@@{nonce} begin ");
+    let end = format!("@@{nonce} end ");
+    let mut current: Option<usize> = None;
+    for line in out.stdout_text().lines() {
+        if let Some(rest) = line.strip_prefix(&begin) {
+            current = rest.trim().parse().ok().filter(|i| *i < count);
+        } else if let Some(rest) = line.strip_prefix(&end) {
+            let mut parts = rest.split_whitespace();
+            let idx: Option<usize> = parts.next().and_then(|p| p.parse().ok());
+            let status: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(-1);
+            if let Some(i) = idx.filter(|i| *i < count) {
+                answers[i].status = status;
+                finished[i] = true;
+            }
+            current = None;
+        } else if let Some(i) = current {
+            if let Some(fact) = line.strip_prefix("@f ") {
+                if let Some((k, v)) = fact.split_once('=') {
+                    answers[i].facts.insert(k, v);
+                }
+            } else if !line.trim().is_empty() {
+                answers[i].messages.push(line.to_string());
+            }
+        }
+    }
+    for (i, done) in finished.iter().enumerate() {
+        if !done {
+            answers[i].status = -1;
+            answers[i].messages.push(format!(
+                "probe did not finish (sh exited {}): {}",
+                out.status,
+                out.tail()
+            ));
+        }
+    }
+    answers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::LocalTransport;
+
+    #[tokio::test]
+    async fn batch_splits_facts_messages_and_status_per_probe() {
+        let mut b = ProbeBatch::default();
+        b.push("fact a 1; echo noise; fact b 'x=y'".into());
+        b.push("echo broken >&2; exit 3".into());
+        b.push("exit 0".into());
+        let answers = b.run(&LocalTransport::new("t")).await.unwrap();
+        assert_eq!(answers.len(), 3);
+        assert_eq!(answers[0].facts.get("a"), Some("1"));
+        assert_eq!(answers[0].facts.get("b"), Some("x=y"));
+        assert_eq!(answers[0].messages, vec!["noise".to_string()]);
+        assert_eq!(answers[1].status, 3);
+        assert_eq!(answers[1].messages, vec!["broken".to_string()]);
+        assert_eq!(answers[2].status, 0);
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_exits_the_shell_does_not_hide_the_others() {
+        let mut b = ProbeBatch::default();
+        b.push("exit 7".into());
+        b.push("fact here yes".into());
+        let answers = b.run(&LocalTransport::new("t")).await.unwrap();
+        assert_eq!(answers[0].status, 7);
+        assert!(answers[1].facts.is("here", "yes"));
+    }
+
+    #[test]
+    fn missing_end_marker_is_a_failed_probe() {
+        let out = Output {
+            status: 137,
+            stdout: b"\n@@n begin 0\n@f x=1\n".to_vec(),
+            stderr: b"Killed".to_vec(),
+        };
+        let a = parse(&out, "n", 1);
+        assert_eq!(a[0].status, -1);
+        assert!(a[0].messages[0].contains("Killed"));
+    }
+}

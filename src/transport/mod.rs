@@ -1,0 +1,88 @@
+//! How the engine reaches a host. Everything the engine does on a host is a shell script sent over a
+//! [`Transport`]; keeping that surface this small is what lets one batch script carry every probe of a host
+//! in a single round trip, whatever the connection.
+
+mod batch;
+mod local;
+
+pub use batch::{sh_quote, BatchAnswer, Facts, ProbeBatch};
+pub use local::LocalTransport;
+
+use async_trait::async_trait;
+use std::path::Path;
+use thiserror::Error;
+
+/// What a script printed and how it ended, kept raw so resources can parse their own facts.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit status of the remote `sh`; -1 when it died from a signal.
+    pub status: i32,
+    /// Raw standard output.
+    pub stdout: Vec<u8>,
+    /// Raw standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// Standard output as text, for resources that print `key=value` facts.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last lines of stderr (or stdout when stderr is empty), which is what an operator needs to see
+    /// when a command failed, without flooding the report.
+    pub fn tail(&self) -> String {
+        let src = if self.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+            &self.stderr
+        } else {
+            &self.stdout
+        };
+        let text = String::from_utf8_lossy(src);
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(8);
+        lines[start..].join("\n")
+    }
+}
+
+/// Failures of the connection itself, kept apart from a script's own non-zero exit so the scheduler can
+/// retry only what is safe to retry and say "host unreachable" rather than "command failed".
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// The host could not be reached or the connection dropped.
+    #[error("connection to {host} failed: {reason}")]
+    Connection {
+        /// Inventory name of the host.
+        host: String,
+        /// What the transport reported.
+        reason: String,
+    },
+    /// A local I/O failure while talking to the host (spawning `sh`, reading a file to upload).
+    #[error("{host}: {context}: {source}")]
+    Io {
+        /// Inventory name of the host.
+        host: String,
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A connection to one host. Implementations must be cheap to share across the tasks of that host.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Inventory name of the host, used in every error message.
+    fn host(&self) -> &str;
+
+    /// Runs `script` with a POSIX `sh` on the host. The script travels on standard input, never on the
+    /// command line, so secrets inside it do not show up in the host's process list.
+    async fn run(&self, script: &str) -> Result<Output, TransportError>;
+
+    /// Copies a controller file to `remote` on the host (a path the caller then renames into place), so
+    /// large payloads such as product packs stream instead of being embedded in a script.
+    async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError>;
+
+    /// Closes the connection; called once when the run is over so no helper process outlives it.
+    async fn close(&self) {}
+}
