@@ -3,5 +3,6 @@
 //! (local, ssh) → `resources` (one file per type). The engine knows nothing of WSO2: that lives in the
 //! `modules/` and `playbooks/` YAML.
 
+pub mod model;
 pub mod resources;
 pub mod transport;

@@ -1,0 +1,70 @@
+//! Errors found while reading and checking inventories and playbooks: all of them before any host is
+//! touched, and all of them naming the file and line.
+
+use super::location::Location;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A problem in the user's input.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("{path}: {source}", path = path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything wrong at a known place: syntax, unknown names, bad arguments, undefined variables.
+    #[error("{loc}: {msg}")]
+    At {
+        /// Where.
+        loc: Location,
+        /// What, naming the task and host when there is one.
+        msg: String,
+    },
+    /// Tasks that wait on each other.
+    #[error("dependency cycle: {0}")]
+    Cycle(String),
+}
+
+impl ModelError {
+    /// An error at `loc`.
+    pub fn at(loc: &Location, msg: impl Into<String>) -> Self {
+        ModelError::At {
+            loc: loc.clone(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Parses YAML with serde_yaml, turning its error into `file:line:col: message`.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &std::path::Path, text: &str) -> Result<T, ModelError> {
+    serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))
+}
+
+/// A serde_yaml error as a located model error.
+pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
+    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let mut msg = e.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    ModelError::At {
+        loc: Location {
+            file: path.to_path_buf(),
+            line,
+        },
+        msg: if col > 0 { format!("(column {col}) {msg}") } else { msg },
+    }
+}
+
+/// Reads a file, naming it on failure.
+pub fn read(path: &std::path::Path) -> Result<String, ModelError> {
+    std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,372 @@
+//! The inventory: hosts, how to reach them, the groups they are in and the variables at each level.
+//! Variable precedence (low → high): global `vars`, group vars (a parent group before its children,
+//! then by name), host vars. Groups may also name hosts that have no entry of their own.
+
+use super::error::{parse_yaml, read, ModelError};
+use super::location::{Lines, Location};
+use super::Vars;
+use indexmap::{IndexMap, IndexSet};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// How the engine reaches a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connection {
+    /// Run on the controller itself.
+    Local,
+    /// Run over SSH.
+    Ssh,
+}
+
+/// SSH settings shared by all hosts unless a host overrides them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshDefaults {
+    /// Remote user.
+    pub user: Option<String>,
+    /// Port, 22 when unset.
+    pub port: Option<u16>,
+    /// Private key file.
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file to check host keys against (the user's own is used otherwise).
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file used instead of `~/.ssh/config`.
+    pub ssh_config: Option<PathBuf>,
+    /// Run scripts through `sudo -n` when the remote user is not root.
+    #[serde(rename = "become")]
+    pub become_root: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostDef {
+    address: Option<String>,
+    connection: Option<Connection>,
+    #[serde(flatten)]
+    ssh: SshDefaults,
+    #[serde(default)]
+    vars: Vars,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupDef {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    children: Vec<String>,
+    #[serde(default)]
+    vars: Vars,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    pattern: Option<String>,
+    playbook: Option<PathBuf>,
+    #[serde(default)]
+    vars: Vars,
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    ssh: SshDefaults,
+    #[serde(default)]
+    hosts: IndexMap<String, Option<HostDef>>,
+    #[serde(default)]
+    groups: IndexMap<String, Option<GroupDef>>,
+}
+
+/// One host of the inventory.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Inventory name, used in every report.
+    pub name: String,
+    /// Address to connect to (the name when unset).
+    pub address: String,
+    /// Connection kind (`ssh` unless said otherwise).
+    pub connection: Connection,
+    /// SSH settings after applying the inventory-wide defaults.
+    pub ssh: SshDefaults,
+    /// Host-level vars.
+    pub vars: Vars,
+    /// Where the host is declared.
+    pub loc: Location,
+}
+
+/// A group and its direct members.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Hosts listed directly.
+    pub hosts: Vec<String>,
+    /// Child groups.
+    pub children: Vec<String>,
+    /// Group-level vars.
+    pub vars: Vars,
+    /// Where the group is declared.
+    pub loc: Location,
+}
+
+/// A loaded, checked inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The inventory file.
+    pub path: PathBuf,
+    /// Its directory; relative paths in it are relative to this.
+    pub dir: PathBuf,
+    /// The playbook it names (`pattern:` or `playbook:`), resolved to a path.
+    pub playbook: Option<PathBuf>,
+    /// Global vars.
+    pub vars: Vars,
+    /// Names of vars whose values must never be shown.
+    pub secrets: Vec<String>,
+    /// Hosts in declaration order.
+    pub hosts: Vec<Host>,
+    /// Groups in declaration order (the implicit `all` is not stored).
+    pub groups: IndexMap<String, Group>,
+    lines: Lines,
+}
+
+impl Inventory {
+    /// Reads and checks an inventory file. `pattern: NAME` resolves to `playbooks/NAME.yaml` next to the
+    /// inventory's project (the inventory dir or its parent).
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let text = read(path)?;
+        let lines = Lines::index(path, &text);
+        let raw: InventoryFile = parse_yaml(path, &text)?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let playbook = match (&raw.pattern, &raw.playbook) {
+            (Some(_), Some(_)) => {
+                return Err(ModelError::at(&lines.at("pattern"), "set either `pattern` or `playbook`, not both"))
+            }
+            (Some(p), None) => Some(find_pattern(&dir, p).ok_or_else(|| {
+                ModelError::at(
+                    &lines.at("pattern"),
+                    format!("no playbook for pattern `{p}` (looked for playbooks/{p}.yaml next to the inventory and in its parent)"),
+                )
+            })?),
+            (None, Some(p)) => Some(dir.join(p)),
+            (None, None) => None,
+        };
+        let rel = |p: &Option<PathBuf>| p.as_ref().map(|p| dir.join(p));
+        let mut hosts: Vec<Host> = Vec::new();
+        for (name, def) in raw.hosts {
+            let def = def.unwrap_or(HostDef {
+                address: None,
+                connection: None,
+                ssh: SshDefaults::default(),
+                vars: Vars::new(),
+            });
+            let loc = lines.at(&format!("hosts.{name}"));
+            check_name(&name, "host", &loc)?;
+            let s = &def.ssh;
+            let d = &raw.ssh;
+            hosts.push(Host {
+                address: def.address.unwrap_or_else(|| name.clone()),
+                connection: def.connection.unwrap_or(Connection::Ssh),
+                ssh: SshDefaults {
+                    user: s.user.clone().or_else(|| d.user.clone()),
+                    port: s.port.or(d.port),
+                    identity_file: rel(&s.identity_file).or_else(|| rel(&d.identity_file)),
+                    known_hosts: rel(&s.known_hosts).or_else(|| rel(&d.known_hosts)),
+                    ssh_config: rel(&s.ssh_config).or_else(|| rel(&d.ssh_config)),
+                    become_root: s.become_root.or(d.become_root),
+                },
+                vars: def.vars,
+                name,
+                loc,
+            });
+        }
+        let mut groups = IndexMap::new();
+        for (name, def) in raw.groups {
+            let def = def.unwrap_or_default();
+            let loc = lines.at(&format!("groups.{name}"));
+            check_name(&name, "group", &loc)?;
+            if name == "all" {
+                return Err(ModelError::at(&loc, "`all` is implicit and holds every host; put its vars under top-level `vars`"));
+            }
+            for h in &def.hosts {
+                if !hosts.iter().any(|x| &x.name == h) {
+                    hosts.push(Host {
+                        name: h.clone(),
+                        address: h.clone(),
+                        connection: Connection::Ssh,
+                        ssh: raw.ssh.clone(),
+                        vars: Vars::new(),
+                        loc: loc.clone(),
+                    });
+                }
+            }
+            groups.insert(
+                name,
+                Group {
+                    hosts: def.hosts,
+                    children: def.children,
+                    vars: def.vars,
+                    loc,
+                },
+            );
+        }
+        let inv = Inventory {
+            path: path.to_path_buf(),
+            dir,
+            playbook,
+            vars: raw.vars,
+            secrets: raw.secrets,
+            hosts,
+            groups,
+            lines,
+        };
+        inv.check_groups()?;
+        Ok(inv)
+    }
+
+    fn check_groups(&self) -> Result<(), ModelError> {
+        for (name, g) in &self.groups {
+            for c in &g.children {
+                if !self.groups.contains_key(c) {
+                    return Err(ModelError::at(&g.loc, format!("group `{name}` has unknown child group `{c}`")));
+                }
+            }
+            let mut seen = IndexSet::new();
+            self.check_acyclic(name, &mut seen)?;
+        }
+        Ok(())
+    }
+
+    fn check_acyclic(&self, name: &str, path: &mut IndexSet<String>) -> Result<(), ModelError> {
+        if !path.insert(name.to_string()) {
+            let chain: Vec<_> = path.iter().cloned().chain([name.to_string()]).collect();
+            return Err(ModelError::at(&self.groups[name].loc, format!("group cycle: {}", chain.join(" -> "))));
+        }
+        for c in &self.groups[name].children {
+            self.check_acyclic(c, path)?;
+        }
+        path.pop();
+        Ok(())
+    }
+
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Every host of group `name` (with its child groups), in inventory order.
+    pub fn members(&self, name: &str) -> Vec<String> {
+        if name == "all" {
+            return self.hosts.iter().map(|h| h.name.clone()).collect();
+        }
+        let mut set = IndexSet::new();
+        self.collect(name, &mut set);
+        self.hosts.iter().filter(|h| set.contains(&h.name)).map(|h| h.name.clone()).collect()
+    }
+
+    fn collect(&self, group: &str, out: &mut IndexSet<String>) {
+        if let Some(g) = self.groups.get(group) {
+            out.extend(g.hosts.iter().cloned());
+            for c in &g.children {
+                self.collect(c, out);
+            }
+        }
+    }
+
+    /// Groups `host` belongs to, ordered for variable precedence: shallower groups (parents) first.
+    pub fn groups_of(&self, host: &str) -> Vec<String> {
+        let mut gs: Vec<(usize, String)> = self
+            .groups
+            .keys()
+            .filter(|g| self.members(g).iter().any(|h| h == host))
+            .map(|g| (self.depth(g), g.clone()))
+            .collect();
+        gs.sort();
+        gs.into_iter().map(|(_, g)| g).collect()
+    }
+
+    fn depth(&self, group: &str) -> usize {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.children.iter().any(|c| c == group))
+            .map(|(p, _)| self.depth(p) + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Variable layers of `host`, lowest precedence first.
+    pub fn var_layers(&self, host: &str) -> Vec<&Vars> {
+        let mut layers = vec![&self.vars];
+        for g in self.groups_of(host) {
+            layers.push(&self.groups[&g].vars);
+        }
+        if let Some(h) = self.host(host) {
+            layers.push(&h.vars);
+        }
+        layers
+    }
+
+    /// Hosts matched by an Ansible-style pattern: names or groups separated by `,` or `:`, `*` wildcards,
+    /// `!x` to exclude and `&x` to intersect. An unknown name is an error, not an empty match, because a
+    /// typo in `--limit` or `hosts:` must never silently select nothing.
+    pub fn select(&self, pattern: &str) -> Result<Vec<String>, String> {
+        let mut picked: IndexSet<String> = IndexSet::new();
+        let mut first = true;
+        for part in pattern.split([',', ':']).map(str::trim).filter(|p| !p.is_empty()) {
+            let (op, name) = match part.chars().next() {
+                Some('!') => ('!', &part[1..]),
+                Some('&') => ('&', &part[1..]),
+                _ => ('+', part),
+            };
+            let matched = self.match_one(name)?;
+            match op {
+                '!' => picked.retain(|h| !matched.contains(h)),
+                '&' => picked.retain(|h| matched.contains(h)),
+                _ => picked.extend(matched),
+            }
+            if first && op != '+' {
+                return Err(format!("pattern `{pattern}` starts with an exclusion; name what to include first"));
+            }
+            first = false;
+        }
+        Ok(self.hosts.iter().filter(|h| picked.contains(&h.name)).map(|h| h.name.clone()).collect())
+    }
+
+    fn match_one(&self, name: &str) -> Result<Vec<String>, String> {
+        if name == "all" || self.groups.contains_key(name) {
+            return Ok(self.members(name));
+        }
+        if self.host(name).is_some() {
+            return Ok(vec![name.to_string()]);
+        }
+        if name.contains('*') {
+            let re = regex::Regex::new(&format!("^{}$", regex::escape(name).replace("\\*", ".*")))
+                .map_err(|e| e.to_string())?;
+            let mut out: Vec<String> = self.hosts.iter().filter(|h| re.is_match(&h.name)).map(|h| h.name.clone()).collect();
+            for g in self.groups.keys().filter(|g| re.is_match(g)) {
+                out.extend(self.members(g));
+            }
+            return Ok(out);
+        }
+        Err(format!("`{name}` is neither a host nor a group of {}", self.path.display()))
+    }
+
+    /// Location of a dotted path in the inventory file.
+    pub fn at(&self, path: &str) -> Location {
+        self.lines.at(path)
+    }
+}
+
+fn find_pattern(dir: &Path, name: &str) -> Option<PathBuf> {
+    let file = format!("{name}.yaml");
+    [dir.join("playbooks").join(&file), dir.join("..").join("playbooks").join(&file)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+fn check_name(name: &str, what: &str, loc: &Location) -> Result<(), ModelError> {
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::at(loc, format!("{what} name `{name}` may only hold letters, digits, '-', '_' and '.'")))
+    }
+}

@@ -1,0 +1,474 @@
+//! Playbooks and modules. A playbook is a list of plays; a play runs tasks (and handlers) on the hosts
+//! its pattern selects. `include: NAME` pulls in the reusable bundle `modules/NAME/` (`tasks.yaml`,
+//! optional `defaults.yaml` and `handlers.yaml`, `templates/`, `files/`) with vars of its own.
+//! Everything here is checked when loading: unknown resource types, unknown modules, unknown handlers.
+
+use super::error::{parse_yaml, read, ModelError};
+use super::location::{Lines, Location};
+use super::Vars;
+use crate::resources;
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value as Y};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A reference to what a task waits for: a task or a whole play, on all hosts that run it or on those a
+/// pattern selects.
+#[derive(Debug, Clone)]
+pub struct DepRef {
+    /// Task name (as shown in reports, or its own name when unique).
+    pub task: Option<String>,
+    /// Play name.
+    pub play: Option<String>,
+    /// Restrict to the hosts this pattern selects.
+    pub hosts: Option<String>,
+    /// Where the reference is written.
+    pub loc: Location,
+}
+
+/// One task after module expansion; what the graph is built from.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Index in [`Playbook::tasks`].
+    pub id: usize,
+    /// Name shown in reports (`module | task` for module tasks).
+    pub name: String,
+    /// The task's own `name:` (without the module prefix).
+    pub short: String,
+    /// Resource type.
+    pub kind: String,
+    /// Arguments, still templated.
+    pub args: serde_json::Value,
+    /// Name under which the result is registered.
+    pub register: Option<String>,
+    /// Handlers notified when the task changes something.
+    pub notify: Vec<String>,
+    /// Conditions, all of which must hold (an include's condition is prepended).
+    pub when: Vec<String>,
+    /// What the task waits for besides the previous task on its host.
+    pub depends_on: Vec<DepRef>,
+    /// Where the task is written.
+    pub loc: Location,
+    /// Index of its variable scope in [`Playbook::scopes`].
+    pub scope: usize,
+    /// Directories searched for relative `src` files.
+    pub search: Arc<Vec<PathBuf>>,
+    /// Index of its play.
+    pub play: usize,
+    /// True for handlers, which run only when notified.
+    pub handler: bool,
+}
+
+/// A play: tasks and handlers for the hosts its pattern selects.
+#[derive(Debug, Clone)]
+pub struct Play {
+    /// Name shown in reports and used by `depends_on: {play: …}`.
+    pub name: String,
+    /// Host pattern.
+    pub hosts: String,
+    /// Task ids in order.
+    pub tasks: Vec<usize>,
+    /// Handler ids in order.
+    pub handlers: Vec<usize>,
+    /// Where the play is written.
+    pub loc: Location,
+}
+
+/// Variable layers of a task's context that come from the playbook side, lowest precedence first:
+/// module defaults (innermost module first), playbook vars, play vars, include vars (outermost first).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The layers.
+    pub layers: Vec<Arc<Vars>>,
+}
+
+/// A loaded, expanded playbook.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    /// The playbook file.
+    pub path: PathBuf,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Playbook name (its file stem unless set).
+    pub name: String,
+    /// Plays in order.
+    pub plays: Vec<Play>,
+    /// All tasks and handlers.
+    pub tasks: Vec<TaskSpec>,
+    /// Variable scopes referenced by tasks.
+    pub scopes: Vec<Scope>,
+    /// Every `register:` name, so templates may use them before they exist.
+    pub registered: BTreeSet<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaybookFile {
+    name: Option<String>,
+    #[serde(default)]
+    vars: Vars,
+    plays: Vec<PlayFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlayFile {
+    name: Option<String>,
+    hosts: String,
+    #[serde(default)]
+    vars: Vars,
+    #[serde(default)]
+    depends_on: Vec<Y>,
+    #[serde(default)]
+    tasks: Vec<Y>,
+    #[serde(default)]
+    handlers: Vec<Y>,
+}
+
+const TASK_KEYS: &[&str] = &["name", "register", "notify", "when", "depends_on", "include", "vars"];
+
+struct Loader {
+    modules: Vec<PathBuf>,
+    pb: Playbook,
+    stack: Vec<String>,
+}
+
+/// The context in which a list of tasks is read.
+#[derive(Clone)]
+struct Frame {
+    lines: Arc<Lines>,
+    prefix: String,
+    play: usize,
+    handler: bool,
+    defaults: Vec<Arc<Vars>>,
+    includes: Vec<Arc<Vars>>,
+    when: Vec<String>,
+    depends_on: Vec<DepRef>,
+    search: Arc<Vec<PathBuf>>,
+    label: String,
+}
+
+impl Playbook {
+    /// Loads a playbook and every module it includes. Modules are looked up in `modules/` next to the
+    /// playbook and in its parent directory.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let text = read(path)?;
+        let lines = Arc::new(Lines::index(path, &text));
+        let mut value: Y = parse_yaml(path, &text)?;
+        let prefix = if value.is_sequence() {
+            value = Y::Mapping(Mapping::from_iter([(Y::from("plays"), value)]));
+            ""
+        } else {
+            "plays."
+        };
+        let raw: PlaybookFile = serde_yaml::from_value(value)
+            .map_err(|e| ModelError::at(&lines.at(""), format!("not a playbook: {e}")))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let name = raw.name.clone().unwrap_or_else(|| {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+        let mut l = Loader {
+            modules: vec![dir.join("modules"), dir.join("..").join("modules")],
+            pb: Playbook {
+                path: path.to_path_buf(),
+                dir: dir.clone(),
+                name,
+                plays: Vec::new(),
+                tasks: Vec::new(),
+                scopes: Vec::new(),
+                registered: BTreeSet::new(),
+            },
+            stack: Vec::new(),
+        };
+        let pb_vars = Arc::new(raw.vars);
+        for (i, p) in raw.plays.into_iter().enumerate() {
+            let at = format!("{prefix}{i}");
+            let loc = lines.at(&at);
+            let play_name = p.name.clone().unwrap_or_else(|| format!("play {}", i + 1));
+            let deps = p
+                .depends_on
+                .iter()
+                .enumerate()
+                .map(|(j, d)| dep_ref(d, lines.at(&format!("{at}.depends_on.{j}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            l.pb.plays.push(Play {
+                name: play_name,
+                hosts: p.hosts.clone(),
+                tasks: Vec::new(),
+                handlers: Vec::new(),
+                loc,
+            });
+            let frame = Frame {
+                lines: lines.clone(),
+                prefix: format!("{at}.tasks"),
+                play: i,
+                handler: false,
+                defaults: Vec::new(),
+                includes: vec![pb_vars.clone(), Arc::new(p.vars)],
+                when: Vec::new(),
+                depends_on: deps,
+                search: Arc::new(vec![dir.clone()]),
+                label: String::new(),
+            };
+            l.tasks(&p.tasks, &frame)?;
+            let hframe = Frame {
+                prefix: format!("{at}.handlers"),
+                handler: true,
+                depends_on: Vec::new(),
+                ..frame
+            };
+            l.tasks(&p.handlers, &hframe)?;
+        }
+        l.check_notify()?;
+        Ok(l.pb)
+    }
+}
+
+impl Loader {
+    fn tasks(&mut self, list: &[Y], f: &Frame) -> Result<(), ModelError> {
+        for (i, t) in list.iter().enumerate() {
+            let loc = f.lines.at(&format!("{}.{i}", f.prefix));
+            let Some(map) = t.as_mapping() else {
+                return Err(ModelError::at(&loc, "a task must be a mapping"));
+            };
+            self.task(map, &loc, &format!("{}.{i}", f.prefix), f)?;
+        }
+        Ok(())
+    }
+
+    fn task(&mut self, map: &Mapping, loc: &Location, at: &str, f: &Frame) -> Result<(), ModelError> {
+        let get = |k: &str| map.get(Y::from(k));
+        let name = match get("name") {
+            Some(Y::String(s)) => Some(s.clone()),
+            Some(_) => return Err(ModelError::at(loc, "`name` must be a string")),
+            None => None,
+        };
+        let mut when = f.when.clone();
+        match get("when") {
+            Some(Y::String(s)) => when.push(strip_braces(s)),
+            Some(Y::Bool(b)) => when.push(b.to_string()),
+            Some(Y::Sequence(s)) => {
+                for w in s {
+                    when.push(strip_braces(w.as_str().ok_or_else(|| ModelError::at(loc, "`when` items must be strings"))?));
+                }
+            }
+            Some(_) => return Err(ModelError::at(loc, "`when` must be an expression string or a list of them")),
+            None => {}
+        }
+        let mut depends_on = f.depends_on.clone();
+        if let Some(d) = get("depends_on") {
+            let items = d.as_sequence().cloned().unwrap_or_else(|| vec![d.clone()]);
+            for (j, item) in items.iter().enumerate() {
+                depends_on.push(dep_ref(item, f.lines.at(&format!("{at}.depends_on.{j}")))?);
+            }
+        }
+        let vars: Vars = match get("vars") {
+            Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| ModelError::at(loc, format!("`vars`: {e}")))?,
+            None => Vars::new(),
+        };
+        if let Some(module) = get("include") {
+            let module = module.as_str().ok_or_else(|| ModelError::at(loc, "`include` takes a module name"))?;
+            for k in ["register", "notify"] {
+                if get(k).is_some() {
+                    return Err(ModelError::at(loc, format!("`{k}` cannot be used on an include")));
+                }
+            }
+            if let Some(other) = map.keys().filter_map(Y::as_str).find(|k| !TASK_KEYS.contains(k)) {
+                return Err(ModelError::at(loc, format!("an include takes no `{other}` key")));
+            }
+            let label = name.unwrap_or_else(|| module.to_string());
+            return self.include(module, &label, vars, when, depends_on, loc, f);
+        }
+        if !vars.is_empty() {
+            return Err(ModelError::at(loc, "task-level `vars` only go with `include`; put them on the play"));
+        }
+        let actions: Vec<&str> = map.keys().filter_map(Y::as_str).filter(|k| !TASK_KEYS.contains(k)).collect();
+        let kind = match actions.as_slice() {
+            [k] => k.to_string(),
+            [] => return Err(ModelError::at(loc, "task names no resource type (e.g. `file:`, `template:`, `command:`)")),
+            many => return Err(ModelError::at(loc, format!("task has more than one resource type: {}", many.join(", ")))),
+        };
+        if !resources::is_known(&kind) {
+            return Err(ModelError::at(
+                loc,
+                format!("unknown resource type `{kind}` (known: {})", resources::names().join(", ")),
+            ));
+        }
+        let args = match map.get(Y::from(kind.as_str())) {
+            Some(Y::String(s)) if kind == "command" || kind == "shell" => serde_json::json!({ "cmd": s }),
+            Some(v @ Y::Mapping(_)) => serde_json::to_value(v).map_err(|e| ModelError::at(loc, format!("`{kind}`: {e}")))?,
+            Some(Y::Null) => serde_json::json!({}),
+            _ => return Err(ModelError::at(loc, format!("`{kind}` takes a mapping of arguments"))),
+        };
+        let register = match get("register") {
+            Some(Y::String(s)) if is_ident(s) => Some(s.clone()),
+            Some(_) => return Err(ModelError::at(loc, "`register` must be a variable name")),
+            None => None,
+        };
+        if let Some(r) = &register {
+            self.pb.registered.insert(r.clone());
+        }
+        let notify = match get("notify") {
+            Some(Y::String(s)) => vec![s.clone()],
+            Some(Y::Sequence(s)) => s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Some(_) => return Err(ModelError::at(loc, "`notify` takes a handler name or a list of them")),
+            None => Vec::new(),
+        };
+        let short = name.unwrap_or_else(|| default_name(&kind, &args));
+        let full = if f.label.is_empty() { short.clone() } else { format!("{} | {short}", f.label) };
+        let id = self.pb.tasks.len();
+        if f.handler && self.pb.plays[f.play].handlers.iter().any(|h| self.pb.tasks[*h].short == short) {
+            return Ok(());
+        }
+        let scope = self.scope(f);
+        self.pb.tasks.push(TaskSpec {
+            id,
+            name: full,
+            short,
+            kind,
+            args,
+            register,
+            notify,
+            when,
+            depends_on,
+            loc: loc.clone(),
+            scope,
+            search: f.search.clone(),
+            play: f.play,
+            handler: f.handler,
+        });
+        let play = &mut self.pb.plays[f.play];
+        if f.handler { play.handlers.push(id) } else { play.tasks.push(id) }
+        Ok(())
+    }
+
+    fn scope(&mut self, f: &Frame) -> usize {
+        let mut layers: Vec<Arc<Vars>> = f.defaults.iter().rev().cloned().collect();
+        layers.extend(f.includes.iter().cloned());
+        let found = self.pb.scopes.iter().position(|s| {
+            s.layers.len() == layers.len() && s.layers.iter().zip(&layers).all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        found.unwrap_or_else(|| {
+            self.pb.scopes.push(Scope { layers });
+            self.pb.scopes.len() - 1
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn include(
+        &mut self,
+        module: &str,
+        label: &str,
+        vars: Vars,
+        when: Vec<String>,
+        depends_on: Vec<DepRef>,
+        loc: &Location,
+        f: &Frame,
+    ) -> Result<(), ModelError> {
+        if self.stack.iter().any(|m| m == module) {
+            return Err(ModelError::at(loc, format!("module include cycle: {} -> {module}", self.stack.join(" -> "))));
+        }
+        let dir = self.modules.iter().map(|d| d.join(module)).find(|d| d.join("tasks.yaml").is_file()).ok_or_else(|| {
+            let looked: Vec<_> = self.modules.iter().map(|d| d.join(module).join("tasks.yaml").display().to_string()).collect();
+            ModelError::at(loc, format!("unknown module `{module}` (looked for {})", looked.join(", ")))
+        })?;
+        let defaults = match dir.join("defaults.yaml") {
+            p if p.is_file() => {
+                let t = read(&p)?;
+                let v: Option<Vars> = parse_yaml(&p, &t)?;
+                v.unwrap_or_default()
+            }
+            _ => Vars::new(),
+        };
+        let mut search = vec![dir.clone()];
+        search.extend(f.search.iter().cloned());
+        let mut sub = f.clone();
+        sub.defaults.push(Arc::new(defaults));
+        sub.includes.push(Arc::new(vars));
+        sub.when = when;
+        sub.depends_on = depends_on;
+        sub.search = Arc::new(search);
+        sub.label = if f.label.is_empty() { label.to_string() } else { format!("{} | {label}", f.label) };
+        self.stack.push(module.to_string());
+        for (file, handler) in [("tasks.yaml", false), ("handlers.yaml", true)] {
+            let p = dir.join(file);
+            if !p.is_file() {
+                continue;
+            }
+            let t = read(&p)?;
+            let list: Option<Vec<Y>> = parse_yaml(&p, &t)?;
+            let mut fr = sub.clone();
+            fr.lines = Arc::new(Lines::index(&p, &t));
+            fr.prefix = String::new();
+            fr.handler = f.handler || handler;
+            if handler {
+                fr.depends_on = Vec::new();
+                fr.label = String::new();
+            }
+            let list = list.unwrap_or_default();
+            for (i, item) in list.iter().enumerate() {
+                let loc = fr.lines.at(&i.to_string());
+                let map = item.as_mapping().ok_or_else(|| ModelError::at(&loc, "a task must be a mapping"))?;
+                self.task(map, &loc, &i.to_string(), &fr)?;
+            }
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn check_notify(&self) -> Result<(), ModelError> {
+        for t in &self.pb.tasks {
+            let play = &self.pb.plays[t.play];
+            for n in &t.notify {
+                if !play.handlers.iter().any(|h| &self.pb.tasks[*h].short == n) {
+                    return Err(ModelError::at(&t.loc, format!("task `{}` notifies unknown handler `{n}` (play `{}`)", t.name, play.name)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dep_ref(v: &Y, loc: Location) -> Result<DepRef, ModelError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct D {
+        task: Option<String>,
+        play: Option<String>,
+        hosts: Option<String>,
+    }
+    let d: D = match v {
+        Y::String(s) => D { task: Some(s.clone()), play: None, hosts: None },
+        other => serde_yaml::from_value(other.clone()).map_err(|e| ModelError::at(&loc, format!("depends_on: {e}")))?,
+    };
+    if d.task.is_some() == d.play.is_some() {
+        return Err(ModelError::at(&loc, "depends_on: name exactly one of `task` or `play`"));
+    }
+    Ok(DepRef { task: d.task, play: d.play, hosts: d.hosts, loc })
+}
+
+fn strip_braces(s: &str) -> String {
+    let t = s.trim();
+    t.strip_prefix("{{").and_then(|x| x.strip_suffix("}}")).map(|x| x.trim().to_string()).unwrap_or_else(|| t.to_string())
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+fn default_name(kind: &str, args: &serde_json::Value) -> String {
+    let what = ["path", "dest", "name", "cmd", "url", "port"]
+        .iter()
+        .find_map(|k| args.get(k))
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    match what {
+        Some(w) => format!("{kind} {w}"),
+        None => kind.to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! Merging variable layers and resolving variables that refer to other variables. Values are resolved
+//! eagerly, in as many passes as the references need; a variable that cannot be resolved (undefined
+//! reference, self reference) is kept aside with its reason and only becomes an error if a task uses it,
+//! as Ansible's lazy variables would.
+
+use super::template::{is_templated, Templates};
+use super::Vars;
+use minijinja::Value;
+use std::collections::BTreeMap;
+
+/// Merges layers, later layers replacing earlier ones key by key (Ansible's `hash_behaviour=replace`).
+pub fn merge(layers: &[&Vars]) -> Vars {
+    let mut out = Vars::new();
+    for l in layers {
+        for (k, v) in l.iter() {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Variables after resolution.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// Fully rendered variables, including the magic ones.
+    pub vars: Vars,
+    /// Variables that could not be rendered, with the reason.
+    pub broken: BTreeMap<String, String>,
+}
+
+impl Resolved {
+    /// The template context for these variables.
+    pub fn context(&self) -> Value {
+        Value::from_serialize(&self.vars)
+    }
+}
+
+fn templated(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => is_templated(s),
+        serde_json::Value::Array(a) => a.iter().any(templated),
+        serde_json::Value::Object(m) => m.values().any(templated),
+        _ => false,
+    }
+}
+
+/// Resolves `raw` against itself; `magic` (host name, groups, hostvars…) is available and cannot be
+/// overridden.
+pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
+    let mut vars = Vars::new();
+    let mut pending: Vec<(&String, &serde_json::Value)> = Vec::new();
+    for (k, v) in raw {
+        if magic.contains_key(k) {
+            continue;
+        }
+        if templated(v) {
+            pending.push((k, v));
+        } else {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    vars.extend(magic.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut broken = BTreeMap::new();
+    while !pending.is_empty() {
+        let ctx = Value::from_serialize(&vars);
+        let mut next = Vec::new();
+        broken.clear();
+        for (k, v) in pending.iter().copied() {
+            match t.render_value(v, &ctx) {
+                Ok(r) => {
+                    vars.insert(k.clone(), r);
+                }
+                Err(e) => {
+                    broken.insert(k.clone(), e);
+                    next.push((k, v));
+                }
+            }
+        }
+        if next.len() == pending.len() {
+            break;
+        }
+        pending = next;
+    }
+    for (k, why) in broken.iter_mut() {
+        if why.contains(&format!("`{k}`")) {
+            *why = format!("`{k}` refers to itself ({why})");
+        }
+    }
+    Resolved { vars, broken }
+}
+
+/// True when a variable's value must never be shown: listed under the inventory's `secrets`, or named
+/// like a credential.
+pub fn is_secret_name(name: &str, listed: &[String]) -> bool {
+    let n = name.to_ascii_lowercase();
+    listed.iter().any(|l| l == name) || ["password", "passwd", "passphrase", "secret"].iter().any(|w| n.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: serde_json::Value) -> Vars {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn references_resolve_in_any_order() {
+        let t = Templates::new();
+        let raw = vars(json!({"url": "jdbc://{{ host }}:{{ port }}", "host": "{{ name }}.lab", "port": 3306}));
+        let magic = vars(json!({"name": "h1"}));
+        let r = resolve(&t, &raw, &magic);
+        assert_eq!(r.vars["url"], json!("jdbc://h1.lab:3306"));
+        assert!(r.broken.is_empty());
+    }
+
+    #[test]
+    fn broken_vars_are_kept_aside_with_their_reason() {
+        let t = Templates::new();
+        let raw = vars(json!({"a": "{{ a }}", "b": "{{ missing }}", "c": 1}));
+        let r = resolve(&t, &raw, &Vars::new());
+        assert!(r.broken["a"].contains("refers to itself"), "{:?}", r.broken);
+        assert!(r.broken["b"].contains("missing"));
+        assert_eq!(r.vars["c"], json!(1));
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let a = vars(json!({"x": 1, "y": 1}));
+        let b = vars(json!({"x": 2}));
+        assert_eq!(merge(&[&a, &b]), vars(json!({"x": 2, "y": 1})));
+    }
+
+    #[test]
+    fn secret_names() {
+        assert!(is_secret_name("db_password", &[]));
+        assert!(is_secret_name("keystore", &["keystore".into()]));
+        assert!(!is_secret_name("db_user", &[]));
+    }
+}
