@@ -3,6 +3,9 @@
 //! (local, ssh) → `resources` (one file per type). The engine knows nothing of WSO2: that lives in the
 //! `modules/` and `playbooks/` YAML.
 
+pub mod execute;
 pub mod model;
+pub mod plan;
+pub mod report;
 pub mod resources;
 pub mod transport;

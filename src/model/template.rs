@@ -103,6 +103,12 @@ impl Templates {
         Self { env }
     }
 
+    /// True for names minijinja provides itself (`range`, `dict`, `namespace`…), which templates may
+    /// read without defining them.
+    pub fn is_global(&self, name: &str) -> bool {
+        self.env.globals().any(|(n, _)| n == name)
+    }
+
     /// Renders `src` with `ctx`; the error names the undefined variable when that is what failed.
     pub fn render_str(&self, src: &str, ctx: &Value) -> Result<String, String> {
         self.env.render_str(src, ctx).map_err(|e| self.explain(&e, src, ctx, false))

@@ -8,6 +8,7 @@ mod local;
 pub use batch::{sh_quote, BatchAnswer, Facts, ProbeBatch};
 pub use local::LocalTransport;
 
+use crate::model::{Connection, Host};
 use async_trait::async_trait;
 use std::path::Path;
 use thiserror::Error;
@@ -85,4 +86,15 @@ pub trait Transport: Send + Sync {
 
     /// Closes the connection; called once when the run is over so no helper process outlives it.
     async fn close(&self) {}
+}
+
+/// Opens the transport a host's `connection` names.
+pub fn connect(host: &Host) -> Result<std::sync::Arc<dyn Transport>, String> {
+    match host.connection {
+        Connection::Local => Ok(std::sync::Arc::new(LocalTransport::new(host.name.clone()))),
+        Connection::Ssh => Err(format!(
+            "{}: connection `ssh` is not available in this build yet; use `connection: local`",
+            host.name
+        )),
+    }
 }

@@ -1,0 +1,85 @@
+//! What the scheduler knows about one host during a run: its connection, registered results, notified
+//! handlers, and the batch of probes taken in one round trip — valid until something on the host changes.
+
+use crate::model::Vars;
+use crate::transport::{BatchAnswer, ProbeBatch, Transport};
+use petgraph::graph::NodeIndex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// Probe answers of a host's batch, or why the batch could not run.
+pub type BatchResult = Result<HashMap<NodeIndex, BatchAnswer>, String>;
+
+/// Per-host run state.
+pub struct HostState {
+    /// Connection to the host, made on first use.
+    transport: OnceCell<Result<Arc<dyn Transport>, String>>,
+    connect: Box<dyn Fn() -> Result<Arc<dyn Transport>, String> + Send + Sync>,
+    /// Results registered so far.
+    pub registers: Mutex<Vars>,
+    /// Plan mode: registered names whose value depends on a pending change.
+    pub unknown: Mutex<BTreeSet<String>>,
+    /// Handler (short) name → tasks that notified it.
+    pub notified: Mutex<HashMap<String, Vec<String>>>,
+    /// Number of changes made on this host; a batch taken before the first change stays valid.
+    changes: AtomicU64,
+    batch: OnceCell<BatchResult>,
+}
+
+impl HostState {
+    /// A host reached through whatever `connect` makes.
+    pub fn new(connect: Box<dyn Fn() -> Result<Arc<dyn Transport>, String> + Send + Sync>) -> Self {
+        Self {
+            transport: OnceCell::new(),
+            connect,
+            registers: Mutex::new(Vars::new()),
+            unknown: Mutex::new(BTreeSet::new()),
+            notified: Mutex::new(HashMap::new()),
+            changes: AtomicU64::new(0),
+            batch: OnceCell::new(),
+        }
+    }
+
+    /// The connection, made once.
+    pub async fn transport(&self) -> Result<Arc<dyn Transport>, String> {
+        self.transport.get_or_init(|| async { (self.connect)() }).await.clone()
+    }
+
+    /// The connection if one was made, to close it at the end.
+    pub fn opened(&self) -> Option<Arc<dyn Transport>> {
+        self.transport.get().and_then(|t| t.as_ref().ok().cloned())
+    }
+
+    /// Records that a change was made, which invalidates the batch for later tasks.
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// True while nothing was changed on this host in this run.
+    pub fn pristine(&self) -> bool {
+        self.changes.load(Ordering::SeqCst) == 0
+    }
+
+    /// The host's batched probe answers, taking the batch on first call with `probes`.
+    pub async fn batch(&self, probes: impl FnOnce() -> Vec<(NodeIndex, String)>) -> &BatchResult {
+        self.batch
+            .get_or_init(|| async {
+                let t = self.transport().await?;
+                let list = probes();
+                let mut b = ProbeBatch::default();
+                for (_, snippet) in &list {
+                    b.push(snippet.clone());
+                }
+                let answers = b.run(t.as_ref()).await.map_err(|e| e.to_string())?;
+                Ok(list.into_iter().map(|(n, _)| n).zip(answers).collect())
+            })
+            .await
+    }
+
+    /// Registers `value` under `name`.
+    pub fn register(&self, name: &str, value: serde_json::Value) {
+        self.registers.lock().expect("registers").insert(name.to_string(), value);
+    }
+}

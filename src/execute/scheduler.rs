@@ -1,0 +1,271 @@
+//! The DAG walk on tokio: every node is a task that waits for its predecessors, then takes a fork permit
+//! and runs. A node whose predecessor failed is skipped, and so are its own dependents, across hosts, while
+//! independent branches go on.
+
+use super::host::HostState;
+use super::{Mode, NodeReport, Outcome, SkipCause, Sink};
+use crate::model::Vars;
+use crate::plan::{Edge, Prepared};
+use crate::resources::Resource;
+use crate::transport::{connect, BatchAnswer, ProbeBatch};
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{watch, Semaphore};
+
+/// How a finished node looks to the nodes that wait for it.
+#[derive(Debug, Clone)]
+struct Done {
+    ok: bool,
+    changed: bool,
+    label: String,
+}
+
+struct Run {
+    p: Arc<Prepared>,
+    mode: Mode,
+    hosts: HashMap<String, Arc<HostState>>,
+    forks: Semaphore,
+    done: Vec<watch::Sender<Option<Done>>>,
+    sink: Arc<dyn Sink>,
+}
+
+/// Walks the whole graph in `mode` with at most `forks` nodes working at once, and closes every
+/// connection before returning. Reports come back in graph order.
+pub async fn run(p: Arc<Prepared>, mode: Mode, forks: usize, sink: Arc<dyn Sink>) -> Vec<NodeReport> {
+    let mut hosts = HashMap::new();
+    for name in p.graph.hosts.keys() {
+        let host = p.inv.host(name).expect("graph hosts are inventory hosts").clone();
+        hosts.insert(name.clone(), Arc::new(HostState::new(Box::new(move || connect(&host)))));
+    }
+    let count = p.graph.graph.node_count();
+    let run = Arc::new(Run {
+        p,
+        mode,
+        hosts,
+        forks: Semaphore::new(forks.max(1)),
+        done: (0..count).map(|_| watch::channel(None).0).collect(),
+        sink,
+    });
+    let mut handles = Vec::with_capacity(count);
+    for node in run.p.graph.graph.node_indices() {
+        let r = run.clone();
+        handles.push(tokio::spawn(async move { r.node(node).await }));
+    }
+    let mut reports = Vec::with_capacity(count);
+    for h in handles {
+        reports.push(h.await.expect("node task panicked"));
+    }
+    for h in run.hosts.values() {
+        if let Some(t) = h.opened() {
+            t.close().await;
+        }
+    }
+    reports
+}
+
+impl Run {
+    async fn node(&self, node: NodeIndex) -> NodeReport {
+        let g = &self.p.graph.graph;
+        let mut failed_dep = None;
+        let mut dep_changed = false;
+        for e in g.edges_directed(node, Direction::Incoming) {
+            if self.mode == Mode::Plan && *e.weight() == Edge::Depends {
+                continue;
+            }
+            let mut rx = self.done[e.source().index()].subscribe();
+            let d = rx
+                .wait_for(Option::is_some)
+                .await
+                .map(|d| d.clone().expect("waited for Some"))
+                .unwrap_or(Done { ok: false, changed: false, label: "(lost)".into() });
+            if !d.ok && failed_dep.is_none() {
+                failed_dep = Some(d.label.clone());
+            }
+            dep_changed |= d.changed && *e.weight() == Edge::Depends;
+        }
+        let t = self.p.task(node);
+        let host = &g[node].host;
+        let started = Instant::now();
+        let mut target = None;
+        let outcome = match failed_dep {
+            Some(l) if self.mode == Mode::Apply => Outcome::Skipped {
+                cause: SkipCause::Dependency,
+                reason: format!("{l} did not succeed"),
+            },
+            _ => {
+                let _permit = self.forks.acquire().await.expect("semaphore open");
+                self.sink.started(host, &t.name);
+                self.execute(node, dep_changed, &mut target).await
+            }
+        };
+        let report = NodeReport {
+            node,
+            host: host.clone(),
+            task: t.name.clone(),
+            kind: t.kind.clone(),
+            target,
+            location: t.loc.to_string(),
+            handler: t.handler,
+            outcome,
+            elapsed: started.elapsed(),
+        };
+        self.done[node.index()].send_replace(Some(Done {
+            ok: report.outcome.succeeded(),
+            changed: report.outcome.changes(),
+            label: format!("`{}` on {host}", t.name),
+        }));
+        self.sink.done(&report);
+        report
+    }
+
+    async fn execute(&self, node: NodeIndex, dep_changed: bool, target: &mut Option<String>) -> Outcome {
+        let p = &self.p;
+        let t = p.task(node);
+        let hs = &self.hosts[&p.graph.graph[node].host];
+        let prep = &p.nodes[node.index()];
+        let skip = |cause, reason: &str| Outcome::Skipped { cause, reason: reason.to_string() };
+        if t.handler {
+            let by = hs.notified.lock().expect("notified").get(&t.short).cloned();
+            if by.is_none() {
+                return skip(SkipCause::NotNotified, "not notified");
+            }
+        }
+        let resource: Arc<dyn Resource> = match (&prep.resource, prep.when) {
+            (_, Some(false)) => {
+                self.register_skip(node, hs);
+                return skip(SkipCause::Condition, "condition is false");
+            }
+            (Some(r), _) => r.clone(),
+            (None, _) => {
+                let unknown: Vec<String> = {
+                    let u = hs.unknown.lock().expect("unknown");
+                    prep.reads.iter().filter(|r| u.contains(*r)).cloned().collect()
+                };
+                if !unknown.is_empty() {
+                    if let Some(r) = &t.register {
+                        hs.unknown.lock().expect("unknown").insert(r.clone());
+                    }
+                    self.notify(node, hs);
+                    return Outcome::Unknown(format!("reads `{}`, known after apply", unknown.join("`, `")));
+                }
+                let registers: Vars = hs.registers.lock().expect("registers").clone();
+                let ctx = p.context(node, &registers);
+                match p.condition(node, &ctx) {
+                    Ok(false) => {
+                        self.register_skip(node, hs);
+                        return skip(SkipCause::Condition, "condition is false");
+                    }
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                    Ok(true) => {}
+                }
+                match p.build(node, &ctx) {
+                    Ok(r) => r,
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                }
+            }
+        };
+        *target = Some(resource.describe());
+        let transport = match hs.transport().await {
+            Ok(t) => t,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let batched = prep.resource.is_some() && hs.pristine() && !dep_changed;
+        let answer = if batched {
+            let all = || self.batch_probes(&p.graph.graph[node].host);
+            match hs.batch(all).await {
+                Ok(map) => map.get(&node).cloned(),
+                Err(e) => return Outcome::Failed(e.clone()),
+            }
+        } else {
+            None
+        };
+        let answer: BatchAnswer = match answer {
+            Some(a) => a,
+            None => {
+                let mut b = ProbeBatch::default();
+                b.push(resource.probe());
+                match b.run(transport.as_ref()).await {
+                    Ok(mut a) => a.remove(0),
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                }
+            }
+        };
+        if answer.status != 0 {
+            return Outcome::Failed(format!(
+                "probe of {} failed (exit {}): {}",
+                resource.describe(),
+                answer.status,
+                answer.messages.join("\n")
+            ));
+        }
+        let change = match resource.plan(&answer.facts) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        if !change.is_pending() {
+            self.register(node, hs, false, change.result.clone());
+            return Outcome::Unchanged;
+        }
+        let outcome = Outcome::Change {
+            action: change.action,
+            details: change.details.clone(),
+            diff: change.diff.clone(),
+        };
+        match self.mode {
+            Mode::Plan => {
+                if let Some(r) = &t.register {
+                    hs.unknown.lock().expect("unknown").insert(r.clone());
+                }
+                self.notify(node, hs);
+                outcome
+            }
+            Mode::Apply => match resource.apply(&change, transport.as_ref()).await {
+                Ok(result) => {
+                    hs.changed();
+                    self.register(node, hs, true, result);
+                    self.notify(node, hs);
+                    outcome
+                }
+                Err(e) => {
+                    hs.changed();
+                    Outcome::Failed(e.to_string())
+                }
+            },
+        }
+    }
+
+    /// Every probe of `host` that can be known up front, for its one-round-trip batch.
+    fn batch_probes(&self, host: &str) -> Vec<(NodeIndex, String)> {
+        self.p.graph.hosts[host]
+            .iter()
+            .filter_map(|n| self.p.nodes[n.index()].resource.as_ref().map(|r| (*n, r.probe())))
+            .collect()
+    }
+
+    fn register(&self, node: NodeIndex, hs: &HostState, changed: bool, mut result: serde_json::Map<String, serde_json::Value>) {
+        if let Some(name) = &self.p.task(node).register {
+            result.insert("changed".into(), changed.into());
+            result.insert("failed".into(), false.into());
+            result.entry("skipped").or_insert(false.into());
+            hs.register(name, result.into());
+        }
+    }
+
+    fn register_skip(&self, node: NodeIndex, hs: &HostState) {
+        let mut m = serde_json::Map::new();
+        m.insert("skipped".into(), true.into());
+        self.register(node, hs, false, m);
+    }
+
+    fn notify(&self, node: NodeIndex, hs: &HostState) {
+        let t = self.p.task(node);
+        let mut n = hs.notified.lock().expect("notified");
+        for h in &t.notify {
+            n.entry(h.clone()).or_default().push(t.name.clone());
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The task graph: one node per (host, task), an edge from each task to the next on the same host
+//! (declaration order) and from every task a `depends_on` names to the task that waits, across hosts.
+//! petgraph finds cycles and orders the graph; the scheduler walks the same graph.
+
+use crate::model::playbook::DepRef;
+use crate::model::{Inventory, ModelError, Playbook};
+use indexmap::IndexMap;
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::dot::{Config, Dot};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use std::collections::HashMap;
+
+/// A task on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Inventory host name.
+    pub host: String,
+    /// Task id in the playbook.
+    pub task: usize,
+}
+
+/// Why one node waits for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The previous task on the same host.
+    Order,
+    /// An explicit `depends_on`.
+    Depends,
+}
+
+/// The whole run as a DAG.
+#[derive(Debug, Clone, Default)]
+pub struct TaskGraph {
+    /// The graph itself.
+    pub graph: DiGraph<Node, Edge>,
+    /// Nodes of each selected host, in execution order; hosts in inventory order.
+    pub hosts: IndexMap<String, Vec<NodeIndex>>,
+    /// Things worth telling the user that are not errors (dependencies cut off by `--limit`).
+    pub warnings: Vec<String>,
+}
+
+impl TaskGraph {
+    /// Builds the graph for the hosts `limit` selects (all when `None`), checking every host pattern and
+    /// dependency and rejecting cycles.
+    pub fn build(inv: &Inventory, pb: &Playbook, limit: Option<&str>) -> Result<Self, ModelError> {
+        let allowed: Option<Vec<String>> = match limit {
+            Some(l) => Some(inv.select(l).map_err(|e| ModelError::At {
+                loc: crate::model::Location { file: "--limit".into(), line: 0 },
+                msg: e,
+            })?),
+            None => None,
+        };
+        let mut g = TaskGraph::default();
+        for h in &inv.hosts {
+            if allowed.as_ref().is_none_or(|a| a.contains(&h.name)) {
+                g.hosts.insert(h.name.clone(), Vec::new());
+            }
+        }
+        let mut index: HashMap<(usize, String), NodeIndex> = HashMap::new();
+        let mut play_hosts: Vec<Vec<String>> = Vec::new();
+        for play in &pb.plays {
+            let hosts = inv.select(&play.hosts).map_err(|e| ModelError::at(&play.loc, format!("play `{}`: {e}", play.name)))?;
+            let selected: Vec<String> = hosts.iter().filter(|h| g.hosts.contains_key(*h)).cloned().collect();
+            for h in &selected {
+                for &t in play.tasks.iter().chain(&play.handlers) {
+                    let n = g.graph.add_node(Node { host: h.clone(), task: t });
+                    index.insert((t, h.clone()), n);
+                    let list = g.hosts.get_mut(h).expect("selected host");
+                    if let Some(&prev) = list.last() {
+                        g.graph.add_edge(prev, n, Edge::Order);
+                    }
+                    list.push(n);
+                }
+            }
+            play_hosts.push(hosts);
+        }
+        for task in &pb.tasks {
+            for dep in &task.depends_on {
+                let targets = resolve_dep(inv, pb, dep, &play_hosts, &index, limit.is_some(), &mut g.warnings, &task.name)?;
+                for h in &play_hosts[task.play] {
+                    let Some(&me) = index.get(&(task.id, h.clone())) else { continue };
+                    for &t in &targets {
+                        if t == me {
+                            return Err(ModelError::at(&dep.loc, format!("task `{}` depends on itself", task.name)));
+                        }
+                        g.graph.add_edge(t, me, Edge::Depends);
+                    }
+                }
+            }
+        }
+        g.check_cycles(pb)?;
+        Ok(g)
+    }
+
+    fn check_cycles(&self, pb: &Playbook) -> Result<(), ModelError> {
+        if toposort(&self.graph, None).is_ok() {
+            return Ok(());
+        }
+        let scc = tarjan_scc(&self.graph)
+            .into_iter()
+            .find(|c| c.len() > 1)
+            .unwrap_or_default();
+        let members: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
+        let Some(&start) = scc.first() else {
+            return Err(ModelError::Cycle("(unknown)".into()));
+        };
+        let mut path = vec![start];
+        let mut cur = start;
+        let mut seen = std::collections::HashSet::from([start]);
+        loop {
+            let next = self
+                .graph
+                .edges(cur)
+                .map(|e| e.target())
+                .find(|t| members.contains(t) && (*t == start || !seen.contains(t)))
+                .or_else(|| self.graph.edges(cur).map(|e| e.target()).find(|t| members.contains(t)));
+            let Some(next) = next else { break };
+            if next == start || path.len() > members.len() {
+                break;
+            }
+            seen.insert(next);
+            path.push(next);
+            cur = next;
+        }
+        path.push(start);
+        let text: Vec<String> = path
+            .iter()
+            .map(|&n| {
+                let node = &self.graph[n];
+                let t = &pb.tasks[node.task];
+                format!("`{}` on {} ({})", t.name, node.host, t.loc)
+            })
+            .collect();
+        Err(ModelError::Cycle(text.join(" -> ")))
+    }
+
+    /// Graphviz DOT: one box per (host, task), dashed edges for explicit dependencies.
+    pub fn to_dot(&self, pb: &Playbook) -> String {
+        let labelled = self.graph.map(|_, n| format!("{}: {}", n.host, pb.tasks[n.task].name), |_, e| *e);
+        let edge_attr = |_: &_, e: petgraph::graph::EdgeReference<'_, Edge>| match e.weight() {
+            Edge::Order => String::new(),
+            Edge::Depends => "style=dashed color=blue".to_string(),
+        };
+        let node_attr = |_: &_, _: (NodeIndex, &String)| "shape=box".to_string();
+        format!(
+            "{:?}",
+            Dot::with_attr_getters(&labelled, &[Config::EdgeNoLabel], &edge_attr, &node_attr)
+        )
+    }
+
+    /// The graph as JSON for tools: nodes with host, task and location; edges with their kind.
+    pub fn to_json(&self, pb: &Playbook) -> serde_json::Value {
+        let nodes: Vec<_> = self
+            .graph
+            .node_indices()
+            .map(|i| {
+                let n = &self.graph[i];
+                let t = &pb.tasks[n.task];
+                serde_json::json!({"id": i.index(), "host": n.host, "task": t.name, "type": t.kind, "handler": t.handler, "location": t.loc.to_string()})
+            })
+            .collect();
+        let edges: Vec<_> = self
+            .graph
+            .edge_references()
+            .map(|e| serde_json::json!({"from": e.source().index(), "to": e.target().index(), "kind": match e.weight() { Edge::Order => "order", Edge::Depends => "depends_on" }}))
+            .collect();
+        serde_json::json!({"playbook": pb.name, "nodes": nodes, "edges": edges})
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_dep(
+    inv: &Inventory,
+    pb: &Playbook,
+    dep: &DepRef,
+    play_hosts: &[Vec<String>],
+    index: &HashMap<(usize, String), NodeIndex>,
+    limited: bool,
+    warnings: &mut Vec<String>,
+    waiting: &str,
+) -> Result<Vec<NodeIndex>, ModelError> {
+    let tasks: Vec<usize> = if let Some(name) = &dep.task {
+        let by_full: Vec<usize> = pb.tasks.iter().filter(|t| &t.name == name).map(|t| t.id).collect();
+        let found = if by_full.is_empty() {
+            pb.tasks.iter().filter(|t| &t.short == name).map(|t| t.id).collect()
+        } else {
+            by_full
+        };
+        if found.is_empty() {
+            return Err(ModelError::at(&dep.loc, format!("depends_on: no task named `{name}`")));
+        }
+        found
+    } else {
+        let name = dep.play.as_deref().unwrap_or_default();
+        let play = pb
+            .plays
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| ModelError::at(&dep.loc, format!("depends_on: no play named `{name}`")))?;
+        pb.plays[play].tasks.iter().chain(&pb.plays[play].handlers).copied().collect()
+    };
+    let only: Option<Vec<String>> = match &dep.hosts {
+        Some(p) => Some(inv.select(p).map_err(|e| ModelError::at(&dep.loc, format!("depends_on: {e}")))?),
+        None => None,
+    };
+    let mut out = Vec::new();
+    let mut any_host = false;
+    for &t in &tasks {
+        for h in &play_hosts[pb.tasks[t].play] {
+            if only.as_ref().is_some_and(|o| !o.contains(h)) {
+                continue;
+            }
+            any_host = true;
+            if let Some(&n) = index.get(&(t, h.clone())) {
+                out.push(n);
+            }
+        }
+    }
+    if !any_host {
+        return Err(ModelError::at(&dep.loc, format!("depends_on of `{waiting}`: no host runs what it names")));
+    }
+    if out.is_empty() && limited {
+        warnings.push(format!("{}: `{waiting}` waits for hosts outside --limit; assuming they are done", dep.loc));
+    }
+    Ok(out)
+}

@@ -1,0 +1,9 @@
+//! Planning: from inventory + playbook to a checked task graph in which every task whose arguments can be
+//! known up front already has its resource built. Everything that can be wrong with the input is found
+//! here, before any host is touched.
+
+pub mod graph;
+mod prepare;
+
+pub use graph::{Edge, Node, TaskGraph};
+pub use prepare::{prepare, NodePrep, Options, Prepared};

@@ -1,0 +1,198 @@
+//! Loading, resolving and checking everything before any host is touched.
+
+use super::graph::TaskGraph;
+use crate::model::template::Templates;
+use crate::model::vars::{is_secret_name, merge, resolve, Resolved};
+use crate::model::{Inventory, ModelError, Playbook, TaskSpec, Vars};
+use crate::report::mask::{add_secrets, leaves};
+use crate::resources::{self, BuildCtx, Resource};
+use minijinja::value::{merge_maps, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Playbook overriding the inventory's.
+    pub playbook: Option<PathBuf>,
+    /// Host pattern limiting the run.
+    pub limit: Option<String>,
+    /// `-e` variables, the highest precedence.
+    pub extra: Vars,
+}
+
+/// A node made ready: its resource, if its arguments could be rendered up front.
+#[derive(Clone, Default)]
+pub struct NodePrep {
+    /// The built resource; `None` when arguments read registered results or the condition is false.
+    pub resource: Option<Arc<dyn Resource>>,
+    /// The condition's value when known up front.
+    pub when: Option<bool>,
+    /// Registered names the task reads (its arguments or condition are rendered at run time).
+    pub reads: BTreeSet<String>,
+}
+
+/// Everything a run needs, checked.
+pub struct Prepared {
+    /// The inventory.
+    pub inv: Inventory,
+    /// The playbook.
+    pub pb: Playbook,
+    /// The task graph.
+    pub graph: TaskGraph,
+    /// The template engine.
+    pub templates: Arc<Templates>,
+    /// Per-node preparation, indexed by node index.
+    pub nodes: Vec<NodePrep>,
+    contexts: HashMap<(String, usize), Arc<Resolved>>,
+    extra: Value,
+}
+
+impl Prepared {
+    /// The task a node runs.
+    pub fn task(&self, node: petgraph::graph::NodeIndex) -> &TaskSpec {
+        &self.pb.tasks[self.graph.graph[node].task]
+    }
+
+    /// Template context of `node` with `registers` (the host's registered results so far) layered in.
+    pub fn context(&self, node: petgraph::graph::NodeIndex, registers: &Vars) -> Value {
+        let n = &self.graph.graph[node];
+        let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)].context();
+        merge_maps([self.extra.clone(), Value::from_serialize(registers), base])
+    }
+
+    /// Builds a node's resource with `ctx`, labelling errors with the task, host and place.
+    pub fn build(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Result<Arc<dyn Resource>, ModelError> {
+        let t = self.task(node);
+        let host = &self.graph.graph[node].host;
+        let here = |msg: String| ModelError::at(&t.loc, format!("task `{}` on {host}: {msg}", t.name));
+        let args = self.templates.render_value(&t.args, ctx).map_err(here)?;
+        let render = |text: &str, name: &str| self.templates.render_named(name, text, ctx);
+        let bctx = BuildCtx { search: &t.search, render: &render };
+        resources::build(&t.kind, args, &bctx).map(Arc::from).map_err(|e| here(e.to_string()))
+    }
+
+    /// Evaluates a node's `when` conditions with `ctx`.
+    pub fn condition(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Result<bool, ModelError> {
+        let t = self.task(node);
+        for w in &t.when {
+            let ok = self.templates.truth(w, ctx).map_err(|e| {
+                ModelError::at(&t.loc, format!("task `{}` on {}: when `{w}`: {e}", t.name, self.graph.graph[node].host))
+            })?;
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Loads the inventory and playbook, builds the graph and checks every task on every host.
+pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError> {
+    let inv = Inventory::load(inventory)?;
+    let pb_path = match (&opts.playbook, &inv.playbook) {
+        (Some(p), _) | (None, Some(p)) => p.clone(),
+        (None, None) => {
+            return Err(ModelError::at(
+                &inv.at(""),
+                "the inventory names no playbook: add `pattern: NAME` or `playbook: FILE`, or pass --playbook",
+            ))
+        }
+    };
+    let pb = Playbook::load(&pb_path)?;
+    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref())?;
+    let templates = Arc::new(Templates::new());
+
+    let groups: serde_json::Map<String, serde_json::Value> = std::iter::once("all".to_string())
+        .chain(inv.groups.keys().cloned())
+        .map(|g| (g.clone(), inv.members(&g).into()))
+        .collect();
+    let dir_of = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let magic_for = |host: &str| -> Vars {
+        let h = inv.host(host).expect("known host");
+        let mut m = Vars::new();
+        m.insert("inventory_hostname".into(), host.into());
+        m.insert("ansible_host".into(), h.address.clone().into());
+        m.insert("group_names".into(), inv.groups_of(host).into());
+        m.insert("groups".into(), groups.clone().into());
+        m.insert("inventory_dir".into(), dir_of(&inv.dir).into());
+        m.insert("playbook_dir".into(), dir_of(&pb.dir).into());
+        m
+    };
+    let mut secrets = Vec::new();
+    let mut remember = |r: &Resolved| {
+        for (k, v) in &r.vars {
+            if is_secret_name(k, &inv.secrets) {
+                leaves(v, &mut secrets);
+            }
+        }
+    };
+    let mut hostvars = serde_json::Map::new();
+    for h in &inv.hosts {
+        let mut layers = inv.var_layers(&h.name);
+        layers.push(&opts.extra);
+        let r = resolve(&templates, &merge(&layers), &magic_for(&h.name));
+        remember(&r);
+        hostvars.insert(h.name.clone(), r.vars.into());
+    }
+    let mut contexts: HashMap<(String, usize), Arc<Resolved>> = HashMap::new();
+    for n in graph.graph.node_weights() {
+        let scope = pb.tasks[n.task].scope;
+        if contexts.contains_key(&(n.host.clone(), scope)) {
+            continue;
+        }
+        let mut layers: Vec<&Vars> = pb.scopes[scope].layers.iter().map(|l| l.as_ref()).collect();
+        layers.extend(inv.var_layers(&n.host));
+        layers.push(&opts.extra);
+        let mut magic = magic_for(&n.host);
+        magic.insert("hostvars".into(), hostvars.clone().into());
+        let r = resolve(&templates, &merge(&layers), &magic);
+        remember(&r);
+        contexts.insert((n.host.clone(), scope), Arc::new(r));
+    }
+    add_secrets(secrets);
+
+    let mut p = Prepared {
+        nodes: vec![NodePrep::default(); graph.graph.node_count()],
+        inv,
+        pb,
+        graph,
+        templates,
+        contexts,
+        extra: Value::from_serialize(&opts.extra),
+    };
+    for node in p.graph.graph.node_indices() {
+        p.nodes[node.index()] = check_node(&p, node)?;
+    }
+    Ok(p)
+}
+
+/// Static checks of one node, then (when nothing waits for run time) its condition and resource.
+fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep, ModelError> {
+    let t = p.task(node);
+    let n = &p.graph.graph[node];
+    let ctx_vars = &p.contexts[&(n.host.clone(), t.scope)];
+    let here = |msg: String| ModelError::at(&t.loc, format!("task `{}` on {}: {msg}", t.name, n.host));
+    let mut names = p.templates.names_in(&t.args).map_err(|e| here(format!("template syntax: {e}")))?;
+    for w in &t.when {
+        names.extend(p.templates.names_in_expr(w).map_err(|e| here(format!("when `{w}`: {e}")))?);
+    }
+    let mut reads = BTreeSet::new();
+    for name in names {
+        if p.pb.registered.contains(&name) {
+            reads.insert(name);
+        } else if let Some(why) = ctx_vars.broken.get(&name) {
+            return Err(here(format!("variable `{name}` cannot be resolved: {why}")));
+        } else if !ctx_vars.vars.contains_key(&name) && !p.templates.is_global(&name) {
+            return Err(here(format!("undefined variable `{name}`")));
+        }
+    }
+    if !reads.is_empty() {
+        return Ok(NodePrep { resource: None, when: None, reads });
+    }
+    let ctx = p.context(node, &Vars::new());
+    let when = p.condition(node, &ctx)?;
+    let resource = if when { Some(p.build(node, &ctx)?) } else { None };
+    Ok(NodePrep { resource, when: Some(when), reads })
+}
