@@ -72,6 +72,7 @@ impl HostState {
                 for (_, snippet) in &list {
                     b.push(snippet.clone());
                 }
+                tracing::debug!(host = t.host(), probes = list.len(), "probe round trip (batch)");
                 let answers = b.run(t.as_ref()).await.map_err(|e| e.to_string())?;
                 Ok(list.into_iter().map(|(n, _)| n).zip(answers).collect())
             })

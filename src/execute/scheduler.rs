@@ -186,6 +186,7 @@ impl Run {
         let answer: BatchAnswer = match answer {
             Some(a) => a,
             None => {
+                tracing::debug!(host = transport.host(), task = %t.name, "probe round trip (single)");
                 let mut b = ProbeBatch::default();
                 b.push(resource.probe());
                 match b.run(transport.as_ref()).await {
@@ -223,7 +224,10 @@ impl Run {
                 self.notify(node, hs);
                 outcome
             }
-            Mode::Apply => match resource.apply(&change, transport.as_ref()).await {
+            Mode::Apply => match {
+                tracing::info!(host = transport.host(), task = %t.name, "applying {}", resource.describe());
+                resource.apply(&change, transport.as_ref()).await
+            } {
                 Ok(result) => {
                     hs.changed();
                     self.register(node, hs, true, result);

@@ -214,7 +214,7 @@ fn resolves(ctx: &Value, dotted: &str) -> bool {
 }
 
 fn whole_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
+    let t = s.trim_matches(' ');
     let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;

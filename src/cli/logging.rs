@@ -1,0 +1,35 @@
+//! Logs go to stderr through the secret mask; `RUST_LOG` wins over the -v/-q default.
+
+use apim_provision::report::mask::mask;
+use std::io::Write;
+use tracing_subscriber::EnvFilter;
+
+struct MaskedStderr;
+
+impl Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(mask(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Installs the subscriber: warnings by default, info with -v, debug with -vv, errors only with -q.
+pub fn init(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| MaskedStderr)
+        .with_target(false)
+        .try_init();
+}

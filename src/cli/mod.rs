@@ -1,0 +1,217 @@
+//! The command line: argument parsing and the commands. This is the only place that uses `anyhow`; the
+//! library below returns typed errors.
+
+mod demo;
+mod logging;
+
+use anyhow::{bail, Context, Result};
+use apim_provision::execute::{self, Mode, Sink};
+use apim_provision::model::Vars;
+use apim_provision::plan::{prepare, Options, Prepared};
+use apim_provision::report::human::{self, HumanSink, Verbosity};
+use apim_provision::report::{json, Summary};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Plan and apply WSO2 API Manager clusters over SSH, idempotently, through a dependency graph.
+#[derive(Parser)]
+#[command(name = "apim-provision", version, about, long_about = None)]
+pub struct Cli {
+    /// More output (-v: locations and timings, -vv: debug logs); RUST_LOG overrides the log filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only the summary and failures.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// No colours, even on a terminal.
+    #[arg(long, global = true)]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what apply would change on every host (exit 0: nothing, 2: changes, 1: error).
+    Plan(RunArgs),
+    /// Make the changes (exit 0: all succeeded, 1: a task failed).
+    Apply(RunArgs),
+    /// Parse the inventory and playbook and build the graph; touches no host.
+    Validate(Target),
+    /// Print the task graph (Graphviz DOT or JSON); touches no host.
+    Graph {
+        #[command(flatten)]
+        target: Target,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Run plan -> apply -> plan on the embedded demo inventory (local directories, no hosts needed).
+    Demo {
+        /// Scratch directory for the demo project and its hosts' files.
+        #[arg(long, default_value = "/tmp/apim-provision-demo")]
+        dir: PathBuf,
+        /// Keep what an earlier demo left instead of starting fresh.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Json,
+}
+
+/// What to run on: shared by every command that reads an inventory.
+#[derive(Args, Clone)]
+struct Target {
+    /// Inventory file (YAML).
+    inventory: PathBuf,
+    /// Playbook to run instead of the one the inventory names.
+    #[arg(long)]
+    playbook: Option<PathBuf>,
+    /// Only these hosts: a host or group pattern (`web`, `a,b`, `all:!db`, `wkr*`).
+    #[arg(short, long)]
+    limit: Option<String>,
+    /// Extra variables, highest precedence: `key=value` (value read as YAML) or `@file.yaml`.
+    #[arg(short = 'e', long = "extra-vars")]
+    extra: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Hosts worked on at once (default: all).
+    #[arg(long)]
+    forks: Option<usize>,
+    /// One JSON object per event on stdout, then a summary object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Cli {
+    /// Runs the command and returns the process exit code.
+    pub fn run(self) -> i32 {
+        if self.no_color {
+            console::set_colors_enabled(false);
+            console::set_colors_enabled_stderr(false);
+        }
+        logging::init(self.verbose, self.quiet);
+        let verbosity = match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, 0) => Verbosity::Normal,
+            _ => Verbosity::Verbose,
+        };
+        let json = matches!(&self.command, Command::Plan(a) | Command::Apply(a) if a.json);
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let result = rt.block_on(async {
+            match self.command {
+                Command::Plan(a) => run(&a, Mode::Plan, verbosity).await,
+                Command::Apply(a) => run(&a, Mode::Apply, verbosity).await,
+                Command::Validate(t) => validate(&t),
+                Command::Graph { target, format } => graph(&target, format),
+                Command::Demo { dir, keep } => demo::run(&dir, keep, verbosity).await,
+            }
+        });
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if json {
+                    json::print_error(&msg);
+                } else {
+                    eprintln!("{} {}", console::style("error:").red().bold(), apim_provision::report::mask::mask(&msg));
+                }
+                1
+            }
+        }
+    }
+}
+
+fn extra_vars(list: &[String]) -> Result<Vars> {
+    let mut out = Vars::new();
+    for item in list {
+        if let Some(file) = item.strip_prefix('@') {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading extra vars {file}"))?;
+            let v: Vars = serde_yaml::from_str(&text).with_context(|| format!("extra vars file {file}"))?;
+            out.extend(v);
+        } else if let Some((k, v)) = item.split_once('=') {
+            let value: serde_json::Value = serde_yaml::from_str(v).unwrap_or_else(|_| v.into());
+            out.insert(k.trim().to_string(), value);
+        } else {
+            bail!("-e `{item}`: expected key=value or @file.yaml");
+        }
+    }
+    Ok(out)
+}
+
+fn load(t: &Target) -> Result<Prepared> {
+    let opts = Options {
+        playbook: t.playbook.clone(),
+        limit: t.limit.clone(),
+        extra: extra_vars(&t.extra)?,
+    };
+    Ok(prepare(&t.inventory, &opts)?)
+}
+
+/// Plans or applies; returns the exit code.
+async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
+    let p = Arc::new(load(&a.target)?);
+    let started = Instant::now();
+    if !a.json {
+        for w in &p.graph.warnings {
+            eprintln!("{} {w}", console::style("warning:").yellow());
+        }
+    }
+    let forks = a.forks.unwrap_or(p.graph.hosts.len()).max(1);
+    let total = p.graph.graph.node_count();
+    let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
+    let (sink, human): (Arc<dyn Sink>, Option<Arc<HumanSink>>) = if a.json {
+        (Arc::new(json::JsonSink::new(mode)), None)
+    } else {
+        let h = Arc::new(HumanSink::new(mode, verbosity, total));
+        (h.clone(), Some(h))
+    };
+    let reports = execute::run(p.clone(), mode, forks, sink).await;
+    let summary = Summary::of(hosts, &reports);
+    let elapsed = started.elapsed();
+    if let Some(h) = human {
+        h.finish();
+        match mode {
+            Mode::Plan => human::print_plan(&reports, &summary, verbosity),
+            Mode::Apply => human::print_recap(&reports, &summary, elapsed),
+        }
+    } else {
+        json::print_summary(mode, &summary, elapsed, &p.graph.warnings);
+    }
+    Ok(summary.exit_code(mode))
+}
+
+fn validate(t: &Target) -> Result<i32> {
+    let p = load(t)?;
+    println!(
+        "Valid: {} hosts, {} plays, {} tasks, {} graph nodes ({}).",
+        p.graph.hosts.len(),
+        p.pb.plays.len(),
+        p.pb.tasks.len(),
+        p.graph.graph.node_count(),
+        p.pb.path.display()
+    );
+    for w in &p.graph.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(0)
+}
+
+fn graph(t: &Target, format: GraphFormat) -> Result<i32> {
+    let p = load(t)?;
+    match format {
+        GraphFormat::Dot => println!("{}", p.graph.to_dot(&p.pb)),
+        GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&p.graph.to_json(&p.pb))?),
+    }
+    Ok(0)
+}

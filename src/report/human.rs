@@ -1,0 +1,184 @@
+//! The terminal report: a plan grouped by host with `+ ~ - = !` and unified diffs; apply lines as tasks
+//! finish, with a progress bar on a TTY, and a recap. Every line passes through the secret mask.
+
+use super::mask::mask;
+use super::summary::Summary;
+use crate::execute::{Mode, NodeReport, Outcome, SkipCause, Sink};
+use crate::resources::{Action, ContentDiff};
+use console::style;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+/// How much to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Summary and failures only.
+    Quiet,
+    /// Every task.
+    Normal,
+    /// Every task, with locations and timings.
+    Verbose,
+}
+
+/// Progress and per-task lines while the graph runs.
+pub struct HumanSink {
+    mode: Mode,
+    verbosity: Verbosity,
+    bar: ProgressBar,
+}
+
+impl HumanSink {
+    /// A sink for `total` nodes; the bar only draws when stderr is a terminal.
+    pub fn new(mode: Mode, verbosity: Verbosity, total: usize) -> Self {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")
+                .expect("static template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Self { mode, verbosity, bar }
+    }
+
+    /// Removes the progress bar before the final report.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn line(&self, text: String) {
+        self.bar.suspend(|| println!("{}", mask(&text)));
+    }
+}
+
+impl Sink for HumanSink {
+    fn started(&self, host: &str, task: &str) {
+        self.bar.set_message(mask(&format!("{host}: {task}")).into_owned());
+    }
+
+    fn done(&self, r: &NodeReport) {
+        self.bar.inc(1);
+        if self.mode == Mode::Plan || self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let (word, msg) = match &r.outcome {
+            Outcome::Unchanged => (style("ok").green(), String::new()),
+            Outcome::Change { details, .. } => (style("changed").yellow(), details.join(", ")),
+            Outcome::Unknown(m) => (style("unknown").yellow(), m.clone()),
+            Outcome::Failed(m) => (style("FAILED").red().bold(), m.clone()),
+            Outcome::Skipped { cause: SkipCause::NotNotified, .. } => return,
+            Outcome::Skipped { reason, cause } => (
+                if *cause == SkipCause::Dependency { style("skipped").red() } else { style("skipped").dim() },
+                reason.clone(),
+            ),
+        };
+        let mut text = format!("{:<8} {}  {}", word, style(&r.host).bold(), r.task);
+        if !msg.is_empty() {
+            text.push_str(&format!("  ({msg})"));
+        }
+        if self.verbosity == Verbosity::Verbose {
+            text.push_str(&format!("  [{} {:.2}s]", r.location, r.elapsed.as_secs_f64()));
+        }
+        self.line(text);
+    }
+}
+
+fn symbol(o: &Outcome) -> console::StyledObject<&'static str> {
+    match o {
+        Outcome::Change { action: Action::Create, .. } => style("+").green(),
+        Outcome::Change { action: Action::Delete, .. } => style("-").red(),
+        Outcome::Change { .. } | Outcome::Unknown(_) => style("~").yellow(),
+        Outcome::Failed(_) => style("!").red().bold(),
+        Outcome::Unchanged | Outcome::Skipped { .. } => style("=").dim(),
+    }
+}
+
+/// Unified diff of a file's content, indented under its task.
+pub fn unified(d: &ContentDiff) -> String {
+    similar::TextDiff::from_lines(&d.old, &d.new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&d.path, &format!("{} (planned)", d.path))
+        .to_string()
+}
+
+/// Prints the plan, grouped by host in inventory order, then the totals line.
+pub fn print_plan(reports: &[NodeReport], summary: &Summary, verbosity: Verbosity) {
+    let mut out = String::new();
+    for host in summary.hosts.keys() {
+        let mine: Vec<&NodeReport> = reports
+            .iter()
+            .filter(|r| &r.host == host && !matches!(r.outcome, Outcome::Skipped { cause: SkipCause::NotNotified, .. }))
+            .collect();
+        if verbosity == Verbosity::Quiet && mine.iter().all(|r| matches!(r.outcome, Outcome::Unchanged | Outcome::Skipped { .. })) {
+            continue;
+        }
+        out.push_str(&format!("{}\n", style(host).bold().underlined()));
+        for r in mine {
+            let pending = !matches!(r.outcome, Outcome::Unchanged | Outcome::Skipped { .. });
+            if verbosity == Verbosity::Quiet && !pending {
+                continue;
+            }
+            let target = r.target.as_deref().map(|t| format!("  {}", style(t).dim())).unwrap_or_default();
+            let handler = if r.handler { " (handler)" } else { "" };
+            out.push_str(&format!("  {} {}{handler}{target}\n", symbol(&r.outcome), r.task));
+            let note = match &r.outcome {
+                Outcome::Change { details, .. } => details.join("; "),
+                Outcome::Unknown(m) => m.clone(),
+                Outcome::Failed(m) => format!("would fail: {m}"),
+                Outcome::Skipped { reason, .. } => reason.clone(),
+                Outcome::Unchanged => String::new(),
+            };
+            if !note.is_empty() {
+                for l in note.lines() {
+                    out.push_str(&format!("      {}\n", style(l).dim()));
+                }
+            }
+            if verbosity == Verbosity::Verbose {
+                out.push_str(&format!("      {}\n", style(&r.location).dim()));
+            }
+            if let Outcome::Change { diff: Some(d), .. } = &r.outcome {
+                for l in unified(d).lines() {
+                    let s = match l.chars().next() {
+                        Some('+') if !l.starts_with("+++") => style(l).green(),
+                        Some('-') if !l.starts_with("---") => style(l).red(),
+                        Some('@') => style(l).cyan(),
+                        _ => style(l),
+                    };
+                    out.push_str(&format!("      {s}\n"));
+                }
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\nPlan: {} to add, {} to change, {} unchanged.",
+        summary.add, summary.change, summary.unchanged
+    ));
+    if summary.failed > 0 {
+        out.push_str(&format!(" {} would fail.", summary.failed));
+    }
+    println!("{}", mask(&out));
+}
+
+/// Prints the apply recap and every failure with its place.
+pub fn print_recap(reports: &[NodeReport], summary: &Summary, elapsed: Duration) {
+    let mut out = String::from("\nRecap:\n");
+    for (host, t) in &summary.hosts {
+        out.push_str(&format!(
+            "  {:<20} ok={:<4} changed={:<4} failed={:<4} skipped={}\n",
+            host, t.ok, t.changed, t.failed, t.skipped
+        ));
+    }
+    for r in reports {
+        if let Outcome::Failed(m) = &r.outcome {
+            out.push_str(&format!("\n{} {} on {} ({}):\n  {}\n", style("failed:").red().bold(), r.task, r.host, r.location, m.replace('\n', "\n  ")));
+        }
+    }
+    out.push_str(&format!(
+        "\nApply: {} changed, {} failed, {} skipped, {} unchanged in {:.2}s.",
+        summary.add + summary.change,
+        summary.failed,
+        summary.skipped,
+        summary.unchanged,
+        elapsed.as_secs_f64()
+    ));
+    println!("{}", mask(&out));
+}
