@@ -137,7 +137,8 @@ impl Templates {
                     let e = self.env.compile_expression(expr).map_err(|e| self.explain(&e, expr, ctx, true))?;
                     let out = e.eval(ctx).map_err(|err| self.explain(&err, expr, ctx, true))?;
                     if out.is_undefined() {
-                        return Err(format!("`{expr}` is undefined"));
+                        let name = self.missing(expr, ctx, true).unwrap_or_else(|| expr.to_string());
+                        return Err(format!("undefined variable `{name}`"));
                     }
                     json_of(&out).map_err(|e| e.to_string())?
                 } else {
@@ -186,19 +187,26 @@ impl Templates {
     fn explain(&self, e: &Error, src: &str, ctx: &Value, expr: bool) -> String {
         let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
         if e.kind() == ErrorKind::UndefinedError {
-            let names = if expr {
-                self.env.compile_expression(src).map(|x| x.undeclared_variables(true)).unwrap_or_default()
-            } else {
-                self.env.template_from_str(src).map(|t| t.undeclared_variables(true)).unwrap_or_default()
-            };
-            let mut names: Vec<_> = names.into_iter().collect();
-            names.sort();
-            if let Some(missing) = names.iter().find(|n| !resolves(ctx, n)) {
+            if let Some(missing) = self.missing(src, ctx, expr) {
                 return format!("undefined variable `{missing}`{line}");
             }
         }
         let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
         format!("{}{detail}{line}", e.kind())
+    }
+}
+
+impl Templates {
+    /// The first dotted name `src` reads that `ctx` cannot resolve.
+    fn missing(&self, src: &str, ctx: &Value, expr: bool) -> Option<String> {
+        let names = if expr {
+            self.env.compile_expression(src).map(|x| x.undeclared_variables(true)).unwrap_or_default()
+        } else {
+            self.env.template_from_str(src).map(|t| t.undeclared_variables(true)).unwrap_or_default()
+        };
+        let mut names: Vec<_> = names.into_iter().collect();
+        names.sort();
+        names.into_iter().find(|n| !resolves(ctx, n))
     }
 }
 

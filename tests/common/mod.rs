@@ -1,0 +1,102 @@
+//! Shared helpers for the CLI integration tests: a throwaway project directory and a way to run the real
+//! binary on it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A scratch project: inventory, playbooks and modules written by the test, hosts' files under `root`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a run of the binary printed and returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for "never appears anywhere" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// JSON lines of stdout.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect()
+    }
+
+    /// The JSON task event for `host`/`task`.
+    pub fn event(&self, host: &str, task: &str) -> serde_json::Value {
+        self.json()
+            .into_iter()
+            .find(|e| e["type"] == "task" && e["host"] == host && e["task"] == task)
+            .unwrap_or_else(|| panic!("no event for {host}/{task} in:\n{}", self.stdout))
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where host `h`'s files go (the inventories below set `root` to this).
+    pub fn root(&self, h: &str) -> PathBuf {
+        self.path().join("hosts").join(h)
+    }
+
+    /// Writes `rel` under the project; `@ROOT@` in the text becomes the hosts directory.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let text = text.replace("@ROOT@", &self.path().join("hosts").display().to_string());
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// An inventory of local hosts named `hosts`, each with `root` = its own directory, plus `extra` YAML
+    /// appended at top level.
+    pub fn local_inventory(&self, hosts: &[&str], extra: &str) -> PathBuf {
+        let mut s = String::from("playbook: playbooks/main.yaml\nhosts:\n");
+        for h in hosts {
+            s.push_str(&format!("  {h}:\n    connection: local\n    vars:\n      root: \"@ROOT@/{h}\"\n"));
+        }
+        s.push_str(extra);
+        self.write("inventory.yaml", &s)
+    }
+
+    /// Runs the binary with `args` in the project directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_apim-provision"));
+        c.args(args).current_dir(self.path()).env_remove("RUST_LOG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run apim-provision");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// True when no host directory was created: nothing was touched.
+    pub fn untouched(&self) -> bool {
+        !self.path().join("hosts").exists()
+    }
+}
