@@ -42,11 +42,23 @@ plays:
     assert_eq!(r.code, 1, "{}", r.all());
     let failed = r.event("a", "start manager");
     assert_eq!(failed["status"], "failed");
-    assert!(failed["message"].as_str().unwrap().contains("cannot start"), "{failed}");
-    assert_eq!(r.event("a", "after manager on a")["status"], "skipped_dependency");
+    assert!(
+        failed["message"].as_str().unwrap().contains("cannot start"),
+        "{failed}"
+    );
+    assert_eq!(
+        r.event("a", "after manager on a")["status"],
+        "skipped_dependency"
+    );
     let w = r.event("b", "start worker");
     assert_eq!(w["status"], "skipped_dependency");
-    assert!(w["message"].as_str().unwrap().contains("`start manager` on a"), "{w}");
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .contains("`start manager` on a"),
+        "{w}"
+    );
     assert_eq!(r.event("b", "after worker")["status"], "skipped_dependency");
     assert_eq!(r.event("c", "standalone")["status"], "changed");
     assert!(p.root("c").join("standalone").exists());
@@ -59,13 +71,21 @@ plays:
 
     let human = p.run(&["apply", "inventory.yaml", "--no-color"]);
     assert_eq!(human.code, 1);
-    assert!(human.stdout.contains("failed: start manager on a (") && human.stdout.contains("main.yaml:11"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("failed: start manager on a (")
+            && human.stdout.contains("main.yaml:11"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[test]
 fn workers_start_only_after_the_manager_on_every_manager() {
     let p = Project::new();
-    p.local_inventory(&["m1", "m2", "w1"], "groups:\n  managers:\n    hosts: [m1, m2]\n");
+    p.local_inventory(
+        &["m1", "m2", "w1"],
+        "groups:\n  managers:\n    hosts: [m1, m2]\n",
+    );
     p.write(
         "playbooks/main.yaml",
         r#"
@@ -87,6 +107,15 @@ plays:
     );
     let r = p.run(&["apply", "inventory.yaml"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    let t = |h: &str| -> u128 { std::fs::read_to_string(p.root(h).join("started")).unwrap().trim().parse().unwrap() };
-    assert!(t("w1") > t("m1") && t("w1") > t("m2"), "worker started before a manager");
+    let t = |h: &str| -> u128 {
+        std::fs::read_to_string(p.root(h).join("started"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        t("w1") > t("m1") && t("w1") > t("m2"),
+        "worker started before a manager"
+    );
 }

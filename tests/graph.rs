@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 
 fn project() -> Project {
     let p = Project::new();
-    p.local_inventory(&["m", "w"], "groups:\n  managers:\n    hosts: [m]\n  workers:\n    hosts: [w]\n");
+    p.local_inventory(
+        &["m", "w"],
+        "groups:\n  managers:\n    hosts: [m]\n  workers:\n    hosts: [w]\n",
+    );
     p.write(
         "playbooks/main.yaml",
         r#"
@@ -43,11 +46,22 @@ fn dot_output_is_accepted_by_graphviz() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("graphviz `dot` must be installed (tests/run installs it)");
-    dot.stdin.take().unwrap().write_all(r.stdout.as_bytes()).unwrap();
+    dot.stdin
+        .take()
+        .unwrap()
+        .write_all(r.stdout.as_bytes())
+        .unwrap();
     let out = dot.wait_with_output().unwrap();
-    assert!(out.status.success(), "dot rejected the graph: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dot rejected the graph: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let svg = String::from_utf8_lossy(&out.stdout);
-    assert!(svg.contains("<svg") && svg.contains("start worker"), "{svg}");
+    assert!(
+        svg.contains("<svg") && svg.contains("start worker"),
+        "{svg}"
+    );
     assert!(p.untouched());
 }
 
@@ -59,6 +73,9 @@ fn json_graph_has_nodes_and_dependency_edges() {
     let g: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(g["nodes"].as_array().unwrap().len(), 3);
     let edges = g["edges"].as_array().unwrap();
-    assert_eq!(edges.iter().filter(|e| e["kind"] == "depends_on").count(), 1);
+    assert_eq!(
+        edges.iter().filter(|e| e["kind"] == "depends_on").count(),
+        1
+    );
     assert_eq!(edges.iter().filter(|e| e["kind"] == "order").count(), 1);
 }

@@ -27,7 +27,10 @@ fn project() -> Project {
     let p = Project::new();
     p.local_inventory(&["a", "b"], "vars:\n  port: 8080\n");
     p.write("playbooks/main.yaml", PLAYBOOK);
-    p.write("playbooks/templates/app.conf.j2", "listen = {{ port }}\nname = {{ inventory_hostname }}\n");
+    p.write(
+        "playbooks/templates/app.conf.j2",
+        "listen = {{ port }}\nname = {{ inventory_hostname }}\n",
+    );
     p
 }
 
@@ -37,41 +40,100 @@ fn plan_shows_diffs_apply_converges_and_replan_is_clean() {
     let plan = p.run(&["plan", "inventory.yaml", "--no-color"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
     assert!(plan.stdout.contains("+ app.conf"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("+listen = 8080"), "diff missing:\n{}", plan.stdout);
-    assert!(plan.stdout.contains("Plan: 6 to add, 4 to change, 0 unchanged."), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("+listen = 8080"),
+        "diff missing:\n{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 6 to add, 4 to change, 0 unchanged."),
+        "{}",
+        plan.stdout
+    );
     assert!(p.untouched(), "plan changed something");
 
     let apply = p.run(&["apply", "inventory.yaml", "--no-color"]);
     assert_eq!(apply.code, 0, "{}", apply.all());
     let conf = std::fs::read_to_string(p.root("a").join("conf/app.conf")).unwrap();
     assert_eq!(conf, "listen = 8080\nname = a\n");
-    assert_eq!(std::fs::read_to_string(p.root("b").join("reloads")).unwrap(), "reloaded\n");
+    assert_eq!(
+        std::fs::read_to_string(p.root("b").join("reloads")).unwrap(),
+        "reloaded\n"
+    );
 
     let again = p.run(&["plan", "inventory.yaml", "--no-color"]);
     assert_eq!(again.code, 0, "{}", again.all());
-    assert!(again.stdout.contains("Plan: 0 to add, 0 to change, 8 unchanged."), "{}", again.stdout);
-    assert!(!again.stdout.contains("  + ") && !again.stdout.contains("  ~ "), "{}", again.stdout);
+    assert!(
+        again
+            .stdout
+            .contains("Plan: 0 to add, 0 to change, 8 unchanged."),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        !again.stdout.contains("  + ") && !again.stdout.contains("  ~ "),
+        "{}",
+        again.stdout
+    );
 
     let apply2 = p.run(&["apply", "inventory.yaml", "--json"]);
     assert_eq!(apply2.code, 0);
-    assert!(apply2.json().iter().filter(|e| e["type"] == "task").all(|e| e["status"] == "unchanged" || e["status"] == "not_notified"));
-    assert_eq!(std::fs::read_to_string(p.root("b").join("reloads")).unwrap(), "reloaded\n", "handler ran without a change");
+    assert!(apply2
+        .json()
+        .iter()
+        .filter(|e| e["type"] == "task")
+        .all(|e| e["status"] == "unchanged" || e["status"] == "not_notified"));
+    assert_eq!(
+        std::fs::read_to_string(p.root("b").join("reloads")).unwrap(),
+        "reloaded\n",
+        "handler ran without a change"
+    );
 }
 
 #[test]
 fn a_changed_variable_changes_only_that_file_and_notifies() {
     let p = project();
     assert_eq!(p.run(&["apply", "inventory.yaml"]).code, 0);
-    let plan = p.run(&["plan", "inventory.yaml", "-e", "port=9090", "--limit", "a", "--no-color"]);
+    let plan = p.run(&[
+        "plan",
+        "inventory.yaml",
+        "-e",
+        "port=9090",
+        "--limit",
+        "a",
+        "--no-color",
+    ]);
     assert_eq!(plan.code, 2, "{}", plan.all());
-    assert!(plan.stdout.contains("-listen = 8080") && plan.stdout.contains("+listen = 9090"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("\nb\n"), "--limit a planned b:\n{}", plan.stdout);
-    assert!(plan.stdout.contains("Plan: 0 to add, 2 to change, 3 unchanged."), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("-listen = 8080") && plan.stdout.contains("+listen = 9090"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("\nb\n"),
+        "--limit a planned b:\n{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 2 to change, 3 unchanged."),
+        "{}",
+        plan.stdout
+    );
     let apply = p.run(&["apply", "inventory.yaml", "-e", "port=9090", "--limit", "a"]);
     assert_eq!(apply.code, 0, "{}", apply.all());
-    assert_eq!(std::fs::read_to_string(p.root("a").join("reloads")).unwrap(), "reloaded\nreloaded\n");
-    assert_eq!(std::fs::read_to_string(p.root("b").join("reloads")).unwrap(), "reloaded\n");
-    assert!(std::fs::read_to_string(p.root("b").join("conf/app.conf")).unwrap().contains("8080"));
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("reloads")).unwrap(),
+        "reloaded\nreloaded\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root("b").join("reloads")).unwrap(),
+        "reloaded\n"
+    );
+    assert!(std::fs::read_to_string(p.root("b").join("conf/app.conf"))
+        .unwrap()
+        .contains("8080"));
 }
 
 #[test]
@@ -87,7 +149,10 @@ fn json_plan_is_one_object_per_line_with_a_summary() {
     let e = plan.event("a", "app.conf");
     assert_eq!(e["status"], "create");
     assert!(e["diff"].as_str().unwrap().contains("+listen = 8080"));
-    assert!(e["location"].as_str().unwrap().ends_with("main.yaml:9"), "{e}");
+    assert!(
+        e["location"].as_str().unwrap().ends_with("main.yaml:9"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -112,9 +177,15 @@ plays:
     let plan = p.run(&["plan", "inventory.yaml", "--json"]);
     assert_eq!(plan.code, 2);
     assert_eq!(plan.event("a", "use id")["status"], "known_after_apply");
-    assert!(plan.event("a", "use id")["message"].as_str().unwrap().contains("made"));
+    assert!(plan.event("a", "use id")["message"]
+        .as_str()
+        .unwrap()
+        .contains("made"));
     assert_eq!(p.run(&["apply", "inventory.yaml"]).code, 0);
-    assert_eq!(std::fs::read_to_string(p.root("a").join("copy-of-id")).unwrap(), "id-42");
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("copy-of-id")).unwrap(),
+        "id-42"
+    );
     // Converged: the guard skips the command, the register says so, and the copy would now change.
     let plan = p.run(&["plan", "inventory.yaml", "--json"]);
     assert_eq!(plan.event("a", "make id")["status"], "unchanged");
@@ -147,11 +218,22 @@ plays:
 fn a_converged_plan_probes_each_host_in_one_round_trip() {
     let p = project();
     assert_eq!(p.run(&["apply", "inventory.yaml"]).code, 0);
-    let plan = p.run_env(&["plan", "inventory.yaml", "--no-color"], &[("RUST_LOG", "apim_provision=debug")]);
+    let plan = p.run_env(
+        &["plan", "inventory.yaml", "--no-color"],
+        &[("RUST_LOG", "apim_provision=debug")],
+    );
     assert_eq!(plan.code, 0, "{}", plan.all());
     let batches = plan.stderr.matches("probe round trip (batch)").count();
     let singles = plan.stderr.matches("probe round trip (single)").count();
     assert_eq!((batches, singles), (2, 0), "{}", plan.stderr);
-    let apply = p.run_env(&["apply", "inventory.yaml"], &[("RUST_LOG", "apim_provision=debug")]);
-    assert_eq!(apply.stderr.matches("probe round trip").count(), 2, "{}", apply.stderr);
+    let apply = p.run_env(
+        &["apply", "inventory.yaml"],
+        &[("RUST_LOG", "apim_provision=debug")],
+    );
+    assert_eq!(
+        apply.stderr.matches("probe round trip").count(),
+        2,
+        "{}",
+        apply.stderr
+    );
 }

@@ -39,12 +39,29 @@ plays:
     ];
     for r in &runs {
         let all = r.all();
-        assert!(!all.contains(PASSWORD) && !all.contains(API_KEY), "secret leaked:\n{all}");
+        assert!(
+            !all.contains(PASSWORD) && !all.contains(API_KEY),
+            "secret leaked:\n{all}"
+        );
     }
-    assert!(runs[0].stdout.contains("+url=jdbc:mysql://db/x?password=(sensitive)"), "{}", runs[0].stdout);
+    assert!(
+        runs[0]
+            .stdout
+            .contains("+url=jdbc:mysql://db/x?password=(sensitive)"),
+        "{}",
+        runs[0].stdout
+    );
     assert!(runs[0].stdout.contains("+key=(sensitive)"));
-    assert!(runs[2].stdout.contains("bad password (sensitive)"), "{}", runs[2].stdout);
-    assert!(runs[2].stderr.contains("applying"), "debug logs were not produced:\n{}", runs[2].stderr);
+    assert!(
+        runs[2].stdout.contains("bad password (sensitive)"),
+        "{}",
+        runs[2].stdout
+    );
+    assert!(
+        runs[2].stderr.contains("applying"),
+        "debug logs were not produced:\n{}",
+        runs[2].stderr
+    );
     // The host itself got the real values: masking is only for what we show.
     let conf = std::fs::read_to_string(p.root("a").join("conf")).unwrap();
     assert!(conf.contains(PASSWORD) && conf.contains(API_KEY));

@@ -8,11 +8,26 @@ use apim_provision::report::human::Verbosity;
 use std::path::Path;
 
 const FILES: &[(&str, &str)] = &[
-    ("inventory/demo.yaml", include_str!("../../inventory/demo.yaml")),
-    ("playbooks/demo.yaml", include_str!("../../playbooks/demo.yaml")),
-    ("modules/demo_node/tasks.yaml", include_str!("../../modules/demo_node/tasks.yaml")),
-    ("modules/demo_node/defaults.yaml", include_str!("../../modules/demo_node/defaults.yaml")),
-    ("modules/demo_node/handlers.yaml", include_str!("../../modules/demo_node/handlers.yaml")),
+    (
+        "inventory/demo.yaml",
+        include_str!("../../inventory/demo.yaml"),
+    ),
+    (
+        "playbooks/demo.yaml",
+        include_str!("../../playbooks/demo.yaml"),
+    ),
+    (
+        "modules/demo_node/tasks.yaml",
+        include_str!("../../modules/demo_node/tasks.yaml"),
+    ),
+    (
+        "modules/demo_node/defaults.yaml",
+        include_str!("../../modules/demo_node/defaults.yaml"),
+    ),
+    (
+        "modules/demo_node/handlers.yaml",
+        include_str!("../../modules/demo_node/handlers.yaml"),
+    ),
     (
         "modules/demo_node/templates/deployment.toml.j2",
         include_str!("../../modules/demo_node/templates/deployment.toml.j2"),

@@ -124,7 +124,11 @@ impl Cli {
                 if json {
                     json::print_error(&msg);
                 } else {
-                    eprintln!("{} {}", console::style("error:").red().bold(), apim_provision::report::mask::mask(&msg));
+                    eprintln!(
+                        "{} {}",
+                        console::style("error:").red().bold(),
+                        apim_provision::report::mask::mask(&msg)
+                    );
                 }
                 1
             }
@@ -136,8 +140,10 @@ fn extra_vars(list: &[String]) -> Result<Vars> {
     let mut out = Vars::new();
     for item in list {
         if let Some(file) = item.strip_prefix('@') {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading extra vars {file}"))?;
-            let v: Vars = serde_yaml::from_str(&text).with_context(|| format!("extra vars file {file}"))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading extra vars {file}"))?;
+            let v: Vars =
+                serde_yaml::from_str(&text).with_context(|| format!("extra vars file {file}"))?;
             out.extend(v);
         } else if let Some((k, v)) = item.split_once('=') {
             let value: serde_json::Value = serde_yaml::from_str(v).unwrap_or_else(|_| v.into());

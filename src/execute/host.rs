@@ -44,7 +44,10 @@ impl HostState {
 
     /// The connection, made once.
     pub async fn transport(&self) -> Result<Arc<dyn Transport>, String> {
-        self.transport.get_or_init(|| async { (self.connect)() }).await.clone()
+        self.transport
+            .get_or_init(|| async { (self.connect)() })
+            .await
+            .clone()
     }
 
     /// The connection if one was made, to close it at the end.
@@ -72,7 +75,11 @@ impl HostState {
                 for (_, snippet) in &list {
                     b.push(snippet.clone());
                 }
-                tracing::debug!(host = t.host(), probes = list.len(), "probe round trip (batch)");
+                tracing::debug!(
+                    host = t.host(),
+                    probes = list.len(),
+                    "probe round trip (batch)"
+                );
                 let answers = b.run(t.as_ref()).await.map_err(|e| e.to_string())?;
                 Ok(list.into_iter().map(|(n, _)| n).zip(answers).collect())
             })
@@ -81,6 +88,9 @@ impl HostState {
 
     /// Registers `value` under `name`.
     pub fn register(&self, name: &str, value: serde_json::Value) {
-        self.registers.lock().expect("registers").insert(name.to_string(), value);
+        self.registers
+            .lock()
+            .expect("registers")
+            .insert(name.to_string(), value);
     }
 }

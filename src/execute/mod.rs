@@ -64,7 +64,11 @@ impl Outcome {
     pub fn succeeded(&self) -> bool {
         !matches!(
             self,
-            Outcome::Failed(_) | Outcome::Skipped { cause: SkipCause::Dependency, .. }
+            Outcome::Failed(_)
+                | Outcome::Skipped {
+                    cause: SkipCause::Dependency,
+                    ..
+                }
         )
     }
 

@@ -3,7 +3,7 @@
 //! independent branches go on.
 
 use super::host::HostState;
-use super::{Mode, NodeReport, Outcome, SkipCause, Sink};
+use super::{Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::model::Vars;
 use crate::plan::{Edge, Prepared};
 use crate::resources::Resource;
@@ -35,11 +35,23 @@ struct Run {
 
 /// Walks the whole graph in `mode` with at most `forks` nodes working at once, and closes every
 /// connection before returning. Reports come back in graph order.
-pub async fn run(p: Arc<Prepared>, mode: Mode, forks: usize, sink: Arc<dyn Sink>) -> Vec<NodeReport> {
+pub async fn run(
+    p: Arc<Prepared>,
+    mode: Mode,
+    forks: usize,
+    sink: Arc<dyn Sink>,
+) -> Vec<NodeReport> {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
-        let host = p.inv.host(name).expect("graph hosts are inventory hosts").clone();
-        hosts.insert(name.clone(), Arc::new(HostState::new(Box::new(move || connect(&host)))));
+        let host = p
+            .inv
+            .host(name)
+            .expect("graph hosts are inventory hosts")
+            .clone();
+        hosts.insert(
+            name.clone(),
+            Arc::new(HostState::new(Box::new(move || connect(&host)))),
+        );
     }
     let count = p.graph.graph.node_count();
     let run = Arc::new(Run {
@@ -81,7 +93,11 @@ impl Run {
                 .wait_for(Option::is_some)
                 .await
                 .map(|d| d.clone().expect("waited for Some"))
-                .unwrap_or(Done { ok: false, changed: false, label: "(lost)".into() });
+                .unwrap_or(Done {
+                    ok: false,
+                    changed: false,
+                    label: "(lost)".into(),
+                });
             if !d.ok && failed_dep.is_none() {
                 failed_dep = Some(d.label.clone());
             }
@@ -122,12 +138,20 @@ impl Run {
         report
     }
 
-    async fn execute(&self, node: NodeIndex, dep_changed: bool, target: &mut Option<String>) -> Outcome {
+    async fn execute(
+        &self,
+        node: NodeIndex,
+        dep_changed: bool,
+        target: &mut Option<String>,
+    ) -> Outcome {
         let p = &self.p;
         let t = p.task(node);
         let hs = &self.hosts[&p.graph.graph[node].host];
         let prep = &p.nodes[node.index()];
-        let skip = |cause, reason: &str| Outcome::Skipped { cause, reason: reason.to_string() };
+        let skip = |cause, reason: &str| Outcome::Skipped {
+            cause,
+            reason: reason.to_string(),
+        };
         if t.handler {
             let by = hs.notified.lock().expect("notified").get(&t.short).cloned();
             if by.is_none() {
@@ -143,14 +167,21 @@ impl Run {
             (None, _) => {
                 let unknown: Vec<String> = {
                     let u = hs.unknown.lock().expect("unknown");
-                    prep.reads.iter().filter(|r| u.contains(*r)).cloned().collect()
+                    prep.reads
+                        .iter()
+                        .filter(|r| u.contains(*r))
+                        .cloned()
+                        .collect()
                 };
                 if !unknown.is_empty() {
                     if let Some(r) = &t.register {
                         hs.unknown.lock().expect("unknown").insert(r.clone());
                     }
                     self.notify(node, hs);
-                    return Outcome::Unknown(format!("reads `{}`, known after apply", unknown.join("`, `")));
+                    return Outcome::Unknown(format!(
+                        "reads `{}`, known after apply",
+                        unknown.join("`, `")
+                    ));
                 }
                 let registers: Vars = hs.registers.lock().expect("registers").clone();
                 let ctx = p.context(node, &registers);
@@ -224,21 +255,34 @@ impl Run {
                 self.notify(node, hs);
                 outcome
             }
-            Mode::Apply => match {
+            Mode::Apply => {
                 tracing::info!(host = transport.host(), task = %t.name, "applying {}", resource.describe());
-                resource.apply(&change, transport.as_ref()).await
-            } {
-                Ok(result) => {
-                    hs.changed();
-                    self.register(node, hs, true, result);
-                    self.notify(node, hs);
-                    outcome
-                }
-                Err(e) => {
-                    hs.changed();
-                    Outcome::Failed(e.to_string())
-                }
-            },
+                self.applied(
+                    node,
+                    hs,
+                    resource.apply(&change, transport.as_ref()).await,
+                    outcome,
+                )
+            }
+        }
+    }
+
+    /// Records an apply's result: registers and notifies on success; either way the host has changed.
+    fn applied(
+        &self,
+        node: NodeIndex,
+        hs: &HostState,
+        result: Result<crate::resources::Outcome, crate::resources::ResourceError>,
+        outcome: Outcome,
+    ) -> Outcome {
+        hs.changed();
+        match result {
+            Ok(result) => {
+                self.register(node, hs, true, result);
+                self.notify(node, hs);
+                outcome
+            }
+            Err(e) => Outcome::Failed(e.to_string()),
         }
     }
 
@@ -246,11 +290,22 @@ impl Run {
     fn batch_probes(&self, host: &str) -> Vec<(NodeIndex, String)> {
         self.p.graph.hosts[host]
             .iter()
-            .filter_map(|n| self.p.nodes[n.index()].resource.as_ref().map(|r| (*n, r.probe())))
+            .filter_map(|n| {
+                self.p.nodes[n.index()]
+                    .resource
+                    .as_ref()
+                    .map(|r| (*n, r.probe()))
+            })
             .collect()
     }
 
-    fn register(&self, node: NodeIndex, hs: &HostState, changed: bool, mut result: serde_json::Map<String, serde_json::Value>) {
+    fn register(
+        &self,
+        node: NodeIndex,
+        hs: &HostState,
+        changed: bool,
+        mut result: serde_json::Map<String, serde_json::Value>,
+    ) {
         if let Some(name) = &self.p.task(node).register {
             result.insert("changed".into(), changed.into());
             result.insert("failed".into(), false.into());

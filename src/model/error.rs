@@ -41,13 +41,19 @@ impl ModelError {
 }
 
 /// Parses YAML with serde_yaml, turning its error into `file:line:col: message`.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &std::path::Path, text: &str) -> Result<T, ModelError> {
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<T, ModelError> {
     serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))
 }
 
 /// A serde_yaml error as a located model error.
 pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
-    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
     let mut msg = e.to_string();
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
@@ -57,7 +63,11 @@ pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
             file: path.to_path_buf(),
             line,
         },
-        msg: if col > 0 { format!("(column {col}) {msg}") } else { msg },
+        msg: if col > 0 {
+            format!("(column {col}) {msg}")
+        } else {
+            msg
+        },
     }
 }
 

@@ -135,7 +135,11 @@ impl Inventory {
         let lines = Lines::index(path, &text);
         let raw: InventoryFile = parse_yaml(path, &text)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         let playbook = match (&raw.pattern, &raw.playbook) {
             (Some(_), Some(_)) => {
                 return Err(ModelError::at(&lines.at("pattern"), "set either `pattern` or `playbook`, not both"))
@@ -184,7 +188,10 @@ impl Inventory {
             let loc = lines.at(&format!("groups.{name}"));
             check_name(&name, "group", &loc)?;
             if name == "all" {
-                return Err(ModelError::at(&loc, "`all` is implicit and holds every host; put its vars under top-level `vars`"));
+                return Err(ModelError::at(
+                    &loc,
+                    "`all` is implicit and holds every host; put its vars under top-level `vars`",
+                ));
             }
             for h in &def.hosts {
                 if !hosts.iter().any(|x| &x.name == h) {
@@ -226,7 +233,10 @@ impl Inventory {
         for (name, g) in &self.groups {
             for c in &g.children {
                 if !self.groups.contains_key(c) {
-                    return Err(ModelError::at(&g.loc, format!("group `{name}` has unknown child group `{c}`")));
+                    return Err(ModelError::at(
+                        &g.loc,
+                        format!("group `{name}` has unknown child group `{c}`"),
+                    ));
                 }
             }
             let mut seen = IndexSet::new();
@@ -238,7 +248,10 @@ impl Inventory {
     fn check_acyclic(&self, name: &str, path: &mut IndexSet<String>) -> Result<(), ModelError> {
         if !path.insert(name.to_string()) {
             let chain: Vec<_> = path.iter().cloned().chain([name.to_string()]).collect();
-            return Err(ModelError::at(&self.groups[name].loc, format!("group cycle: {}", chain.join(" -> "))));
+            return Err(ModelError::at(
+                &self.groups[name].loc,
+                format!("group cycle: {}", chain.join(" -> ")),
+            ));
         }
         for c in &self.groups[name].children {
             self.check_acyclic(c, path)?;
@@ -259,7 +272,11 @@ impl Inventory {
         }
         let mut set = IndexSet::new();
         self.collect(name, &mut set);
-        self.hosts.iter().filter(|h| set.contains(&h.name)).map(|h| h.name.clone()).collect()
+        self.hosts
+            .iter()
+            .filter(|h| set.contains(&h.name))
+            .map(|h| h.name.clone())
+            .collect()
     }
 
     fn collect(&self, group: &str, out: &mut IndexSet<String>) {
@@ -310,7 +327,11 @@ impl Inventory {
     pub fn select(&self, pattern: &str) -> Result<Vec<String>, String> {
         let mut picked: IndexSet<String> = IndexSet::new();
         let mut first = true;
-        for part in pattern.split([',', ':']).map(str::trim).filter(|p| !p.is_empty()) {
+        for part in pattern
+            .split([',', ':'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (op, name) = match part.chars().next() {
                 Some('!') => ('!', &part[1..]),
                 Some('&') => ('&', &part[1..]),
@@ -323,11 +344,18 @@ impl Inventory {
                 _ => picked.extend(matched),
             }
             if first && op != '+' {
-                return Err(format!("pattern `{pattern}` starts with an exclusion; name what to include first"));
+                return Err(format!(
+                    "pattern `{pattern}` starts with an exclusion; name what to include first"
+                ));
             }
             first = false;
         }
-        Ok(self.hosts.iter().filter(|h| picked.contains(&h.name)).map(|h| h.name.clone()).collect())
+        Ok(self
+            .hosts
+            .iter()
+            .filter(|h| picked.contains(&h.name))
+            .map(|h| h.name.clone())
+            .collect())
     }
 
     fn match_one(&self, name: &str) -> Result<Vec<String>, String> {
@@ -340,13 +368,21 @@ impl Inventory {
         if name.contains('*') {
             let re = regex::Regex::new(&format!("^{}$", regex::escape(name).replace("\\*", ".*")))
                 .map_err(|e| e.to_string())?;
-            let mut out: Vec<String> = self.hosts.iter().filter(|h| re.is_match(&h.name)).map(|h| h.name.clone()).collect();
+            let mut out: Vec<String> = self
+                .hosts
+                .iter()
+                .filter(|h| re.is_match(&h.name))
+                .map(|h| h.name.clone())
+                .collect();
             for g in self.groups.keys().filter(|g| re.is_match(g)) {
                 out.extend(self.members(g));
             }
             return Ok(out);
         }
-        Err(format!("`{name}` is neither a host nor a group of {}", self.path.display()))
+        Err(format!(
+            "`{name}` is neither a host nor a group of {}",
+            self.path.display()
+        ))
     }
 
     /// Location of a dotted path in the inventory file.
@@ -357,16 +393,25 @@ impl Inventory {
 
 fn find_pattern(dir: &Path, name: &str) -> Option<PathBuf> {
     let file = format!("{name}.yaml");
-    [dir.join("playbooks").join(&file), dir.join("..").join("playbooks").join(&file)]
-        .into_iter()
-        .find(|p| p.is_file())
+    [
+        dir.join("playbooks").join(&file),
+        dir.join("..").join("playbooks").join(&file),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 fn check_name(name: &str, what: &str, loc: &Location) -> Result<(), ModelError> {
-    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(ModelError::at(loc, format!("{what} name `{name}` may only hold letters, digits, '-', '_' and '.'")))
+        Err(ModelError::at(
+            loc,
+            format!("{what} name `{name}` may only hold letters, digits, '-', '_' and '.'"),
+        ))
     }
 }

@@ -78,7 +78,13 @@ impl Recorder {
         let Some((parent, frame)) = self.stack.last_mut() else {
             return Some(String::new());
         };
-        let join = |p: &str, k: &str| if p.is_empty() { k.to_string() } else { format!("{p}.{k}") };
+        let join = |p: &str, k: &str| {
+            if p.is_empty() {
+                k.to_string()
+            } else {
+                format!("{p}.{k}")
+            }
+        };
         match frame {
             Frame::Seq { next } => {
                 let p = join(parent, &next.to_string());

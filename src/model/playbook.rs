@@ -126,7 +126,15 @@ struct PlayFile {
     handlers: Vec<Y>,
 }
 
-const TASK_KEYS: &[&str] = &["name", "register", "notify", "when", "depends_on", "include", "vars"];
+const TASK_KEYS: &[&str] = &[
+    "name",
+    "register",
+    "notify",
+    "when",
+    "depends_on",
+    "include",
+    "vars",
+];
 
 struct Loader {
     modules: Vec<PathBuf>,
@@ -164,10 +172,19 @@ impl Playbook {
         };
         let raw: PlaybookFile = serde_yaml::from_value(value)
             .map_err(|e| ModelError::at(&lines.at(""), format!("not a playbook: {e}")))?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         let name = raw.name.clone().unwrap_or_else(|| {
-            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
         });
         let mut l = Loader {
             modules: vec![dir.join("modules"), dir.join("..").join("modules")],
@@ -238,7 +255,13 @@ impl Loader {
         Ok(())
     }
 
-    fn task(&mut self, map: &Mapping, loc: &Location, at: &str, f: &Frame) -> Result<(), ModelError> {
+    fn task(
+        &mut self,
+        map: &Mapping,
+        loc: &Location,
+        at: &str,
+        f: &Frame,
+    ) -> Result<(), ModelError> {
         let get = |k: &str| map.get(Y::from(k));
         let name = match get("name") {
             Some(Y::String(s)) => Some(s.clone()),
@@ -251,10 +274,17 @@ impl Loader {
             Some(Y::Bool(b)) => when.push(b.to_string()),
             Some(Y::Sequence(s)) => {
                 for w in s {
-                    when.push(strip_braces(w.as_str().ok_or_else(|| ModelError::at(loc, "`when` items must be strings"))?));
+                    when.push(strip_braces(w.as_str().ok_or_else(|| {
+                        ModelError::at(loc, "`when` items must be strings")
+                    })?));
                 }
             }
-            Some(_) => return Err(ModelError::at(loc, "`when` must be an expression string or a list of them")),
+            Some(_) => {
+                return Err(ModelError::at(
+                    loc,
+                    "`when` must be an expression string or a list of them",
+                ))
+            }
             None => {}
         }
         let mut depends_on = f.depends_on.clone();
@@ -265,42 +295,83 @@ impl Loader {
             }
         }
         let vars: Vars = match get("vars") {
-            Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| ModelError::at(loc, format!("`vars`: {e}")))?,
+            Some(v) => serde_yaml::from_value(v.clone())
+                .map_err(|e| ModelError::at(loc, format!("`vars`: {e}")))?,
             None => Vars::new(),
         };
         if let Some(module) = get("include") {
-            let module = module.as_str().ok_or_else(|| ModelError::at(loc, "`include` takes a module name"))?;
+            let module = module
+                .as_str()
+                .ok_or_else(|| ModelError::at(loc, "`include` takes a module name"))?;
             for k in ["register", "notify"] {
                 if get(k).is_some() {
-                    return Err(ModelError::at(loc, format!("`{k}` cannot be used on an include")));
+                    return Err(ModelError::at(
+                        loc,
+                        format!("`{k}` cannot be used on an include"),
+                    ));
                 }
             }
-            if let Some(other) = map.keys().filter_map(Y::as_str).find(|k| !TASK_KEYS.contains(k)) {
-                return Err(ModelError::at(loc, format!("an include takes no `{other}` key")));
+            if let Some(other) = map
+                .keys()
+                .filter_map(Y::as_str)
+                .find(|k| !TASK_KEYS.contains(k))
+            {
+                return Err(ModelError::at(
+                    loc,
+                    format!("an include takes no `{other}` key"),
+                ));
             }
             let label = name.unwrap_or_else(|| module.to_string());
             return self.include(module, &label, vars, when, depends_on, loc, f);
         }
         if !vars.is_empty() {
-            return Err(ModelError::at(loc, "task-level `vars` only go with `include`; put them on the play"));
+            return Err(ModelError::at(
+                loc,
+                "task-level `vars` only go with `include`; put them on the play",
+            ));
         }
-        let actions: Vec<&str> = map.keys().filter_map(Y::as_str).filter(|k| !TASK_KEYS.contains(k)).collect();
+        let actions: Vec<&str> = map
+            .keys()
+            .filter_map(Y::as_str)
+            .filter(|k| !TASK_KEYS.contains(k))
+            .collect();
         let kind = match actions.as_slice() {
             [k] => k.to_string(),
-            [] => return Err(ModelError::at(loc, "task names no resource type (e.g. `file:`, `template:`, `command:`)")),
-            many => return Err(ModelError::at(loc, format!("task has more than one resource type: {}", many.join(", ")))),
+            [] => {
+                return Err(ModelError::at(
+                    loc,
+                    "task names no resource type (e.g. `file:`, `template:`, `command:`)",
+                ))
+            }
+            many => {
+                return Err(ModelError::at(
+                    loc,
+                    format!("task has more than one resource type: {}", many.join(", ")),
+                ))
+            }
         };
         if !resources::is_known(&kind) {
             return Err(ModelError::at(
                 loc,
-                format!("unknown resource type `{kind}` (known: {})", resources::names().join(", ")),
+                format!(
+                    "unknown resource type `{kind}` (known: {})",
+                    resources::names().join(", ")
+                ),
             ));
         }
         let args = match map.get(Y::from(kind.as_str())) {
-            Some(Y::String(s)) if kind == "command" || kind == "shell" => serde_json::json!({ "cmd": s }),
-            Some(v @ Y::Mapping(_)) => serde_json::to_value(v).map_err(|e| ModelError::at(loc, format!("`{kind}`: {e}")))?,
+            Some(Y::String(s)) if kind == "command" || kind == "shell" => {
+                serde_json::json!({ "cmd": s })
+            }
+            Some(v @ Y::Mapping(_)) => serde_json::to_value(v)
+                .map_err(|e| ModelError::at(loc, format!("`{kind}`: {e}")))?,
             Some(Y::Null) => serde_json::json!({}),
-            _ => return Err(ModelError::at(loc, format!("`{kind}` takes a mapping of arguments"))),
+            _ => {
+                return Err(ModelError::at(
+                    loc,
+                    format!("`{kind}` takes a mapping of arguments"),
+                ))
+            }
         };
         let register = match get("register") {
             Some(Y::String(s)) if is_ident(s) => Some(s.clone()),
@@ -312,14 +383,31 @@ impl Loader {
         }
         let notify = match get("notify") {
             Some(Y::String(s)) => vec![s.clone()],
-            Some(Y::Sequence(s)) => s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-            Some(_) => return Err(ModelError::at(loc, "`notify` takes a handler name or a list of them")),
+            Some(Y::Sequence(s)) => s
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            Some(_) => {
+                return Err(ModelError::at(
+                    loc,
+                    "`notify` takes a handler name or a list of them",
+                ))
+            }
             None => Vec::new(),
         };
         let short = name.unwrap_or_else(|| default_name(&kind, &args));
-        let full = if f.label.is_empty() { short.clone() } else { format!("{} | {short}", f.label) };
+        let full = if f.label.is_empty() {
+            short.clone()
+        } else {
+            format!("{} | {short}", f.label)
+        };
         let id = self.pb.tasks.len();
-        if f.handler && self.pb.plays[f.play].handlers.iter().any(|h| self.pb.tasks[*h].short == short) {
+        if f.handler
+            && self.pb.plays[f.play]
+                .handlers
+                .iter()
+                .any(|h| self.pb.tasks[*h].short == short)
+        {
             return Ok(());
         }
         let scope = self.scope(f);
@@ -340,7 +428,11 @@ impl Loader {
             handler: f.handler,
         });
         let play = &mut self.pb.plays[f.play];
-        if f.handler { play.handlers.push(id) } else { play.tasks.push(id) }
+        if f.handler {
+            play.handlers.push(id)
+        } else {
+            play.tasks.push(id)
+        }
         Ok(())
     }
 
@@ -348,7 +440,8 @@ impl Loader {
         let mut layers: Vec<Arc<Vars>> = f.defaults.iter().rev().cloned().collect();
         layers.extend(f.includes.iter().cloned());
         let found = self.pb.scopes.iter().position(|s| {
-            s.layers.len() == layers.len() && s.layers.iter().zip(&layers).all(|(a, b)| Arc::ptr_eq(a, b))
+            s.layers.len() == layers.len()
+                && s.layers.iter().zip(&layers).all(|(a, b)| Arc::ptr_eq(a, b))
         });
         found.unwrap_or_else(|| {
             self.pb.scopes.push(Scope { layers });
@@ -368,12 +461,33 @@ impl Loader {
         f: &Frame,
     ) -> Result<(), ModelError> {
         if self.stack.iter().any(|m| m == module) {
-            return Err(ModelError::at(loc, format!("module include cycle: {} -> {module}", self.stack.join(" -> "))));
+            return Err(ModelError::at(
+                loc,
+                format!(
+                    "module include cycle: {} -> {module}",
+                    self.stack.join(" -> ")
+                ),
+            ));
         }
-        let dir = self.modules.iter().map(|d| d.join(module)).find(|d| d.join("tasks.yaml").is_file()).ok_or_else(|| {
-            let looked: Vec<_> = self.modules.iter().map(|d| d.join(module).join("tasks.yaml").display().to_string()).collect();
-            ModelError::at(loc, format!("unknown module `{module}` (looked for {})", looked.join(", ")))
-        })?;
+        let dir = self
+            .modules
+            .iter()
+            .map(|d| d.join(module))
+            .find(|d| d.join("tasks.yaml").is_file())
+            .ok_or_else(|| {
+                let looked: Vec<_> = self
+                    .modules
+                    .iter()
+                    .map(|d| d.join(module).join("tasks.yaml").display().to_string())
+                    .collect();
+                ModelError::at(
+                    loc,
+                    format!(
+                        "unknown module `{module}` (looked for {})",
+                        looked.join(", ")
+                    ),
+                )
+            })?;
         let defaults = match dir.join("defaults.yaml") {
             p if p.is_file() => {
                 let t = read(&p)?;
@@ -390,7 +504,11 @@ impl Loader {
         sub.when = when;
         sub.depends_on = depends_on;
         sub.search = Arc::new(search);
-        sub.label = if f.label.is_empty() { label.to_string() } else { format!("{} | {label}", f.label) };
+        sub.label = if f.label.is_empty() {
+            label.to_string()
+        } else {
+            format!("{} | {label}", f.label)
+        };
         self.stack.push(module.to_string());
         for (file, handler) in [("tasks.yaml", false), ("handlers.yaml", true)] {
             let p = dir.join(file);
@@ -410,7 +528,9 @@ impl Loader {
             let list = list.unwrap_or_default();
             for (i, item) in list.iter().enumerate() {
                 let loc = fr.lines.at(&i.to_string());
-                let map = item.as_mapping().ok_or_else(|| ModelError::at(&loc, "a task must be a mapping"))?;
+                let map = item
+                    .as_mapping()
+                    .ok_or_else(|| ModelError::at(&loc, "a task must be a mapping"))?;
                 self.task(map, &loc, &i.to_string(), &fr)?;
             }
         }
@@ -423,7 +543,13 @@ impl Loader {
             let play = &self.pb.plays[t.play];
             for n in &t.notify {
                 if !play.handlers.iter().any(|h| &self.pb.tasks[*h].short == n) {
-                    return Err(ModelError::at(&t.loc, format!("task `{}` notifies unknown handler `{n}` (play `{}`)", t.name, play.name)));
+                    return Err(ModelError::at(
+                        &t.loc,
+                        format!(
+                            "task `{}` notifies unknown handler `{n}` (play `{}`)",
+                            t.name, play.name
+                        ),
+                    ));
                 }
             }
         }
@@ -440,23 +566,40 @@ fn dep_ref(v: &Y, loc: Location) -> Result<DepRef, ModelError> {
         hosts: Option<String>,
     }
     let d: D = match v {
-        Y::String(s) => D { task: Some(s.clone()), play: None, hosts: None },
-        other => serde_yaml::from_value(other.clone()).map_err(|e| ModelError::at(&loc, format!("depends_on: {e}")))?,
+        Y::String(s) => D {
+            task: Some(s.clone()),
+            play: None,
+            hosts: None,
+        },
+        other => serde_yaml::from_value(other.clone())
+            .map_err(|e| ModelError::at(&loc, format!("depends_on: {e}")))?,
     };
     if d.task.is_some() == d.play.is_some() {
-        return Err(ModelError::at(&loc, "depends_on: name exactly one of `task` or `play`"));
+        return Err(ModelError::at(
+            &loc,
+            "depends_on: name exactly one of `task` or `play`",
+        ));
     }
-    Ok(DepRef { task: d.task, play: d.play, hosts: d.hosts, loc })
+    Ok(DepRef {
+        task: d.task,
+        play: d.play,
+        hosts: d.hosts,
+        loc,
+    })
 }
 
 fn strip_braces(s: &str) -> String {
     let t = s.trim();
-    t.strip_prefix("{{").and_then(|x| x.strip_suffix("}}")).map(|x| x.trim().to_string()).unwrap_or_else(|| t.to_string())
+    t.strip_prefix("{{")
+        .and_then(|x| x.strip_suffix("}}"))
+        .map(|x| x.trim().to_string())
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 fn default_name(kind: &str, args: &serde_json::Value) -> String {

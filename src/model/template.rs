@@ -30,7 +30,10 @@ fn fail(msg: impl Into<String>) -> Error {
 
 fn truthy(v: &Value) -> bool {
     match v.as_str() {
-        Some(s) => matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "on" | "1" | "true" | "y"),
+        Some(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "yes" | "on" | "1" | "true" | "y"
+        ),
         None => v.is_true(),
     }
 }
@@ -61,37 +64,61 @@ impl Templates {
         env.add_filter("to_yaml", |v: Value| -> Result<String, Error> {
             serde_yaml::to_string(&json_of(&v)?).map_err(|e| fail(e.to_string()))
         });
-        env.add_filter("regex_replace", |s: String, pat: String, rep: String| -> Result<String, Error> {
-            let re = regex::Regex::new(&pat).map_err(|e| fail(format!("regex_replace: {e}")))?;
-            let rep = regex::Regex::new(r"\\(\d)").expect("static regex").replace_all(&rep, "$${$1}");
-            Ok(re.replace_all(&s, rep.as_ref()).into_owned())
+        env.add_filter(
+            "regex_replace",
+            |s: String, pat: String, rep: String| -> Result<String, Error> {
+                let re =
+                    regex::Regex::new(&pat).map_err(|e| fail(format!("regex_replace: {e}")))?;
+                let rep = regex::Regex::new(r"\\(\d)")
+                    .expect("static regex")
+                    .replace_all(&rep, "$${$1}");
+                Ok(re.replace_all(&s, rep.as_ref()).into_owned())
+            },
+        );
+        env.add_filter(
+            "regex_search",
+            |s: String, pat: String| -> Result<Value, Error> {
+                let re = regex::Regex::new(&pat).map_err(|e| fail(format!("regex_search: {e}")))?;
+                Ok(re
+                    .find(&s)
+                    .map(|m| Value::from(m.as_str()))
+                    .unwrap_or(Value::from(())))
+            },
+        );
+        env.add_filter("b64encode", |s: String| {
+            base64::engine::general_purpose::STANDARD.encode(s)
         });
-        env.add_filter("regex_search", |s: String, pat: String| -> Result<Value, Error> {
-            let re = regex::Regex::new(&pat).map_err(|e| fail(format!("regex_search: {e}")))?;
-            Ok(re.find(&s).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
-        });
-        env.add_filter("b64encode", |s: String| base64::engine::general_purpose::STANDARD.encode(s));
         env.add_filter("b64decode", |s: String| -> Result<String, Error> {
             let b = base64::engine::general_purpose::STANDARD
                 .decode(s.trim())
                 .map_err(|e| fail(format!("b64decode: {e}")))?;
             String::from_utf8(b).map_err(|e| fail(format!("b64decode: {e}")))
         });
-        env.add_filter("basename", |s: String| s.rsplit('/').next().unwrap_or_default().to_string());
+        env.add_filter("basename", |s: String| {
+            s.rsplit('/').next().unwrap_or_default().to_string()
+        });
         env.add_filter("dirname", |s: String| match s.rfind('/') {
             Some(0) => "/".to_string(),
             Some(i) => s[..i].to_string(),
             None => String::new(),
         });
         env.add_filter("quote", |s: String| crate::transport::sh_quote(&s));
-        env.add_filter("ternary", |v: Value, a: Value, b: Value| if truthy(&v) { a } else { b });
-        env.add_filter("mandatory", |v: Value, kw: Kwargs| -> Result<Value, Error> {
-            let msg: Option<String> = kw.get("msg")?;
-            if v.is_undefined() || v.is_none() {
-                return Err(fail(msg.unwrap_or_else(|| "mandatory variable is not set".into())));
-            }
-            Ok(v)
-        });
+        env.add_filter(
+            "ternary",
+            |v: Value, a: Value, b: Value| if truthy(&v) { a } else { b },
+        );
+        env.add_filter(
+            "mandatory",
+            |v: Value, kw: Kwargs| -> Result<Value, Error> {
+                let msg: Option<String> = kw.get("msg")?;
+                if v.is_undefined() || v.is_none() {
+                    return Err(fail(
+                        msg.unwrap_or_else(|| "mandatory variable is not set".into()),
+                    ));
+                }
+                Ok(v)
+            },
+        );
         env.add_filter("combine", |a: Value, b: Value| -> Result<Value, Error> {
             let (mut a, b) = (json_of(&a)?, json_of(&b)?);
             match (a.as_object_mut(), b.as_object()) {
@@ -111,7 +138,9 @@ impl Templates {
 
     /// Renders `src` with `ctx`; the error names the undefined variable when that is what failed.
     pub fn render_str(&self, src: &str, ctx: &Value) -> Result<String, String> {
-        self.env.render_str(src, ctx).map_err(|e| self.explain(&e, src, ctx, false))
+        self.env
+            .render_str(src, ctx)
+            .map_err(|e| self.explain(&e, src, ctx, false))
     }
 
     /// Renders a template file's text; `name` (its path) labels errors with the template's line.
@@ -123,21 +152,37 @@ impl Templates {
 
     /// Evaluates a bare expression (a `when:` condition) to its truth.
     pub fn truth(&self, expr: &str, ctx: &Value) -> Result<bool, String> {
-        let e = self.env.compile_expression(expr).map_err(|e| self.explain(&e, expr, ctx, true))?;
-        e.eval(ctx).map(|v| v.is_true()).map_err(|err| self.explain(&err, expr, ctx, true))
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| self.explain(&e, expr, ctx, true))?;
+        e.eval(ctx)
+            .map(|v| v.is_true())
+            .map_err(|err| self.explain(&err, expr, ctx, true))
     }
 
     /// Renders every templated string inside `v`. A string that is exactly one `{{ expr }}` becomes the
     /// expression's value with its type.
-    pub fn render_value(&self, v: &serde_json::Value, ctx: &Value) -> Result<serde_json::Value, String> {
+    pub fn render_value(
+        &self,
+        v: &serde_json::Value,
+        ctx: &Value,
+    ) -> Result<serde_json::Value, String> {
         use serde_json::Value as J;
         Ok(match v {
             J::String(s) if is_templated(s) => {
                 if let Some(expr) = whole_expression(s) {
-                    let e = self.env.compile_expression(expr).map_err(|e| self.explain(&e, expr, ctx, true))?;
-                    let out = e.eval(ctx).map_err(|err| self.explain(&err, expr, ctx, true))?;
+                    let e = self
+                        .env
+                        .compile_expression(expr)
+                        .map_err(|e| self.explain(&e, expr, ctx, true))?;
+                    let out = e
+                        .eval(ctx)
+                        .map_err(|err| self.explain(&err, expr, ctx, true))?;
                     if out.is_undefined() {
-                        let name = self.missing(expr, ctx, true).unwrap_or_else(|| expr.to_string());
+                        let name = self
+                            .missing(expr, ctx, true)
+                            .unwrap_or_else(|| expr.to_string());
                         return Err(format!("undefined variable `{name}`"));
                     }
                     json_of(&out).map_err(|e| e.to_string())?
@@ -145,7 +190,11 @@ impl Templates {
                     J::String(self.render_str(s, ctx)?)
                 }
             }
-            J::Array(a) => J::Array(a.iter().map(|x| self.render_value(x, ctx)).collect::<Result<_, _>>()?),
+            J::Array(a) => J::Array(
+                a.iter()
+                    .map(|x| self.render_value(x, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             J::Object(m) => J::Object(
                 m.iter()
                     .map(|(k, x)| Ok((k.clone(), self.render_value(x, ctx)?)))
@@ -164,11 +213,18 @@ impl Templates {
 
     /// Top-level variable names a bare expression reads.
     pub fn names_in_expr(&self, expr: &str) -> Result<BTreeSet<String>, String> {
-        let e = self.env.compile_expression(expr).map_err(|e| e.to_string())?;
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| e.to_string())?;
         Ok(e.undeclared_variables(false).into_iter().collect())
     }
 
-    fn collect_names(&self, v: &serde_json::Value, out: &mut BTreeSet<String>) -> Result<(), String> {
+    fn collect_names(
+        &self,
+        v: &serde_json::Value,
+        out: &mut BTreeSet<String>,
+    ) -> Result<(), String> {
         use serde_json::Value as J;
         match v {
             J::String(s) if is_templated(s) => {
@@ -185,7 +241,10 @@ impl Templates {
     /// Turns minijinja's "undefined value" into "undefined variable `x.y`" by finding the first dotted
     /// name the source reads that the context cannot resolve.
     fn explain(&self, e: &Error, src: &str, ctx: &Value, expr: bool) -> String {
-        let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
+        let line = e
+            .line()
+            .map(|l| format!(" (template line {l})"))
+            .unwrap_or_default();
         if e.kind() == ErrorKind::UndefinedError {
             if let Some(missing) = self.missing(src, ctx, expr) {
                 return format!("undefined variable `{missing}`{line}");
@@ -200,9 +259,15 @@ impl Templates {
     /// The first dotted name `src` reads that `ctx` cannot resolve.
     fn missing(&self, src: &str, ctx: &Value, expr: bool) -> Option<String> {
         let names = if expr {
-            self.env.compile_expression(src).map(|x| x.undeclared_variables(true)).unwrap_or_default()
+            self.env
+                .compile_expression(src)
+                .map(|x| x.undeclared_variables(true))
+                .unwrap_or_default()
         } else {
-            self.env.template_from_str(src).map(|t| t.undeclared_variables(true)).unwrap_or_default()
+            self.env
+                .template_from_str(src)
+                .map(|t| t.undeclared_variables(true))
+                .unwrap_or_default()
         };
         let mut names: Vec<_> = names.into_iter().collect();
         names.sort();
@@ -242,7 +307,12 @@ mod tests {
     #[test]
     fn whole_expressions_keep_their_type() {
         let t = Templates::new();
-        let v = t.render_value(&json!({"p": "{{ a + 1 }}", "s": "n={{ name }}", "l": ["{{ db.host }}"]}), &ctx()).unwrap();
+        let v = t
+            .render_value(
+                &json!({"p": "{{ a + 1 }}", "s": "n={{ name }}", "l": ["{{ db.host }}"]}),
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(v, json!({"p": 2, "s": "n=x", "l": ["h"]}));
     }
 
@@ -260,10 +330,26 @@ mod tests {
         let t = Templates::new();
         let c = ctx();
         assert_eq!(t.render_str("{{ flag | bool }}", &c).unwrap(), "True");
-        assert_eq!(t.render_str("{{ 'a-b-c' | regex_replace('-(\\w)', '_\\\\1') }}", &c).unwrap(), "a_b_c");
-        assert_eq!(t.render_str("{{ db | to_json }}", &c).unwrap(), r#"{"host":"h"}"#);
-        assert_eq!(t.render_str("{{ '/a/b.txt' | basename }}", &c).unwrap(), "b.txt");
+        assert_eq!(
+            t.render_str("{{ 'a-b-c' | regex_replace('-(\\w)', '_\\\\1') }}", &c)
+                .unwrap(),
+            "a_b_c"
+        );
+        assert_eq!(
+            t.render_str("{{ db | to_json }}", &c).unwrap(),
+            r#"{"host":"h"}"#
+        );
+        assert_eq!(
+            t.render_str("{{ '/a/b.txt' | basename }}", &c).unwrap(),
+            "b.txt"
+        );
         assert!(t.truth("a == 1 and name == 'x'", &c).unwrap());
-        assert_eq!(t.names_in(&json!(["{{ a }}{{ b.c }}"])).unwrap().into_iter().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(
+            t.names_in(&json!(["{{ a }}{{ b.c }}"]))
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
     }
 }

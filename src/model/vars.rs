@@ -93,7 +93,10 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
 /// like a credential.
 pub fn is_secret_name(name: &str, listed: &[String]) -> bool {
     let n = name.to_ascii_lowercase();
-    listed.iter().any(|l| l == name) || ["password", "passwd", "passphrase", "secret"].iter().any(|w| n.contains(w))
+    listed.iter().any(|l| l == name)
+        || ["password", "passwd", "passphrase", "secret"]
+            .iter()
+            .any(|w| n.contains(w))
 }
 
 #[cfg(test)]
@@ -108,7 +111,9 @@ mod tests {
     #[test]
     fn references_resolve_in_any_order() {
         let t = Templates::new();
-        let raw = vars(json!({"url": "jdbc://{{ host }}:{{ port }}", "host": "{{ name }}.lab", "port": 3306}));
+        let raw = vars(
+            json!({"url": "jdbc://{{ host }}:{{ port }}", "host": "{{ name }}.lab", "port": 3306}),
+        );
         let magic = vars(json!({"name": "h1"}));
         let r = resolve(&t, &raw, &magic);
         assert_eq!(r.vars["url"], json!("jdbc://h1.lab:3306"));

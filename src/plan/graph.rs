@@ -46,7 +46,10 @@ impl TaskGraph {
     pub fn build(inv: &Inventory, pb: &Playbook, limit: Option<&str>) -> Result<Self, ModelError> {
         let allowed: Option<Vec<String>> = match limit {
             Some(l) => Some(inv.select(l).map_err(|e| ModelError::At {
-                loc: crate::model::Location { file: "--limit".into(), line: 0 },
+                loc: crate::model::Location {
+                    file: "--limit".into(),
+                    line: 0,
+                },
                 msg: e,
             })?),
             None => None,
@@ -60,11 +63,20 @@ impl TaskGraph {
         let mut index: HashMap<(usize, String), NodeIndex> = HashMap::new();
         let mut play_hosts: Vec<Vec<String>> = Vec::new();
         for play in &pb.plays {
-            let hosts = inv.select(&play.hosts).map_err(|e| ModelError::at(&play.loc, format!("play `{}`: {e}", play.name)))?;
-            let selected: Vec<String> = hosts.iter().filter(|h| g.hosts.contains_key(*h)).cloned().collect();
+            let hosts = inv
+                .select(&play.hosts)
+                .map_err(|e| ModelError::at(&play.loc, format!("play `{}`: {e}", play.name)))?;
+            let selected: Vec<String> = hosts
+                .iter()
+                .filter(|h| g.hosts.contains_key(*h))
+                .cloned()
+                .collect();
             for h in &selected {
                 for &t in play.tasks.iter().chain(&play.handlers) {
-                    let n = g.graph.add_node(Node { host: h.clone(), task: t });
+                    let n = g.graph.add_node(Node {
+                        host: h.clone(),
+                        task: t,
+                    });
                     index.insert((t, h.clone()), n);
                     let list = g.hosts.get_mut(h).expect("selected host");
                     if let Some(&prev) = list.last() {
@@ -77,12 +89,26 @@ impl TaskGraph {
         }
         for task in &pb.tasks {
             for dep in &task.depends_on {
-                let targets = resolve_dep(inv, pb, dep, &play_hosts, &index, limit.is_some(), &mut g.warnings, &task.name)?;
+                let targets = resolve_dep(
+                    inv,
+                    pb,
+                    dep,
+                    &play_hosts,
+                    &index,
+                    limit.is_some(),
+                    &mut g.warnings,
+                    &task.name,
+                )?;
                 for h in &play_hosts[task.play] {
-                    let Some(&me) = index.get(&(task.id, h.clone())) else { continue };
+                    let Some(&me) = index.get(&(task.id, h.clone())) else {
+                        continue;
+                    };
                     for &t in &targets {
                         if t == me {
-                            return Err(ModelError::at(&dep.loc, format!("task `{}` depends on itself", task.name)));
+                            return Err(ModelError::at(
+                                &dep.loc,
+                                format!("task `{}` depends on itself", task.name),
+                            ));
                         }
                         g.graph.add_edge(t, me, Edge::Depends);
                     }
@@ -114,7 +140,12 @@ impl TaskGraph {
                 .edges(cur)
                 .map(|e| e.target())
                 .find(|t| members.contains(t) && (*t == start || !seen.contains(t)))
-                .or_else(|| self.graph.edges(cur).map(|e| e.target()).find(|t| members.contains(t)));
+                .or_else(|| {
+                    self.graph
+                        .edges(cur)
+                        .map(|e| e.target())
+                        .find(|t| members.contains(t))
+                });
             let Some(next) = next else { break };
             if next == start || path.len() > members.len() {
                 break;
@@ -137,7 +168,10 @@ impl TaskGraph {
 
     /// Graphviz DOT: one box per (host, task), dashed edges for explicit dependencies.
     pub fn to_dot(&self, pb: &Playbook) -> String {
-        let labelled = self.graph.map(|_, n| format!("{}: {}", n.host, pb.tasks[n.task].name), |_, e| *e);
+        let labelled = self.graph.map(
+            |_, n| format!("{}: {}", n.host, pb.tasks[n.task].name),
+            |_, e| *e,
+        );
         let edge_attr = |_: &_, e: petgraph::graph::EdgeReference<'_, Edge>| match e.weight() {
             Edge::Order => String::new(),
             Edge::Depends => "style=dashed color=blue".to_string(),
@@ -181,14 +215,26 @@ fn resolve_dep(
     waiting: &str,
 ) -> Result<Vec<NodeIndex>, ModelError> {
     let tasks: Vec<usize> = if let Some(name) = &dep.task {
-        let by_full: Vec<usize> = pb.tasks.iter().filter(|t| &t.name == name).map(|t| t.id).collect();
+        let by_full: Vec<usize> = pb
+            .tasks
+            .iter()
+            .filter(|t| &t.name == name)
+            .map(|t| t.id)
+            .collect();
         let found = if by_full.is_empty() {
-            pb.tasks.iter().filter(|t| &t.short == name).map(|t| t.id).collect()
+            pb.tasks
+                .iter()
+                .filter(|t| &t.short == name)
+                .map(|t| t.id)
+                .collect()
         } else {
             by_full
         };
         if found.is_empty() {
-            return Err(ModelError::at(&dep.loc, format!("depends_on: no task named `{name}`")));
+            return Err(ModelError::at(
+                &dep.loc,
+                format!("depends_on: no task named `{name}`"),
+            ));
         }
         found
     } else {
@@ -197,11 +243,21 @@ fn resolve_dep(
             .plays
             .iter()
             .position(|p| p.name == name)
-            .ok_or_else(|| ModelError::at(&dep.loc, format!("depends_on: no play named `{name}`")))?;
-        pb.plays[play].tasks.iter().chain(&pb.plays[play].handlers).copied().collect()
+            .ok_or_else(|| {
+                ModelError::at(&dep.loc, format!("depends_on: no play named `{name}`"))
+            })?;
+        pb.plays[play]
+            .tasks
+            .iter()
+            .chain(&pb.plays[play].handlers)
+            .copied()
+            .collect()
     };
     let only: Option<Vec<String>> = match &dep.hosts {
-        Some(p) => Some(inv.select(p).map_err(|e| ModelError::at(&dep.loc, format!("depends_on: {e}")))?),
+        Some(p) => Some(
+            inv.select(p)
+                .map_err(|e| ModelError::at(&dep.loc, format!("depends_on: {e}")))?,
+        ),
         None => None,
     };
     let mut out = Vec::new();
@@ -218,10 +274,16 @@ fn resolve_dep(
         }
     }
     if !any_host {
-        return Err(ModelError::at(&dep.loc, format!("depends_on of `{waiting}`: no host runs what it names")));
+        return Err(ModelError::at(
+            &dep.loc,
+            format!("depends_on of `{waiting}`: no host runs what it names"),
+        ));
     }
     if out.is_empty() && limited {
-        warnings.push(format!("{}: `{waiting}` waits for hosts outside --limit; assuming they are done", dep.loc));
+        warnings.push(format!(
+            "{}: `{waiting}` waits for hosts outside --limit; assuming they are done",
+            dep.loc
+        ));
     }
     Ok(out)
 }

@@ -63,22 +63,42 @@ impl Prepared {
     }
 
     /// Builds a node's resource with `ctx`, labelling errors with the task, host and place.
-    pub fn build(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Result<Arc<dyn Resource>, ModelError> {
+    pub fn build(
+        &self,
+        node: petgraph::graph::NodeIndex,
+        ctx: &Value,
+    ) -> Result<Arc<dyn Resource>, ModelError> {
         let t = self.task(node);
         let host = &self.graph.graph[node].host;
-        let here = |msg: String| ModelError::at(&t.loc, format!("task `{}` on {host}: {msg}", t.name));
+        let here =
+            |msg: String| ModelError::at(&t.loc, format!("task `{}` on {host}: {msg}", t.name));
         let args = self.templates.render_value(&t.args, ctx).map_err(here)?;
         let render = |text: &str, name: &str| self.templates.render_named(name, text, ctx);
-        let bctx = BuildCtx { search: &t.search, render: &render };
-        resources::build(&t.kind, args, &bctx).map(Arc::from).map_err(|e| here(e.to_string()))
+        let bctx = BuildCtx {
+            search: &t.search,
+            render: &render,
+        };
+        resources::build(&t.kind, args, &bctx)
+            .map(Arc::from)
+            .map_err(|e| here(e.to_string()))
     }
 
     /// Evaluates a node's `when` conditions with `ctx`.
-    pub fn condition(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Result<bool, ModelError> {
+    pub fn condition(
+        &self,
+        node: petgraph::graph::NodeIndex,
+        ctx: &Value,
+    ) -> Result<bool, ModelError> {
         let t = self.task(node);
         for w in &t.when {
             let ok = self.templates.truth(w, ctx).map_err(|e| {
-                ModelError::at(&t.loc, format!("task `{}` on {}: when `{w}`: {e}", t.name, self.graph.graph[node].host))
+                ModelError::at(
+                    &t.loc,
+                    format!(
+                        "task `{}` on {}: when `{w}`: {e}",
+                        t.name, self.graph.graph[node].host
+                    ),
+                )
             })?;
             if !ok {
                 return Ok(false);
@@ -108,7 +128,12 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
         .chain(inv.groups.keys().cloned())
         .map(|g| (g.clone(), inv.members(&g).into()))
         .collect();
-    let dir_of = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let dir_of = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
     let magic_for = |host: &str| -> Vars {
         let h = inv.host(host).expect("known host");
         let mut m = Vars::new();
@@ -173,10 +198,18 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
     let t = p.task(node);
     let n = &p.graph.graph[node];
     let ctx_vars = &p.contexts[&(n.host.clone(), t.scope)];
-    let here = |msg: String| ModelError::at(&t.loc, format!("task `{}` on {}: {msg}", t.name, n.host));
-    let mut names = p.templates.names_in(&t.args).map_err(|e| here(format!("template syntax: {e}")))?;
+    let here =
+        |msg: String| ModelError::at(&t.loc, format!("task `{}` on {}: {msg}", t.name, n.host));
+    let mut names = p
+        .templates
+        .names_in(&t.args)
+        .map_err(|e| here(format!("template syntax: {e}")))?;
     for w in &t.when {
-        names.extend(p.templates.names_in_expr(w).map_err(|e| here(format!("when `{w}`: {e}")))?);
+        names.extend(
+            p.templates
+                .names_in_expr(w)
+                .map_err(|e| here(format!("when `{w}`: {e}")))?,
+        );
     }
     let mut reads = BTreeSet::new();
     for name in names {
@@ -189,10 +222,22 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
         }
     }
     if !reads.is_empty() {
-        return Ok(NodePrep { resource: None, when: None, reads });
+        return Ok(NodePrep {
+            resource: None,
+            when: None,
+            reads,
+        });
     }
     let ctx = p.context(node, &Vars::new());
     let when = p.condition(node, &ctx)?;
-    let resource = if when { Some(p.build(node, &ctx)?) } else { None };
-    Ok(NodePrep { resource, when: Some(when), reads })
+    let resource = if when {
+        Some(p.build(node, &ctx)?)
+    } else {
+        None
+    };
+    Ok(NodePrep {
+        resource,
+        when: Some(when),
+        reads,
+    })
 }

@@ -3,7 +3,7 @@
 
 use super::mask::mask;
 use super::summary::Summary;
-use crate::execute::{Mode, NodeReport, Outcome, SkipCause, Sink};
+use crate::execute::{Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::resources::{Action, ContentDiff};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,11 +32,17 @@ impl HumanSink {
     pub fn new(mode: Mode, verbosity: Verbosity, total: usize) -> Self {
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")
-                .expect("static template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+            )
+            .expect("static template"),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
-        Self { mode, verbosity, bar }
+        Self {
+            mode,
+            verbosity,
+            bar,
+        }
     }
 
     /// Removes the progress bar before the final report.
@@ -51,7 +57,8 @@ impl HumanSink {
 
 impl Sink for HumanSink {
     fn started(&self, host: &str, task: &str) {
-        self.bar.set_message(mask(&format!("{host}: {task}")).into_owned());
+        self.bar
+            .set_message(mask(&format!("{host}: {task}")).into_owned());
     }
 
     fn done(&self, r: &NodeReport) {
@@ -64,9 +71,16 @@ impl Sink for HumanSink {
             Outcome::Change { details, .. } => (style("changed").yellow(), details.join(", ")),
             Outcome::Unknown(m) => (style("unknown").yellow(), m.clone()),
             Outcome::Failed(m) => (style("FAILED").red().bold(), m.clone()),
-            Outcome::Skipped { cause: SkipCause::NotNotified, .. } => return,
+            Outcome::Skipped {
+                cause: SkipCause::NotNotified,
+                ..
+            } => return,
             Outcome::Skipped { reason, cause } => (
-                if *cause == SkipCause::Dependency { style("skipped").red() } else { style("skipped").dim() },
+                if *cause == SkipCause::Dependency {
+                    style("skipped").red()
+                } else {
+                    style("skipped").dim()
+                },
                 reason.clone(),
             ),
         };
@@ -75,7 +89,11 @@ impl Sink for HumanSink {
             text.push_str(&format!("  ({msg})"));
         }
         if self.verbosity == Verbosity::Verbose {
-            text.push_str(&format!("  [{} {:.2}s]", r.location, r.elapsed.as_secs_f64()));
+            text.push_str(&format!(
+                "  [{} {:.2}s]",
+                r.location,
+                r.elapsed.as_secs_f64()
+            ));
         }
         self.line(text);
     }
@@ -83,8 +101,14 @@ impl Sink for HumanSink {
 
 fn symbol(o: &Outcome) -> console::StyledObject<&'static str> {
     match o {
-        Outcome::Change { action: Action::Create, .. } => style("+").green(),
-        Outcome::Change { action: Action::Delete, .. } => style("-").red(),
+        Outcome::Change {
+            action: Action::Create,
+            ..
+        } => style("+").green(),
+        Outcome::Change {
+            action: Action::Delete,
+            ..
+        } => style("-").red(),
         Outcome::Change { .. } | Outcome::Unknown(_) => style("~").yellow(),
         Outcome::Failed(_) => style("!").red().bold(),
         Outcome::Unchanged | Outcome::Skipped { .. } => style("=").dim(),
@@ -106,9 +130,22 @@ pub fn print_plan(reports: &[NodeReport], summary: &Summary, verbosity: Verbosit
     for host in summary.hosts.keys() {
         let mine: Vec<&NodeReport> = reports
             .iter()
-            .filter(|r| &r.host == host && !matches!(r.outcome, Outcome::Skipped { cause: SkipCause::NotNotified, .. }))
+            .filter(|r| {
+                &r.host == host
+                    && !matches!(
+                        r.outcome,
+                        Outcome::Skipped {
+                            cause: SkipCause::NotNotified,
+                            ..
+                        }
+                    )
+            })
             .collect();
-        if verbosity == Verbosity::Quiet && mine.iter().all(|r| matches!(r.outcome, Outcome::Unchanged | Outcome::Skipped { .. })) {
+        if verbosity == Verbosity::Quiet
+            && mine
+                .iter()
+                .all(|r| matches!(r.outcome, Outcome::Unchanged | Outcome::Skipped { .. }))
+        {
             continue;
         }
         out.push_str(&format!("{}\n", style(host).bold().underlined()));
@@ -117,9 +154,17 @@ pub fn print_plan(reports: &[NodeReport], summary: &Summary, verbosity: Verbosit
             if verbosity == Verbosity::Quiet && !pending {
                 continue;
             }
-            let target = r.target.as_deref().map(|t| format!("  {}", style(t).dim())).unwrap_or_default();
+            let target = r
+                .target
+                .as_deref()
+                .map(|t| format!("  {}", style(t).dim()))
+                .unwrap_or_default();
             let handler = if r.handler { " (handler)" } else { "" };
-            out.push_str(&format!("  {} {}{handler}{target}\n", symbol(&r.outcome), r.task));
+            out.push_str(&format!(
+                "  {} {}{handler}{target}\n",
+                symbol(&r.outcome),
+                r.task
+            ));
             let note = match &r.outcome {
                 Outcome::Change { details, .. } => details.join("; "),
                 Outcome::Unknown(m) => m.clone(),
@@ -169,7 +214,14 @@ pub fn print_recap(reports: &[NodeReport], summary: &Summary, elapsed: Duration)
     }
     for r in reports {
         if let Outcome::Failed(m) = &r.outcome {
-            out.push_str(&format!("\n{} {} on {} ({}):\n  {}\n", style("failed:").red().bold(), r.task, r.host, r.location, m.replace('\n', "\n  ")));
+            out.push_str(&format!(
+                "\n{} {} on {} ({}):\n  {}\n",
+                style("failed:").red().bold(),
+                r.task,
+                r.host,
+                r.location,
+                m.replace('\n', "\n  ")
+            ));
         }
     }
     out.push_str(&format!(

@@ -50,9 +50,27 @@ fn status(mode: Mode, o: &Outcome) -> (&'static str, Option<String>) {
         (_, Outcome::Unknown(msg)) => ("known_after_apply", Some(msg.clone())),
         (Mode::Plan, Outcome::Failed(msg)) => ("would_fail", Some(msg.clone())),
         (Mode::Apply, Outcome::Failed(msg)) => ("failed", Some(msg.clone())),
-        (_, Outcome::Skipped { cause: C::NotNotified, reason }) => ("not_notified", Some(reason.clone())),
-        (_, Outcome::Skipped { cause: C::Condition, reason }) => ("skipped", Some(reason.clone())),
-        (_, Outcome::Skipped { cause: C::Dependency, reason }) => ("skipped_dependency", Some(reason.clone())),
+        (
+            _,
+            Outcome::Skipped {
+                cause: C::NotNotified,
+                reason,
+            },
+        ) => ("not_notified", Some(reason.clone())),
+        (
+            _,
+            Outcome::Skipped {
+                cause: C::Condition,
+                reason,
+            },
+        ) => ("skipped", Some(reason.clone())),
+        (
+            _,
+            Outcome::Skipped {
+                cause: C::Dependency,
+                reason,
+            },
+        ) => ("skipped_dependency", Some(reason.clone())),
     }
 }
 

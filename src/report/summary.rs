@@ -39,22 +39,38 @@ impl Summary {
     /// Tallies `reports`, keeping hosts in the order given.
     pub fn of(hosts: impl IntoIterator<Item = String>, reports: &[NodeReport]) -> Self {
         let mut s = Summary {
-            hosts: hosts.into_iter().map(|h| (h, HostTally::default())).collect(),
+            hosts: hosts
+                .into_iter()
+                .map(|h| (h, HostTally::default()))
+                .collect(),
             ..Default::default()
         };
         for r in reports {
             let tally = s.hosts.entry(r.host.clone()).or_default();
             match &r.outcome {
-                Outcome::Unchanged | Outcome::Skipped { cause: SkipCause::Condition, .. } => {
+                Outcome::Unchanged
+                | Outcome::Skipped {
+                    cause: SkipCause::Condition,
+                    ..
+                } => {
                     s.unchanged += 1;
                     tally.ok += 1;
                 }
-                Outcome::Skipped { cause: SkipCause::NotNotified, .. } => {}
-                Outcome::Skipped { cause: SkipCause::Dependency, .. } => {
+                Outcome::Skipped {
+                    cause: SkipCause::NotNotified,
+                    ..
+                } => {}
+                Outcome::Skipped {
+                    cause: SkipCause::Dependency,
+                    ..
+                } => {
                     s.skipped += 1;
                     tally.skipped += 1;
                 }
-                Outcome::Change { action: Action::Create, .. } => {
+                Outcome::Change {
+                    action: Action::Create,
+                    ..
+                } => {
                     s.add += 1;
                     tally.changed += 1;
                 }

@@ -44,7 +44,9 @@ impl Run {
 
 impl Project {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -70,7 +72,9 @@ impl Project {
     pub fn local_inventory(&self, hosts: &[&str], extra: &str) -> PathBuf {
         let mut s = String::from("playbook: playbooks/main.yaml\nhosts:\n");
         for h in hosts {
-            s.push_str(&format!("  {h}:\n    connection: local\n    vars:\n      root: \"@ROOT@/{h}\"\n"));
+            s.push_str(&format!(
+                "  {h}:\n    connection: local\n    vars:\n      root: \"@ROOT@/{h}\"\n"
+            ));
         }
         s.push_str(extra);
         self.write("inventory.yaml", &s)
