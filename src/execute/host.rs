@@ -14,9 +14,8 @@ pub type BatchResult = Result<HashMap<NodeIndex, BatchAnswer>, String>;
 
 /// Per-host run state.
 pub struct HostState {
-    /// Connection to the host, made on first use.
-    transport: OnceCell<Result<Arc<dyn Transport>, String>>,
-    connect: Box<dyn Fn() -> Result<Arc<dyn Transport>, String> + Send + Sync>,
+    /// Connection to the host (which connects on first use).
+    transport: Arc<dyn Transport>,
     /// Results registered so far.
     pub registers: Mutex<Vars>,
     /// Plan mode: registered names whose value depends on a pending change.
@@ -29,11 +28,10 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A host reached through whatever `connect` makes.
-    pub fn new(connect: Box<dyn Fn() -> Result<Arc<dyn Transport>, String> + Send + Sync>) -> Self {
+    /// A host reached through `transport`.
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
         Self {
-            transport: OnceCell::new(),
-            connect,
+            transport,
             registers: Mutex::new(Vars::new()),
             unknown: Mutex::new(BTreeSet::new()),
             notified: Mutex::new(HashMap::new()),
@@ -42,17 +40,9 @@ impl HostState {
         }
     }
 
-    /// The connection, made once.
-    pub async fn transport(&self) -> Result<Arc<dyn Transport>, String> {
-        self.transport
-            .get_or_init(|| async { (self.connect)() })
-            .await
-            .clone()
-    }
-
-    /// The connection if one was made, to close it at the end.
-    pub fn opened(&self) -> Option<Arc<dyn Transport>> {
-        self.transport.get().and_then(|t| t.as_ref().ok().cloned())
+    /// The connection.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
     }
 
     /// Records that a change was made, which invalidates the batch for later tasks.
@@ -69,7 +59,7 @@ impl HostState {
     pub async fn batch(&self, probes: impl FnOnce() -> Vec<(NodeIndex, String)>) -> &BatchResult {
         self.batch
             .get_or_init(|| async {
-                let t = self.transport().await?;
+                let t = &self.transport;
                 let list = probes();
                 let mut b = ProbeBatch::default();
                 for (_, snippet) in &list {

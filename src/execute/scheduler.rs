@@ -43,15 +43,8 @@ pub async fn run(
 ) -> Vec<NodeReport> {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
-        let host = p
-            .inv
-            .host(name)
-            .expect("graph hosts are inventory hosts")
-            .clone();
-        hosts.insert(
-            name.clone(),
-            Arc::new(HostState::new(Box::new(move || connect(&host)))),
-        );
+        let host = p.inv.host(name).expect("graph hosts are inventory hosts");
+        hosts.insert(name.clone(), Arc::new(HostState::new(connect(host))));
     }
     let count = p.graph.graph.node_count();
     let run = Arc::new(Run {
@@ -72,9 +65,7 @@ pub async fn run(
         reports.push(h.await.expect("node task panicked"));
     }
     for h in run.hosts.values() {
-        if let Some(t) = h.opened() {
-            t.close().await;
-        }
+        h.transport().close().await;
     }
     reports
 }
@@ -200,10 +191,7 @@ impl Run {
             }
         };
         *target = Some(resource.describe());
-        let transport = match hs.transport().await {
-            Ok(t) => t,
-            Err(e) => return Outcome::Failed(e),
-        };
+        let transport = hs.transport().clone();
         let batched = prep.resource.is_some() && hs.pristine() && !dep_changed;
         let answer = if batched {
             let all = || self.batch_probes(&p.graph.graph[node].host);

@@ -4,9 +4,11 @@
 
 mod batch;
 mod local;
+mod ssh;
 
 pub use batch::{sh_quote, BatchAnswer, Facts, ProbeBatch};
 pub use local::LocalTransport;
+pub use ssh::SshTransport;
 
 use crate::model::{Connection, Host};
 use async_trait::async_trait;
@@ -89,12 +91,10 @@ pub trait Transport: Send + Sync {
 }
 
 /// Opens the transport a host's `connection` names.
-pub fn connect(host: &Host) -> Result<std::sync::Arc<dyn Transport>, String> {
+/// Nothing connects until the first script, so an unreachable host fails its own tasks, not the run.
+pub fn connect(host: &Host) -> std::sync::Arc<dyn Transport> {
     match host.connection {
-        Connection::Local => Ok(std::sync::Arc::new(LocalTransport::new(host.name.clone()))),
-        Connection::Ssh => Err(format!(
-            "{}: connection `ssh` is not available in this build yet; use `connection: local`",
-            host.name
-        )),
+        Connection::Local => std::sync::Arc::new(LocalTransport::new(host.name.clone())),
+        Connection::Ssh => std::sync::Arc::new(SshTransport::new(host.clone())),
     }
 }
