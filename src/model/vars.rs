@@ -26,13 +26,8 @@ pub struct Resolved {
     pub vars: Vars,
     /// Variables that could not be rendered, with the reason.
     pub broken: BTreeMap<String, String>,
-}
-
-impl Resolved {
-    /// The template context for these variables.
-    pub fn context(&self) -> Value {
-        Value::from_serialize(&self.vars)
-    }
+    /// `vars` as a template context, converted once because every task on the host renders with it.
+    pub context: Value,
 }
 
 fn templated(v: &serde_json::Value) -> bool {
@@ -86,7 +81,12 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
             *why = format!("`{k}` refers to itself ({why})");
         }
     }
-    Resolved { vars, broken }
+    let context = Value::from_serialize(&vars);
+    Resolved {
+        vars,
+        broken,
+        context,
+    }
 }
 
 /// True when a variable's value must never be shown: listed under the inventory's `secrets`, or named
