@@ -65,63 +65,124 @@ plays:
 
 #[test]
 fn plan_apply_plan_over_ssh_with_packages_services_and_a_cross_host_wait() {
-    let Some((_lab, inv)) = lab::acquire() else { return };
+    let Some((_lab, inv)) = lab::acquire() else {
+        return;
+    };
     let inv = inv.display().to_string();
     let p = project(SERVICES);
-    p.write("playbooks/templates/app.conf.j2", "host = {{ inventory_hostname }}\naddress = {{ ansible_host }}\n");
+    p.write(
+        "playbooks/templates/app.conf.j2",
+        "host = {{ inventory_hostname }}\naddress = {{ ansible_host }}\n",
+    );
     for h in ["h1", "h2", "h3"] {
         lab::ssh(h, "systemctl disable --now apim-demo nginx 2>/dev/null; rm -rf /opt/apim-lab-test /etc/systemd/system/apim-demo.service; apt-get remove -y -q tree nginx-light >/dev/null 2>&1; systemctl daemon-reload; true");
     }
     let plan = p.run(&args(&inv, "plan", &[]));
     assert_eq!(plan.code, 2, "{}", plan.all());
-    assert!(plan.stdout.contains("install tree") || plan.stdout.contains("tree"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("install tree") || plan.stdout.contains("tree"),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("+host = h2"), "{}", plan.stdout);
 
     let apply = p.run(&args(&inv, "apply", &["--json"]));
     assert_eq!(apply.code, 0, "{}", apply.all());
     for h in ["h1", "h2", "h3"] {
         assert_eq!(lab::ssh(h, "tree -d /opt/apim-lab-test >/dev/null && systemctl is-active apim-demo && systemctl is-enabled apim-demo").0, 0, "{h}");
-        assert_eq!(std::fs::read_to_string(lab::on_disk(h, "/opt/apim-lab-test/app.conf")).unwrap(), format!("host = {h}\naddress = 10.231.0.1{}\n", &h[1..]));
+        assert_eq!(
+            std::fs::read_to_string(lab::on_disk(h, "/opt/apim-lab-test/app.conf")).unwrap(),
+            format!("host = {h}\naddress = 10.231.0.1{}\n", &h[1..])
+        );
     }
     assert_eq!(lab::ssh("h1", "systemctl is-active nginx").0, 0);
-    assert_eq!(std::fs::read_to_string(lab::on_disk("h2", "/opt/apim-lab-test/web")).unwrap(), "h1 answered\n");
+    assert_eq!(
+        std::fs::read_to_string(lab::on_disk("h2", "/opt/apim-lab-test/web")).unwrap(),
+        "h1 answered\n"
+    );
     // The clients' wait started only after h1's nginx task finished.
     let events = apply.json();
-    let pos = |h: &str, t: &str| events.iter().position(|e| e["host"] == h && e["task"] == t).unwrap();
+    let pos = |h: &str, t: &str| {
+        events
+            .iter()
+            .position(|e| e["host"] == h && e["task"] == t)
+            .unwrap()
+    };
     assert!(pos("h2", "wait for web on h1") > pos("h1", "start nginx"));
     assert!(pos("h3", "wait for web on h1") > pos("h1", "start nginx"));
 
-    let since = lab::ssh("h2", "systemctl show -p ActiveEnterTimestampMonotonic --value apim-demo").1;
+    let since = lab::ssh(
+        "h2",
+        "systemctl show -p ActiveEnterTimestampMonotonic --value apim-demo",
+    )
+    .1;
     let again = p.run(&args(&inv, "plan", &[]));
     assert_eq!(again.code, 0, "{}", again.all());
-    assert!(again.stdout.contains("Plan: 0 to add, 0 to change"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("Plan: 0 to add, 0 to change"),
+        "{}",
+        again.stdout
+    );
     let reapply = p.run(&args(&inv, "apply", &[]));
     assert_eq!(reapply.code, 0, "{}", reapply.all());
-    assert_eq!(lab::ssh("h2", "systemctl show -p ActiveEnterTimestampMonotonic --value apim-demo").1, since, "a no-op apply restarted the service");
+    assert_eq!(
+        lab::ssh(
+            "h2",
+            "systemctl show -p ActiveEnterTimestampMonotonic --value apim-demo"
+        )
+        .1,
+        since,
+        "a no-op apply restarted the service"
+    );
 
     // One changed template restarts the service on that host only.
-    p.write("playbooks/templates/app.conf.j2", "host = {{ inventory_hostname }}\naddress = {{ ansible_host }}\nextra = 1\n");
+    p.write(
+        "playbooks/templates/app.conf.j2",
+        "host = {{ inventory_hostname }}\naddress = {{ ansible_host }}\nextra = 1\n",
+    );
     let apply = p.run(&args(&inv, "apply", &["--limit", "h2"]));
     assert_eq!(apply.code, 0, "{}", apply.all());
-    assert_ne!(lab::ssh("h2", "systemctl show -p ActiveEnterTimestampMonotonic --value apim-demo").1, since, "the handler did not restart");
+    assert_ne!(
+        lab::ssh(
+            "h2",
+            "systemctl show -p ActiveEnterTimestampMonotonic --value apim-demo"
+        )
+        .1,
+        since,
+        "the handler did not restart"
+    );
 }
 
 #[test]
 fn no_ssh_process_is_left_after_apply() {
-    let Some((_lab, inv)) = lab::acquire() else { return };
+    let Some((_lab, inv)) = lab::acquire() else {
+        return;
+    };
     let inv = inv.display().to_string();
     let p = project("plays:\n  - hosts: lab\n    tasks:\n      - copy: { dest: /tmp/apim-leak-check, content: x }\n");
     let r = p.run(&args(&inv, "apply", &[]));
     assert_eq!(r.code, 0, "{}", r.all());
-    let ps = Command::new("ps").args(["-eo", "pid,args"]).output().unwrap();
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
-    let left: Vec<&str> = ps.lines().filter(|l| l.contains("apim-provision-ssh")).collect();
-    assert!(left.is_empty(), "ssh processes left behind:\n{}", left.join("\n"));
+    let left: Vec<&str> = ps
+        .lines()
+        .filter(|l| l.contains("apim-provision-ssh"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "ssh processes left behind:\n{}",
+        left.join("\n")
+    );
 }
 
 #[test]
 fn a_host_cut_off_mid_apply_fails_its_tasks_skips_dependents_and_converges_after_heal() {
-    let Some((_lab, inv)) = lab::acquire() else { return };
+    let Some((_lab, inv)) = lab::acquire() else {
+        return;
+    };
     let inv = inv.display().to_string();
     let p = project(
         r#"
@@ -177,7 +238,13 @@ plays:
     assert_eq!(r.code, 1, "{}", r.all());
     let slow = r.event("h2", "slow step");
     assert_eq!(slow["status"], "failed", "{slow}");
-    assert!(slow["message"].as_str().unwrap().contains("connection to h2 failed"), "{slow}");
+    assert!(
+        slow["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection to h2 failed"),
+        "{slow}"
+    );
     assert_eq!(r.event("h2", "after slow")["status"], "skipped_dependency");
     assert_eq!(r.event("h3", "needs h2")["status"], "skipped_dependency");
     assert_eq!(r.event("h1", "standalone")["status"], "changed");
@@ -192,7 +259,9 @@ plays:
 
 #[test]
 fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
-    let Some((_lab, inv)) = lab::acquire() else { return };
+    let Some((_lab, inv)) = lab::acquire() else {
+        return;
+    };
     let inv = inv.display().to_string();
     let p = project("plays:\n  - hosts: h4\n    tasks:\n      - file: { path: /opt/torn, state: directory }\n      - name: big\n        copy: { dest: /opt/torn/big, src: big.bin }\n");
     let old = vec![b'o'; 1024];
@@ -214,7 +283,11 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
     let dir = lab::on_disk("h4", "/opt/torn");
     let deadline = Instant::now() + Duration::from_secs(120);
     let killed_mid_write = loop {
-        let tmp = std::fs::read_dir(&dir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with(".apim-provision."));
+        let tmp = std::fs::read_dir(&dir).unwrap().flatten().find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".apim-provision.")
+        });
         if let Some(t) = tmp {
             if t.metadata().map(|m| m.len() > 0).unwrap_or(false) {
                 lab::lab(&["fault", "h4", "kill"]);
@@ -228,10 +301,16 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
     };
     let _ = child.wait();
     lab::lab(&["fault", "h4", "start"]);
-    assert!(killed_mid_write, "the write finished before the kill could land; the test proved nothing");
+    assert!(
+        killed_mid_write,
+        "the write finished before the kill could land; the test proved nothing"
+    );
     let got = std::fs::read(lab::on_disk("h4", "/opt/torn/big")).unwrap();
     assert!(got == old || got == new, "torn file: {} bytes", got.len());
     lab::lab(&["up", "4"]);
     assert_eq!(p.run(&args(&inv, "apply", &[])).code, 0);
-    assert_eq!(std::fs::read(lab::on_disk("h4", "/opt/torn/big")).unwrap(), new);
+    assert_eq!(
+        std::fs::read(lab::on_disk("h4", "/opt/torn/big")).unwrap(),
+        new
+    );
 }

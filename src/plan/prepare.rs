@@ -58,7 +58,9 @@ impl Prepared {
     /// Template context of `node` with `registers` (the host's registered results so far) layered in.
     pub fn context(&self, node: petgraph::graph::NodeIndex, registers: &Vars) -> Value {
         let n = &self.graph.graph[node];
-        let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)].context.clone();
+        let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)]
+            .context
+            .clone();
         merge_maps([self.extra.clone(), Value::from_serialize(registers), base])
     }
 

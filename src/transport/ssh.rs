@@ -110,6 +110,34 @@ impl SshTransport {
         }
     }
 
+    /// Runs `command` on one channel with `input` on its stdin and collects its output.
+    async fn pipe(
+        &self,
+        command: String,
+        input: &[u8],
+        what: &str,
+    ) -> Result<std::process::Output, TransportError> {
+        let session = self.session().await?;
+        let _channel = self.channels.acquire().await.expect("semaphore open");
+        let mut child = session
+            .raw_command(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.map(e))?;
+        let mut stdin = child.stdin().take().expect("stdin is piped");
+        let sent = async {
+            stdin.write_all(input).await?;
+            stdin.shutdown().await
+        };
+        sent.await
+            .map_err(|e| self.conn_err(format!("{what}: {e}")))?;
+        drop(stdin);
+        child.wait_with_output().await.map_err(|e| self.map(e))
+    }
+
     fn map(&self, e: openssh::Error) -> TransportError {
         self.conn_err(chain(&e))
     }
@@ -122,27 +150,9 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, script: &str) -> Result<Output, TransportError> {
-        let session = self.session().await?;
-        let _channel = self.channels.acquire().await.expect("semaphore open");
-        let mut child = session
-            .raw_command(self.shell("sh -s"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| self.map(e))?;
-        let mut stdin = child.stdin().take().expect("stdin is piped");
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|e| self.conn_err(format!("sending the script: {e}")))?;
-        stdin
-            .shutdown()
-            .await
-            .map_err(|e| self.conn_err(format!("sending the script: {e}")))?;
-        drop(stdin);
-        let out = child.wait_with_output().await.map_err(|e| self.map(e))?;
+        let out = self
+            .pipe(self.shell("sh -s"), script.as_bytes(), "sending the script")
+            .await?;
         Ok(Output {
             status: out.status.code().unwrap_or(-1),
             stdout: out.stdout,
@@ -151,41 +161,20 @@ impl Transport for SshTransport {
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
-        let io = |context: String, source| TransportError::Io {
-            host: self.host.name.clone(),
-            context,
-            source,
-        };
         let bytes = tokio::fs::read(local)
             .await
-            .map_err(|e| io(format!("reading {}", local.display()), e))?;
+            .map_err(|e| TransportError::Io {
+                host: self.host.name.clone(),
+                context: format!("reading {}", local.display()),
+                source: e,
+            })?;
         let want = crate::resources::sha256_hex(&bytes);
-        let session = self.session().await?;
-        let _channel = self.channels.acquire().await.expect("semaphore open");
         let cmd = format!(
             "sh -c {}",
             super::sh_quote(&format!("cat > {}", super::sh_quote(remote)))
         );
-        let mut child = session
-            .raw_command(self.shell(&cmd))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| self.map(e))?;
-        let mut stdin = child.stdin().take().expect("stdin is piped");
-        stdin
-            .write_all(&bytes)
-            .await
-            .map_err(|e| self.conn_err(format!("uploading {}: {e}", local.display())))?;
-        stdin
-            .shutdown()
-            .await
-            .map_err(|e| self.conn_err(format!("uploading {}: {e}", local.display())))?;
-        drop(stdin);
-        let out = child.wait_with_output().await.map_err(|e| self.map(e))?;
-        drop(_channel);
+        let what = format!("uploading {}", local.display());
+        let out = self.pipe(self.shell(&cmd), &bytes, &what).await?;
         if !out.status.success() {
             return Err(self.conn_err(format!(
                 "writing {remote}: {}",

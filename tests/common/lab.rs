@@ -19,9 +19,19 @@ pub fn dir() -> PathBuf {
 
 /// Runs the lab script, panicking with its output when it fails.
 pub fn lab(args: &[&str]) -> String {
-    let out = Command::new(script()).args(args).output().expect("run tests/lab/lab");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "tests/lab/lab {args:?} failed:\n{text}");
+    let out = Command::new(script())
+        .args(args)
+        .output()
+        .expect("run tests/lab/lab");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "tests/lab/lab {args:?} failed:\n{text}"
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -51,13 +61,29 @@ pub fn acquire() -> Option<(MutexGuard<'static, ()>, PathBuf)> {
 /// Runs `cmd` on `host` over the lab's ssh config.
 pub fn ssh(host: &str, cmd: &str) -> (i32, String) {
     let out = Command::new("ssh")
-        .args(["-F", &dir().join("ssh_config").display().to_string(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", host, cmd])
+        .args([
+            "-F",
+            &dir().join("ssh_config").display().to_string(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            host,
+            cmd,
+        ])
         .output()
         .expect("run ssh");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// A path on `host`'s disk, as the controller sees it through the host's overlay root.
 pub fn on_disk(host: &str, path: &str) -> PathBuf {
-    dir().join("hosts").join(host).join("root").join(path.trim_start_matches('/'))
+    dir()
+        .join("hosts")
+        .join(host)
+        .join("root")
+        .join(path.trim_start_matches('/'))
 }
