@@ -314,3 +314,48 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
         new
     );
 }
+
+#[test]
+fn ssh_config_aliases_and_become_for_a_non_root_user() {
+    let Some((_lab, inv)) = lab::acquire() else { return };
+    let inv = inv.display().to_string();
+    let key = std::fs::read_to_string(lab::dir().join("id_ed25519.pub")).unwrap();
+    // As root: a deploy user with the lab key and passwordless sudo.
+    let p = project(&format!(
+        r#"
+plays:
+  - hosts: h1
+    tasks:
+      - name: deploy user
+        user: {{ name: deploy, shell: /bin/bash }}
+      - file: {{ path: /home/deploy/.ssh, state: directory, owner: deploy, group: deploy, mode: "0700" }}
+      - copy: {{ dest: /home/deploy/.ssh/authorized_keys, content: "{}", owner: deploy, group: deploy, mode: "0600" }}
+      - copy: {{ dest: /etc/sudoers.d/deploy, content: "deploy ALL=(ALL) NOPASSWD: ALL\n", mode: "0440", validate: "visudo -cf %s" }}
+"#,
+        key.trim()
+    ));
+    let r = p.run(&args(&inv, "apply", &[]));
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // As deploy, through the lab's ssh_config alias `h1` (no address in the inventory), becoming root.
+    let dir = lab::dir();
+    p.write(
+        "deploy.yaml",
+        &format!(
+            "playbook: playbooks/root-only.yaml\nssh:\n  user: deploy\n  ssh_config: {}\nhosts:\n  h1:\n    become: true\n",
+            dir.join("ssh_config").display()
+        ),
+    );
+    p.write("playbooks/root-only.yaml", "plays:\n  - hosts: all\n    tasks:\n      - name: root file\n        copy: { dest: /root/apim-become, content: \"as root\\n\", mode: \"0600\" }\n");
+    let r = p.run(&["apply", "deploy.yaml", "--no-color"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(lab::ssh("h1", "stat -c %U /root/apim-become").1.trim(), "root");
+    // Without become the same write is refused: the user really is unprivileged.
+    p.write(
+        "deploy.yaml",
+        &format!("playbook: playbooks/root-only.yaml\nssh:\n  user: deploy\n  ssh_config: {}\nhosts:\n  h1: {{}}\n", dir.join("ssh_config").display()),
+    );
+    lab::ssh("h1", "rm -f /root/apim-become");
+    let r = p.run(&["apply", "deploy.yaml", "--no-color"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+}
