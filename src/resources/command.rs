@@ -53,7 +53,7 @@ pub(super) fn build_shell(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resour
 }
 
 fn finish(kind: &'static str, line: String, args: Args) -> Result<Box<dyn Resource>, ResourceError> {
-    for (k, _) in &args.env {
+    for k in args.env.keys() {
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(bad(kind, format!("env name `{k}` is not a valid variable name")));
         }
