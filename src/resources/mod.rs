@@ -186,9 +186,10 @@ pub fn build(kind: &str, args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource
     builder(args, ctx)
 }
 
-/// Deserializes a resource's arguments, turning serde's message into a `BadArgs` that names the type.
+/// Deserializes a resource's arguments, turning serde's message into a `BadArgs` that names the type and
+/// the offending field (serde alone says "invalid type: integer, expected a string" without saying where).
 pub fn parse_args<T: DeserializeOwned>(kind: &str, args: Value) -> Result<T, ResourceError> {
-    serde_json::from_value(args).map_err(|e| bad(kind, e.to_string()))
+    serde_path_to_error::deserialize(args).map_err(|e| bad(kind, e.to_string()))
 }
 
 /// A `BadArgs` error for `kind`.
