@@ -4,6 +4,7 @@
 //! all go through the same probe, so what plan says is what apply does.
 
 mod attrs;
+mod blockinfile;
 mod command;
 mod copy;
 mod edit;
@@ -162,6 +163,7 @@ pub trait Resource: Send + Sync {
 pub type Builder = fn(Value, &BuildCtx) -> Result<Box<dyn Resource>, ResourceError>;
 
 const TYPES: &[(&str, Builder)] = &[
+    ("blockinfile", blockinfile::build),
     ("command", command::build_command),
     ("copy", copy::build),
     ("file", file::build),
