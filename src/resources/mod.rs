@@ -9,6 +9,7 @@ mod command;
 mod copy;
 mod edit;
 mod file;
+mod get_url;
 mod lineinfile;
 mod template;
 
@@ -167,6 +168,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("command", command::build_command),
     ("copy", copy::build),
     ("file", file::build),
+    ("get_url", get_url::build),
     ("lineinfile", lineinfile::build),
     ("shell", command::build_shell),
     ("template", template::build),
@@ -258,8 +260,8 @@ async fn probe_now(res: &dyn Resource, host: &dyn Transport) -> Result<Facts, Re
     Ok(answer.facts)
 }
 
-/// Helpers shared by the resource tests: building without a playbook and one probe-plan-apply-probe-plan
-/// cycle.
+/// Helpers shared by the resource tests: building without a playbook, one probe-plan-apply-probe-plan
+/// cycle and a loopback HTTP server.
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
@@ -315,5 +317,32 @@ pub(crate) mod testkit {
             .await
             .unwrap_or_else(|e| panic!("re-planning {}: {e}", res.describe()));
         (first, second)
+    }
+
+    /// Serves `body` with status 200 to every request on a loopback port, on a thread that lives as long
+    /// as the test binary; returns the port.
+    pub(crate) fn serve_http(body: Vec<u8>) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        port
     }
 }
