@@ -12,6 +12,7 @@ mod file;
 mod get_url;
 mod lineinfile;
 mod template;
+mod unarchive;
 
 use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
 use async_trait::async_trait;
@@ -172,6 +173,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("lineinfile", lineinfile::build),
     ("shell", command::build_shell),
     ("template", template::build),
+    ("unarchive", unarchive::build),
 ];
 
 /// Names of every built-in resource type, for error messages and `validate`.
