@@ -13,6 +13,7 @@ mod get_url;
 mod lineinfile;
 mod template;
 mod unarchive;
+mod wait_for;
 
 use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
 use async_trait::async_trait;
@@ -174,6 +175,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("shell", command::build_shell),
     ("template", template::build),
     ("unarchive", unarchive::build),
+    ("wait_for", wait_for::build),
 ];
 
 /// Names of every built-in resource type, for error messages and `validate`.
