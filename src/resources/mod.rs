@@ -11,6 +11,7 @@ mod edit;
 mod file;
 mod get_url;
 mod lineinfile;
+mod package;
 mod template;
 mod unarchive;
 mod wait_for;
@@ -172,6 +173,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("file", file::build),
     ("get_url", get_url::build),
     ("lineinfile", lineinfile::build),
+    ("package", package::build),
     ("shell", command::build_shell),
     ("template", template::build),
     ("unarchive", unarchive::build),
@@ -264,11 +266,31 @@ async fn probe_now(res: &dyn Resource, host: &dyn Transport) -> Result<Facts, Re
     Ok(answer.facts)
 }
 
+/// Deserializes a field that Ansible users write either as one string or as a list of strings (package
+/// names, supplementary groups), so both spellings work and the resource only sees a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error;
+    match <Value as serde::Deserialize>::deserialize(d)? {
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(D::Error::custom(format!("expected a string, got {other}"))),
+            })
+            .collect(),
+        other => Err(D::Error::custom(format!(
+            "expected a string or a list of strings, got {other}"
+        ))),
+    }
+}
+
 /// Helpers shared by the resource tests: building without a playbook, one probe-plan-apply-probe-plan
-/// cycle and a loopback HTTP server.
+/// cycle, hand-made facts, stand-in host commands and a loopback HTTP server.
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
+    use crate::transport::{sh_quote, LocalTransport, Output};
 
     /// Builds `kind` the way the engine would, with no search directories and templates left as they are
     /// (tests pass absolute controller paths).
@@ -321,6 +343,69 @@ pub(crate) mod testkit {
             .await
             .unwrap_or_else(|e| panic!("re-planning {}: {e}", res.describe()));
         (first, second)
+    }
+
+    /// Facts as a probe printing exactly `pairs` would report them, for planning against states this
+    /// machine must not be put in (packages, services, accounts).
+    pub(crate) async fn facts_from(pairs: &[(&str, &str)]) -> Facts {
+        let mut batch = ProbeBatch::default();
+        let script: String = pairs
+            .iter()
+            .map(|(k, v)| format!("fact {} {}\n", sh_quote(k), sh_quote(v)))
+            .collect();
+        batch.push(format!("{script}true"));
+        let answers = batch.run(&LocalTransport::new("t")).await;
+        answers.expect("local sh runs").remove(0).facts
+    }
+
+    /// A directory of stand-in commands put first on the `PATH` of every script run through it, so the
+    /// real probe and apply scripts of `package` and `service` run end to end against fakes rather than
+    /// this machine's package manager and init system.
+    pub(crate) struct FakeTools {
+        dir: tempfile::TempDir,
+        local: LocalTransport,
+    }
+
+    impl FakeTools {
+        pub(crate) fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+                local: LocalTransport::new("fake"),
+            }
+        }
+
+        /// The directory, also usable as the fakes' scratch space.
+        pub(crate) fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Adds the command `name` running `body` under `sh`. Written by a child shell, not by this
+        /// process, so no test thread's fork can hold it open for writing (ETXTBSY) when it is run.
+        pub(crate) async fn tool(&self, name: &str, body: &str) {
+            let path = sh_quote(&self.dir.path().join(name).display().to_string());
+            let script = format!(
+                "cat > {path} <<'__FAKE__'\n#!/bin/sh\n{body}\n__FAKE__\nchmod 755 {path}\n"
+            );
+            let out = self.local.run(&script).await.expect("local sh runs");
+            assert_eq!(out.status, 0, "writing fake {name}: {}", out.tail());
+        }
+    }
+
+    #[async_trait]
+    impl Transport for FakeTools {
+        fn host(&self) -> &str {
+            "fake"
+        }
+
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            let dir = sh_quote(&self.dir.path().display().to_string());
+            let script = format!("PATH={dir}:$PATH; export PATH\n{script}");
+            self.local.run(&script).await
+        }
+
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            self.local.upload(local, remote).await
+        }
     }
 
     /// Serves `body` with status 200 to every request on a loopback port, on a thread that lives as long
