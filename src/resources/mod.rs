@@ -12,6 +12,7 @@ mod file;
 mod get_url;
 mod lineinfile;
 mod package;
+mod service;
 mod template;
 mod unarchive;
 mod wait_for;
@@ -174,6 +175,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("get_url", get_url::build),
     ("lineinfile", lineinfile::build),
     ("package", package::build),
+    ("service", service::build),
     ("shell", command::build_shell),
     ("template", template::build),
     ("unarchive", unarchive::build),
