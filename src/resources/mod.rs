@@ -10,6 +10,7 @@ mod copy;
 mod edit;
 mod file;
 mod get_url;
+mod group;
 mod lineinfile;
 mod package;
 mod service;
@@ -173,6 +174,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("copy", copy::build),
     ("file", file::build),
     ("get_url", get_url::build),
+    ("group", group::build),
     ("lineinfile", lineinfile::build),
     ("package", package::build),
     ("service", service::build),
