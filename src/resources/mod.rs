@@ -16,6 +16,7 @@ mod package;
 mod service;
 mod template;
 mod unarchive;
+mod user;
 mod wait_for;
 
 use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
@@ -181,6 +182,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("shell", command::build_shell),
     ("template", template::build),
     ("unarchive", unarchive::build),
+    ("user", user::build),
     ("wait_for", wait_for::build),
 ];
 
