@@ -35,7 +35,11 @@ impl<'de> Deserialize<'de> for Mode {
         let s = match v {
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) => n.to_string(),
-            other => return Err(serde::de::Error::custom(format!("mode must be octal, got {other}"))),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "mode must be octal, got {other}"
+                )))
+            }
         };
         Mode::parse(&s).map_err(serde::de::Error::custom)
     }

@@ -29,33 +29,57 @@ struct Command {
     args: Args,
 }
 
-pub(super) fn build_command(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+pub(super) fn build_command(
+    args: Value,
+    _ctx: &BuildCtx,
+) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args("command", args)?;
     let words = match (&a.cmd, &a.argv) {
-        (Some(c), None) => shell_words::split(c).map_err(|e| bad("command", format!("cmd: {e}")))?,
+        (Some(c), None) => {
+            shell_words::split(c).map_err(|e| bad("command", format!("cmd: {e}")))?
+        }
         (None, Some(v)) => v.clone(),
         _ => return Err(bad("command", "exactly one of `cmd` or `argv` is required")),
     };
     if words.is_empty() {
         return Err(bad("command", "the command is empty"));
     }
-    let line = words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" ");
+    let line = words
+        .iter()
+        .map(|w| sh_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
     finish("command", format!("exec {line}"), a)
 }
 
-pub(super) fn build_shell(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+pub(super) fn build_shell(
+    args: Value,
+    _ctx: &BuildCtx,
+) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args("shell", args)?;
     let line = match (&a.cmd, &a.argv) {
         (Some(c), None) if !c.trim().is_empty() => c.clone(),
-        _ => return Err(bad("shell", "`cmd` is required (and `argv` is for `command`)")),
+        _ => {
+            return Err(bad(
+                "shell",
+                "`cmd` is required (and `argv` is for `command`)",
+            ))
+        }
     };
     finish("shell", line, a)
 }
 
-fn finish(kind: &'static str, line: String, args: Args) -> Result<Box<dyn Resource>, ResourceError> {
+fn finish(
+    kind: &'static str,
+    line: String,
+    args: Args,
+) -> Result<Box<dyn Resource>, ResourceError> {
     for k in args.env.keys() {
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(bad(kind, format!("env name `{k}` is not a valid variable name")));
+            return Err(bad(
+                kind,
+                format!("env name `{k}` is not a valid variable name"),
+            ));
         }
     }
     Ok(Box::new(Command { kind, line, args }))
@@ -74,7 +98,10 @@ impl Command {
     }
 
     fn shown(&self) -> String {
-        self.args.cmd.clone().unwrap_or_else(|| self.args.argv.clone().unwrap_or_default().join(" "))
+        self.args
+            .cmd
+            .clone()
+            .unwrap_or_else(|| self.args.argv.clone().unwrap_or_default().join(" "))
     }
 }
 
@@ -87,10 +114,18 @@ impl Resource for Command {
     fn probe(&self) -> String {
         let mut s = String::new();
         if let Some(c) = &self.args.creates {
-            s.push_str(&format!("if [ -e {q} ]; then fact skip {m}; fi\n", q = sh_quote(c), m = sh_quote(&format!("{c} exists"))));
+            s.push_str(&format!(
+                "if [ -e {q} ]; then fact skip {m}; fi\n",
+                q = sh_quote(c),
+                m = sh_quote(&format!("{c} exists"))
+            ));
         }
         if let Some(r) = &self.args.removes {
-            s.push_str(&format!("if [ ! -e {q} ]; then fact skip {m}; fi\n", q = sh_quote(r), m = sh_quote(&format!("{r} does not exist"))));
+            s.push_str(&format!(
+                "if [ ! -e {q} ]; then fact skip {m}; fi\n",
+                q = sh_quote(r),
+                m = sh_quote(&format!("{r} does not exist"))
+            ));
         }
         if let Some(u) = &self.args.unless {
             s.push_str(&format!(
@@ -109,10 +144,17 @@ impl Resource for Command {
             c.result.insert("skip_reason".into(), why.into());
             return Ok(c);
         }
-        Ok(Change::new(Action::Run, vec![format!("run: {}", self.shown())]))
+        Ok(Change::new(
+            Action::Run,
+            vec![format!("run: {}", self.shown())],
+        ))
     }
 
-    async fn apply(&self, _change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    async fn apply(
+        &self,
+        _change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Outcome, ResourceError> {
         let script = format!("{}{}\n", self.prologue(), self.line);
         let out = host.run(&script).await?;
         if out.status != 0 {
@@ -125,10 +167,16 @@ impl Resource for Command {
         }
         let mut r = Outcome::new();
         r.insert("rc".into(), out.status.into());
-        r.insert("stdout".into(), out.stdout_text().trim_end().to_string().into());
+        r.insert(
+            "stdout".into(),
+            out.stdout_text().trim_end().to_string().into(),
+        );
         r.insert(
             "stderr".into(),
-            String::from_utf8_lossy(&out.stderr).trim_end().to_string().into(),
+            String::from_utf8_lossy(&out.stderr)
+                .trim_end()
+                .to_string()
+                .into(),
         );
         Ok(r)
     }

@@ -71,7 +71,9 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
         }
         _ => return Err(bad("copy", "exactly one of `content` or `src` is required")),
     };
-    Ok(Box::new(Copy::new("copy", a.dest, content, a.attrs, a.validate)?))
+    Ok(Box::new(Copy::new(
+        "copy", a.dest, content, a.attrs, a.validate,
+    )?))
 }
 
 #[async_trait]
@@ -92,12 +94,29 @@ impl Resource for Copy {
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
         let new_text = as_text(&self.content);
         let (action, mut details, old) = match facts.get("type") {
-            Some("absent") | None => (Action::Create, vec![format!("create file ({} bytes)", self.content.len())], Some(Vec::new())),
-            Some("file") | Some("link") if facts.is("sha256", &self.sha) => (Action::None, vec![], None),
-            Some("file") => (Action::Update, vec!["content changes".into()], facts.bytes("old")),
-            Some("link") => (Action::Update, vec!["replace symlink with a file".into()], Some(Vec::new())),
+            Some("absent") | None => (
+                Action::Create,
+                vec![format!("create file ({} bytes)", self.content.len())],
+                Some(Vec::new()),
+            ),
+            Some("file") | Some("link") if facts.is("sha256", &self.sha) => {
+                (Action::None, vec![], None)
+            }
+            Some("file") => (
+                Action::Update,
+                vec!["content changes".into()],
+                facts.bytes("old"),
+            ),
+            Some("link") => (
+                Action::Update,
+                vec!["replace symlink with a file".into()],
+                Some(Vec::new()),
+            ),
             Some(other) => {
-                return Err(ResourceError::Failed(format!("{} exists and is a {other}", self.dest)))
+                return Err(ResourceError::Failed(format!(
+                    "{} exists and is a {other}",
+                    self.dest
+                )))
             }
         };
         let mut change = Change::new(action, Vec::new());
@@ -106,7 +125,11 @@ impl Resource for Copy {
         }
         if action != Action::None {
             change.diff = match (old.as_deref().map(as_text), new_text) {
-                (Some(Some(old)), Some(new)) => Some(ContentDiff { path: self.dest.clone(), old, new }),
+                (Some(Some(old)), Some(new)) => Some(ContentDiff {
+                    path: self.dest.clone(),
+                    old,
+                    new,
+                }),
                 _ => {
                     details.push(format!(
                         "content sha256 {} -> {}",
@@ -120,16 +143,24 @@ impl Resource for Copy {
             change.action = Action::Update;
         }
         change.details = details;
-        change.result.insert("dest".into(), self.dest.clone().into());
-        change.result.insert("sha256".into(), self.sha.clone().into());
+        change
+            .result
+            .insert("dest".into(), self.dest.clone().into());
+        change
+            .result
+            .insert("sha256".into(), self.sha.clone().into());
         Ok(change)
     }
 
     async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
         // Attribute-only changes rewrite the file too: one atomic path is simpler than two and the
         // content is identical, so the result cannot differ.
-        let script =
-            atomic_write_script(&self.dest, &self.content, &self.attrs, self.validate.as_deref());
+        let script = atomic_write_script(
+            &self.dest,
+            &self.content,
+            &self.attrs,
+            self.validate.as_deref(),
+        );
         run_ok(host, &format!("writing {}", self.dest), &script).await?;
         Ok(change.result.clone())
     }

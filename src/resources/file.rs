@@ -1,6 +1,8 @@
 //! `file`: a path that must be a directory, a regular file, a symlink, or absent, with mode and owner.
 
-use super::{bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError};
+use super::{
+    bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError,
+};
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -42,7 +44,9 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         return Err(bad("file", format!("path `{}` must be absolute", a.path)));
     }
     match (a.state, &a.src) {
-        (State::Link, None) => return Err(bad("file", "state: link needs `src` (the link target)")),
+        (State::Link, None) => {
+            return Err(bad("file", "state: link needs `src` (the link target)"))
+        }
         (State::Link, Some(_)) => {}
         (_, Some(_)) => return Err(bad("file", "`src` is only valid with state: link")),
         _ => {}
@@ -72,8 +76,12 @@ impl Resource for FileRes {
         let mut change = match (a.state, cur) {
             (State::Absent, "absent") => Change::none(),
             (State::Absent, _) => Change::new(Action::Delete, vec![format!("remove {cur}")]),
-            (State::Directory, "absent") => Change::new(Action::Create, vec!["create directory".into()]),
-            (State::File, "absent") => Change::new(Action::Create, vec!["create empty file".into()]),
+            (State::Directory, "absent") => {
+                Change::new(Action::Create, vec!["create directory".into()])
+            }
+            (State::File, "absent") => {
+                Change::new(Action::Create, vec!["create empty file".into()])
+            }
             (State::Link, "absent") => Change::new(
                 Action::Create,
                 vec![format!("link -> {}", a.src.as_deref().unwrap_or_default())],
@@ -87,11 +95,20 @@ impl Resource for FileRes {
                     Change::new(Action::Update, vec![format!("link {got} -> {want}")])
                 }
             }
-            (State::Link, "file") => Change::new(Action::Update, vec!["replace file with a link".into()]),
+            (State::Link, "file") => {
+                Change::new(Action::Update, vec!["replace file with a link".into()])
+            }
             (State::Link, _) => return wrong("link"),
             (State::Directory, "directory") | (State::File, "file") => {
                 let d = a.attrs.changes(facts);
-                Change::new(if d.is_empty() { Action::None } else { Action::Update }, d)
+                Change::new(
+                    if d.is_empty() {
+                        Action::None
+                    } else {
+                        Action::Update
+                    },
+                    d,
+                )
             }
             (State::Directory, _) => return wrong("directory"),
             (State::File, _) => return wrong("file"),
@@ -109,16 +126,16 @@ impl Resource for FileRes {
         let script = match a.state {
             State::Absent => format!("rm -rf -- {p}"),
             State::Directory => format!("set -e\nmkdir -p -- {p}\n{}", a.attrs.script(&p)),
-            State::File => format!(
-                "set -e\n[ -e {p} ] || : > {p}\n{}",
-                a.attrs.script(&p)
-            ),
+            State::File => format!("set -e\n[ -e {p} ] || : > {p}\n{}", a.attrs.script(&p)),
             State::Link => {
                 let src = sh_quote(a.src.as_deref().unwrap_or_default());
                 let own = match (&a.attrs.owner, &a.attrs.group) {
                     (Some(o), g) => format!(
                         "chown -h {} {p}\n",
-                        sh_quote(&format!("{o}{}", g.as_ref().map(|g| format!(":{g}")).unwrap_or_default()))
+                        sh_quote(&format!(
+                            "{o}{}",
+                            g.as_ref().map(|g| format!(":{g}")).unwrap_or_default()
+                        ))
                     ),
                     _ => String::new(),
                 };

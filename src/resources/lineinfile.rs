@@ -394,7 +394,11 @@ mod tests {
         );
         bad_args(KIND, json!({"path": p, "line": "x", "mode": "999"}), "mode");
         bad_args(KIND, json!({"path": p, "line": 5}), "line");
-        bad_args(KIND, json!({"path": p, "line": "x", "create": "yes"}), "create");
+        bad_args(
+            KIND,
+            json!({"path": p, "line": "x", "create": "yes"}),
+            "create",
+        );
         bad_args(KIND, json!({"path": p, "line": "x", "bogus": 1}), "bogus");
     }
 }

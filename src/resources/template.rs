@@ -19,10 +19,13 @@ struct Args {
 
 pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args("template", args)?;
-    let path = ctx.find("templates", &a.src).map_err(|e| bad("template", e))?;
+    let path = ctx
+        .find("templates", &a.src)
+        .map_err(|e| bad("template", e))?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| bad("template", format!("reading {}: {e}", path.display())))?;
-    let rendered = (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
+    let rendered =
+        (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
     Ok(Box::new(Copy::new(
         "template",
         a.dest,
