@@ -51,6 +51,7 @@ struct BlockInFile {
     anchor: Anchor,
 }
 
+/// The `blockinfile` entry of `TYPES`: checks marker, block and anchors before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     if !a.marker.contains("{mark}") || a.marker.contains(['\n', '\r']) {

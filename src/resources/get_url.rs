@@ -38,6 +38,7 @@ struct GetUrl {
     attrs: Attrs,
 }
 
+/// The `get_url` entry of `TYPES`: checks url, dest, sha256 and timeout before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     let scheme_ok = ["http://", "https://", "ftp://"]

@@ -56,6 +56,7 @@ pub(super) fn check_account_name(kind: &str, field: &str, name: &str) -> Result<
     }
 }
 
+/// The `group` entry of `TYPES`: checks the group name before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     check_account_name(KIND, "name", &a.name)?;

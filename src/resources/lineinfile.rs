@@ -47,6 +47,7 @@ struct LineInFile {
     anchor: Anchor,
 }
 
+/// The `lineinfile` entry of `TYPES`: checks line, regexp and anchors before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     if a.line.as_deref().is_some_and(|l| l.contains(['\n', '\r'])) {

@@ -373,6 +373,7 @@ pub(crate) mod testkit {
     }
 
     impl FakeTools {
+        /// An empty set of fakes: until tools are added, scripts see the real commands.
         pub(crate) fn new() -> Self {
             Self {
                 dir: tempfile::tempdir().expect("temp dir"),

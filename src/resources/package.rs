@@ -78,6 +78,7 @@ struct Package {
     lists_dir: String,
 }
 
+/// The `package` entry of `TYPES`: checks the package names before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     if a.name.is_empty() {

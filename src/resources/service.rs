@@ -42,6 +42,7 @@ struct Service {
     daemon_reload: bool,
 }
 
+/// The `service` entry of `TYPES`: checks the unit name and that something is asked of it.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '\\');

@@ -96,6 +96,8 @@ struct Unarchive {
     group: Option<String>,
 }
 
+/// The `unarchive` entry of `TYPES`: finds a controller `src`, tells the format from its name and
+/// checks the paths before any host is touched.
 pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     let source = match (a.src, a.remote_src) {

@@ -69,6 +69,7 @@ struct User {
     a: Args,
 }
 
+/// The `user` entry of `TYPES`: checks names and paths before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     check_account_name(KIND, "name", &a.name)?;

@@ -69,6 +69,8 @@ struct WaitFor {
     interval: u64,
 }
 
+/// The `wait_for` entry of `TYPES`: checks that exactly one condition is given, with states and TLS
+/// options that fit it, before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     if a.host.is_some() && a.port.is_none() {
