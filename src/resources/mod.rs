@@ -4,12 +4,22 @@
 //! all go through the same probe, so what plan says is what apply does.
 
 mod attrs;
+mod blockinfile;
 mod command;
 mod copy;
+mod edit;
 mod file;
+mod get_url;
+mod group;
+mod lineinfile;
+mod package;
+mod service;
 mod template;
+mod unarchive;
+mod user;
+mod wait_for;
 
-use crate::transport::{Facts, Transport, TransportError};
+use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -160,11 +170,20 @@ pub trait Resource: Send + Sync {
 pub type Builder = fn(Value, &BuildCtx) -> Result<Box<dyn Resource>, ResourceError>;
 
 const TYPES: &[(&str, Builder)] = &[
+    ("blockinfile", blockinfile::build),
     ("command", command::build_command),
     ("copy", copy::build),
     ("file", file::build),
+    ("get_url", get_url::build),
+    ("group", group::build),
+    ("lineinfile", lineinfile::build),
+    ("package", package::build),
+    ("service", service::build),
     ("shell", command::build_shell),
     ("template", template::build),
+    ("unarchive", unarchive::build),
+    ("user", user::build),
+    ("wait_for", wait_for::build),
 ];
 
 /// Names of every built-in resource type, for error messages and `validate`.
@@ -186,9 +205,10 @@ pub fn build(kind: &str, args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource
     builder(args, ctx)
 }
 
-/// Deserializes a resource's arguments, turning serde's message into a `BadArgs` that names the type.
+/// Deserializes a resource's arguments, turning serde's message into a `BadArgs` that names the type and
+/// the offending field (serde alone says "invalid type: integer, expected a string" without saying where).
 pub fn parse_args<T: DeserializeOwned>(kind: &str, args: Value) -> Result<T, ResourceError> {
-    serde_json::from_value(args).map_err(|e| bad(kind, e.to_string()))
+    serde_path_to_error::deserialize(args).map_err(|e| bad(kind, e.to_string()))
 }
 
 /// A `BadArgs` error for `kind`.
@@ -231,4 +251,194 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(bytes);
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `res`'s probe on its own and returns its facts. Read-modify-write resources (`lineinfile`,
+/// `blockinfile`, `user`, `group`) call it from `apply`, so they edit what is on the host now rather than
+/// what the run's up-front probe batch saw: an earlier task of the same run may have edited the same file
+/// or account since, and writing a result computed from the older facts would undo that task's work.
+async fn probe_now(res: &dyn Resource, host: &dyn Transport) -> Result<Facts, ResourceError> {
+    let mut batch = ProbeBatch::default();
+    batch.push(res.probe());
+    let answer = batch.run(host).await?.pop().unwrap_or_default();
+    if answer.status != 0 {
+        return Err(ResourceError::Failed(format!(
+            "probing {} failed (exit {}): {}",
+            res.describe(),
+            answer.status,
+            answer.messages.join("\n")
+        )));
+    }
+    Ok(answer.facts)
+}
+
+/// Deserializes a field that Ansible users write either as one string or as a list of strings (package
+/// names, supplementary groups), so both spellings work and the resource only sees a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error;
+    match <Value as serde::Deserialize>::deserialize(d)? {
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(D::Error::custom(format!("expected a string, got {other}"))),
+            })
+            .collect(),
+        other => Err(D::Error::custom(format!(
+            "expected a string or a list of strings, got {other}"
+        ))),
+    }
+}
+
+/// Helpers shared by the resource tests: building without a playbook, one probe-plan-apply-probe-plan
+/// cycle, hand-made facts, stand-in host commands and a loopback HTTP server.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::*;
+    use crate::transport::{sh_quote, LocalTransport, Output};
+
+    /// Builds `kind` the way the engine would, with no search directories and templates left as they are
+    /// (tests pass absolute controller paths).
+    pub(crate) fn build_plain(kind: &str, args: Value) -> Result<Box<dyn Resource>, ResourceError> {
+        let render = |text: &str, _name: &str| Ok(text.to_string());
+        let ctx = BuildCtx {
+            search: &[],
+            render: &render,
+        };
+        build(kind, args, &ctx)
+    }
+
+    /// Like [`build_plain`] for arguments that must be valid.
+    pub(crate) fn res(kind: &str, args: Value) -> Box<dyn Resource> {
+        build_plain(kind, args).unwrap_or_else(|e| panic!("building {kind}: {e}"))
+    }
+
+    /// The `BadArgs` reason of arguments that must be rejected, checked to name `field`.
+    pub(crate) fn bad_args(kind: &str, args: Value, field: &str) -> String {
+        match build_plain(kind, args) {
+            Err(ResourceError::BadArgs { reason, .. }) => {
+                assert!(reason.contains(field), "`{reason}` does not name `{field}`");
+                reason
+            }
+            Err(e) => panic!("expected BadArgs naming {field}, got {e}"),
+            Ok(r) => panic!("expected BadArgs naming {field}, built {}", r.describe()),
+        }
+    }
+
+    /// Probes (through a [`ProbeBatch`], as the engine does) and plans.
+    pub(crate) async fn plan_now(
+        res: &dyn Resource,
+        host: &dyn Transport,
+    ) -> Result<Change, ResourceError> {
+        res.plan(&probe_now(res, host).await?)
+    }
+
+    /// Plans, applies when something is pending, then plans again: the second change must be `None` for
+    /// an idempotent resource.
+    pub(crate) async fn converge(res: &dyn Resource, host: &dyn Transport) -> (Change, Change) {
+        let first = plan_now(res, host)
+            .await
+            .unwrap_or_else(|e| panic!("planning {}: {e}", res.describe()));
+        if first.is_pending() {
+            res.apply(&first, host)
+                .await
+                .unwrap_or_else(|e| panic!("applying {}: {e}", res.describe()));
+        }
+        let second = plan_now(res, host)
+            .await
+            .unwrap_or_else(|e| panic!("re-planning {}: {e}", res.describe()));
+        (first, second)
+    }
+
+    /// Facts as a probe printing exactly `pairs` would report them, for planning against states this
+    /// machine must not be put in (packages, services, accounts).
+    pub(crate) async fn facts_from(pairs: &[(&str, &str)]) -> Facts {
+        let mut batch = ProbeBatch::default();
+        let script: String = pairs
+            .iter()
+            .map(|(k, v)| format!("fact {} {}\n", sh_quote(k), sh_quote(v)))
+            .collect();
+        batch.push(format!("{script}true"));
+        let answers = batch.run(&LocalTransport::new("t")).await;
+        answers.expect("local sh runs").remove(0).facts
+    }
+
+    /// A directory of stand-in commands put first on the `PATH` of every script run through it, so the
+    /// real probe and apply scripts of `package` and `service` run end to end against fakes rather than
+    /// this machine's package manager and init system.
+    pub(crate) struct FakeTools {
+        dir: tempfile::TempDir,
+        local: LocalTransport,
+    }
+
+    impl FakeTools {
+        /// An empty set of fakes: until tools are added, scripts see the real commands.
+        pub(crate) fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+                local: LocalTransport::new("fake"),
+            }
+        }
+
+        /// The directory, also usable as the fakes' scratch space.
+        pub(crate) fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Adds the command `name` running `body` under `sh`. Written by a child shell, not by this
+        /// process, so no test thread's fork can hold it open for writing (ETXTBSY) when it is run.
+        pub(crate) async fn tool(&self, name: &str, body: &str) {
+            let path = sh_quote(&self.dir.path().join(name).display().to_string());
+            let script = format!(
+                "cat > {path} <<'__FAKE__'\n#!/bin/sh\n{body}\n__FAKE__\nchmod 755 {path}\n"
+            );
+            let out = self.local.run(&script).await.expect("local sh runs");
+            assert_eq!(out.status, 0, "writing fake {name}: {}", out.tail());
+        }
+    }
+
+    #[async_trait]
+    impl Transport for FakeTools {
+        fn host(&self) -> &str {
+            "fake"
+        }
+
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            let dir = sh_quote(&self.dir.path().display().to_string());
+            let script = format!("PATH={dir}:$PATH; export PATH\n{script}");
+            self.local.run(&script).await
+        }
+
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            self.local.upload(local, remote).await
+        }
+    }
+
+    /// Serves `body` with status 200 to every request on a loopback port, on a thread that lives as long
+    /// as the test binary; returns the port.
+    pub(crate) fn serve_http(body: Vec<u8>) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        port
+    }
 }
