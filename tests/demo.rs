@@ -9,13 +9,20 @@ fn demo_plans_applies_and_converges() {
     let dir = p.path().join("demo");
     let r = p.run(&["demo", "--no-color", "--dir", dir.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.all());
-    let plans: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("Plan: ")).collect();
+    let plans: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Plan: "))
+        .collect();
     assert_eq!(plans.len(), 2, "{}", r.stdout);
     assert!(plans[0].starts_with("Plan: 12 to add"), "{}", plans[0]);
     assert_eq!(plans[1], "Plan: 0 to add, 0 to change, 17 unchanged.");
     assert!(r.stdout.contains("password = \"(sensitive)\"") && !r.stdout.contains("demo-S3cret!"));
     let pid = dir.join(".scratch/wkr2/opt/wso2am-4.2.0/wso2carbon.pid");
-    assert_eq!(std::fs::read_to_string(pid).unwrap(), "started wkr2 as gateway-worker\n");
+    assert_eq!(
+        std::fs::read_to_string(pid).unwrap(),
+        "started wkr2 as gateway-worker\n"
+    );
     // A second demo starts fresh, so it tells the same story.
     let again = p.run(&["demo", "--no-color", "--dir", dir.to_str().unwrap()]);
     assert_eq!(again.code, 0);

@@ -317,7 +317,9 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
 
 #[test]
 fn ssh_config_aliases_and_become_for_a_non_root_user() {
-    let Some((_lab, inv)) = lab::acquire() else { return };
+    let Some((_lab, inv)) = lab::acquire() else {
+        return;
+    };
     let inv = inv.display().to_string();
     let key = std::fs::read_to_string(lab::dir().join("id_ed25519.pub")).unwrap();
     // As root: a deploy user with the lab key and passwordless sudo.
@@ -349,7 +351,10 @@ plays:
     p.write("playbooks/root-only.yaml", "plays:\n  - hosts: all\n    tasks:\n      - name: root file\n        copy: { dest: /root/apim-become, content: \"as root\\n\", mode: \"0600\" }\n");
     let r = p.run(&["apply", "deploy.yaml", "--no-color"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(lab::ssh("h1", "stat -c %U /root/apim-become").1.trim(), "root");
+    assert_eq!(
+        lab::ssh("h1", "stat -c %U /root/apim-become").1.trim(),
+        "root"
+    );
     // Without become the same write is refused: the user really is unprivileged.
     p.write(
         "deploy.yaml",
