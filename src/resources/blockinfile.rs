@@ -80,7 +80,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     let file = TextFile::new(
         KIND,
         a.path,
-        a.create,
+        Some(a.create),
         block.is_empty(),
         a.attrs,
         a.validate,
@@ -155,7 +155,7 @@ impl Resource for BlockInFile {
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        self.file.plan(facts, &|old| self.edit(old))
+        self.file.plan(facts, &|old| Ok(self.edit(old)))
     }
 
     async fn apply(
@@ -163,7 +163,7 @@ impl Resource for BlockInFile {
         _change: &Change,
         host: &dyn Transport,
     ) -> Result<Outcome, ResourceError> {
-        self.file.apply(self, host, &|old| self.edit(old)).await
+        self.file.apply(self, host, &|old| Ok(self.edit(old))).await
     }
 }
 

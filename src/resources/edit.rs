@@ -23,6 +23,11 @@ pub(super) struct Edit {
     pub details: Vec<String>,
 }
 
+/// Computes an [`Edit`] from the current content. Fallible because structured editors (`xml`,
+/// `hosts_entry`) can find the current content unusable (not well-formed, no element at the path), which
+/// must fail the plan rather than write anything.
+pub(super) type EditFn<'a> = dyn Fn(&[u8]) -> Result<Edit, ResourceError> + Sync + 'a;
+
 /// Where new text goes when the file holds nothing to replace (`insertafter` / `insertbefore`).
 pub(super) enum Anchor {
     /// Before the first line.
@@ -102,7 +107,7 @@ pub(super) fn insert(lines: &mut Vec<Vec<u8>>, at: usize, new: &[&[u8]]) {
 pub(super) struct TextFile {
     kind: &'static str,
     path: String,
-    create: bool,
+    create: Option<bool>,
     removing: bool,
     attrs: Attrs,
     validate: Option<String>,
@@ -121,11 +126,12 @@ enum Step {
 
 impl TextFile {
     /// `removing` says the edit only takes text out, so a missing file is already converged rather than
-    /// an error; `create` allows starting from an empty file when it is missing.
+    /// an error; `create` allows starting from an empty file when it is missing, and is `None` for editors
+    /// that have no `create` argument (the file must exist), so the error does not suggest one.
     pub fn new(
         kind: &'static str,
         path: String,
-        create: bool,
+        create: Option<bool>,
         removing: bool,
         attrs: Attrs,
         validate: Option<String>,
@@ -162,11 +168,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
     }
 
     /// The change `edit` makes to the probed file.
-    pub fn plan(
-        &self,
-        facts: &Facts,
-        edit: &dyn Fn(&[u8]) -> Edit,
-    ) -> Result<Change, ResourceError> {
+    pub fn plan(&self, facts: &Facts, edit: &EditFn<'_>) -> Result<Change, ResourceError> {
         Ok(self.decide(facts, edit)?.0)
     }
 
@@ -178,7 +180,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         &self,
         res: &dyn Resource,
         host: &dyn Transport,
-        edit: &(dyn Fn(&[u8]) -> Edit + Sync),
+        edit: &EditFn<'_>,
     ) -> Result<Outcome, ResourceError> {
         let facts = probe_now(res, host).await?;
         let (change, target, step) = self.decide(&facts, edit)?;
@@ -213,7 +215,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
     fn decide(
         &self,
         facts: &Facts,
-        edit: &dyn Fn(&[u8]) -> Edit,
+        edit: &EditFn<'_>,
     ) -> Result<(Change, String, Step), ResourceError> {
         let target = facts.get("target").unwrap_or(&self.path).to_string();
         let mut change = Change::none();
@@ -231,10 +233,15 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
                 (old, Action::Update)
             }
             Some("absent") | None if self.removing => return Ok((change, target, Step::Nothing)),
-            Some("absent") | None if !self.create => {
+            Some("absent") | None if self.create != Some(true) => {
+                let hint = if self.create.is_some() {
+                    " (set create: true)"
+                } else {
+                    ""
+                };
                 return Err(ResourceError::Failed(format!(
-                    "{target} does not exist (set create: true)"
-                )))
+                    "{target} does not exist{hint}"
+                )));
             }
             Some("absent") | None => (Vec::new(), Action::Create),
             Some(other) => {
@@ -243,7 +250,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
                 )))
             }
         };
-        let edit = edit(&old);
+        let edit = edit(&old)?;
         let mut details = Vec::new();
         if action == Action::Create {
             details.push("create file".to_string());

@@ -72,7 +72,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     let file = TextFile::new(
         KIND,
         a.path,
-        a.create,
+        Some(a.create),
         a.state == State::Absent,
         a.attrs,
         a.validate,
@@ -144,7 +144,7 @@ impl Resource for LineInFile {
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        self.file.plan(facts, &|old| self.edit(old))
+        self.file.plan(facts, &|old| Ok(self.edit(old)))
     }
 
     async fn apply(
@@ -152,7 +152,7 @@ impl Resource for LineInFile {
         _change: &Change,
         host: &dyn Transport,
     ) -> Result<Outcome, ResourceError> {
-        self.file.apply(self, host, &|old| self.edit(old)).await
+        self.file.apply(self, host, &|old| Ok(self.edit(old))).await
     }
 }
 

@@ -18,6 +18,7 @@ mod template;
 mod unarchive;
 mod user;
 mod wait_for;
+mod xml;
 
 use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
 use async_trait::async_trait;
@@ -184,6 +185,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("unarchive", unarchive::build),
     ("user", user::build),
     ("wait_for", wait_for::build),
+    ("xml", xml::build),
 ];
 
 /// Names of every built-in resource type, for error messages and `validate`.
