@@ -11,6 +11,7 @@ mod edit;
 mod file;
 mod get_url;
 mod group;
+mod hosts_entry;
 mod lineinfile;
 mod package;
 mod service;
@@ -177,6 +178,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("file", file::build),
     ("get_url", get_url::build),
     ("group", group::build),
+    ("hosts_entry", hosts_entry::build),
     ("lineinfile", lineinfile::build),
     ("package", package::build),
     ("service", service::build),
