@@ -2,6 +2,7 @@
 //! engine behind `template`, which only renders its content first.
 
 use super::attrs::check_validate;
+use super::format::{self, Format};
 use super::{
     as_text, atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx,
     Change, ContentDiff, Outcome, Resource, ResourceError,
@@ -21,6 +22,7 @@ struct Args {
     content: Option<String>,
     src: Option<String>,
     validate: Option<String>,
+    format: Option<Format>,
     #[serde(flatten)]
     attrs: Attrs,
 }
@@ -62,15 +64,17 @@ impl Copy {
 
 pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args("copy", args)?;
-    let content = match (a.content, a.src) {
-        (Some(c), None) => c.into_bytes(),
+    let (content, name) = match (a.content, a.src) {
+        (Some(c), None) => (c.into_bytes(), a.dest.clone()),
         (None, Some(src)) => {
             let path = ctx.find("files", &src).map_err(|e| bad("copy", e))?;
-            std::fs::read(&path)
-                .map_err(|e| bad("copy", format!("reading {}: {e}", path.display())))?
+            let bytes = std::fs::read(&path)
+                .map_err(|e| bad("copy", format!("reading {}: {e}", path.display())))?;
+            (bytes, src)
         }
         _ => return Err(bad("copy", "exactly one of `content` or `src` is required")),
     };
+    format::check("copy", &name, a.format, &content)?;
     Ok(Box::new(Copy::new(
         "copy", a.dest, content, a.attrs, a.validate,
     )?))

@@ -9,6 +9,7 @@ mod command;
 mod copy;
 mod edit;
 mod file;
+mod format;
 mod get_url;
 mod group;
 mod hosts_entry;

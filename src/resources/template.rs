@@ -3,6 +3,7 @@
 
 use super::attrs::Attrs;
 use super::copy::Copy;
+use super::format::{self, Format};
 use super::{bad, parse_args, BuildCtx, Resource, ResourceError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,6 +14,7 @@ struct Args {
     src: String,
     dest: String,
     validate: Option<String>,
+    format: Option<Format>,
     #[serde(flatten)]
     attrs: Attrs,
 }
@@ -26,6 +28,7 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
         .map_err(|e| bad("template", format!("reading {}: {e}", path.display())))?;
     let rendered =
         (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
+    format::check("template", &a.src, a.format, rendered.as_bytes())?;
     Ok(Box::new(Copy::new(
         "template",
         a.dest,
