@@ -819,6 +819,27 @@ mod tests {
         only_lines_changed(CARBON, &read(&path), &[16, 17]);
     }
 
+    #[tokio::test]
+    async fn a_byte_order_mark_and_crlf_endings_are_kept() {
+        let t = LocalTransport::new("t");
+        let old = "\u{feff}<?xml version=\"1.0\"?>\r\n<a>\r\n  <b k='1'>x</b>\r\n</a>\r\n";
+        let (_d, path) = file_with(old);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/a/b", "value": "y", "attributes": {"k": "it's"}}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![r#"line 3: @k "1" -> "it's""#, r#"line 3: text "x" -> "y""#]
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(
+            read(&path),
+            old.replace("<b k='1'>x</b>", "<b k='it&apos;s'>y</b>")
+        );
+    }
+
     #[test]
     fn paths_parse_with_quoted_slashes_and_brackets() {
         let steps = parse_xpath("/a/ns:b[@k='x/y]'][c = \"v\"]/d").unwrap();
