@@ -1,10 +1,9 @@
 //! `blockinfile`: a block of lines between two marker lines, present or absent, with Ansible's semantics.
 //! The markers are what make it idempotent: a re-run finds the block by them and replaces it in place.
 
+use super::edit::TextEditor;
 use super::edit::{body, insert, lines, Anchor, Edit, TextFile};
-use super::{bad, parse_args, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{Facts, Transport};
-use async_trait::async_trait;
+use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -144,26 +143,13 @@ impl BlockInFile {
     }
 }
 
-#[async_trait]
-impl Resource for BlockInFile {
-    fn describe(&self) -> String {
-        self.file.describe()
+impl TextEditor for BlockInFile {
+    fn file(&self) -> &TextFile {
+        &self.file
     }
 
-    fn probe(&self) -> String {
-        self.file.probe()
-    }
-
-    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        self.file.plan(facts, &|old| Ok(self.edit(old)))
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        self.file.apply(self, host, &|old| Ok(self.edit(old))).await
+    fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
+        Ok(BlockInFile::edit(self, old))
     }
 }
 

@@ -297,3 +297,41 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         Ok((change, target, step))
     }
 }
+
+/// A resource that changes part of a text file. It only names its file and says how content changes;
+/// probing, planning with a diff, and the guarded atomic write are the same for every such editor.
+pub(super) trait TextEditor: Send + Sync {
+    /// The file being edited.
+    fn file(&self) -> &TextFile;
+
+    /// The new content made from the old, with one detail line per change.
+    fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError>;
+
+    /// Report line; editors add what they target inside the file.
+    fn describe(&self) -> String {
+        self.file().describe()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: TextEditor> Resource for T {
+    fn describe(&self) -> String {
+        TextEditor::describe(self)
+    }
+
+    fn probe(&self) -> String {
+        self.file().probe()
+    }
+
+    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
+        self.file().plan(facts, &|old| self.edit(old))
+    }
+
+    async fn apply(
+        &self,
+        _change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Outcome, ResourceError> {
+        self.file().apply(self, host, &|old| self.edit(old)).await
+    }
+}

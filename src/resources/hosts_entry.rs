@@ -7,10 +7,9 @@
 //! `localhost` is never taken off another line (it rightly maps to both 127.0.0.1 and ::1), and a line
 //! carrying `localhost` is never deleted nor stripped of `localhost` by this type.
 
+use super::edit::TextEditor;
 use super::edit::{body, lines, Edit, TextFile};
-use super::{bad, parse_args, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{Facts, Transport};
-use async_trait::async_trait;
+use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -216,26 +215,17 @@ impl HostsEntry {
     }
 }
 
-#[async_trait]
-impl Resource for HostsEntry {
+impl TextEditor for HostsEntry {
+    fn file(&self) -> &TextFile {
+        &self.file
+    }
+
+    fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
+        HostsEntry::edit(self, old)
+    }
+
     fn describe(&self) -> String {
         format!("{} {}", self.file.describe(), self.ip)
-    }
-
-    fn probe(&self) -> String {
-        self.file.probe()
-    }
-
-    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        self.file.plan(facts, &|old| self.edit(old))
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        self.file.apply(self, host, &|old| self.edit(old)).await
     }
 }
 

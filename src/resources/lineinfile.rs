@@ -2,10 +2,9 @@
 //! with Ansible's semantics so playbooks port over unchanged. The new content is computed on the controller,
 //! so plan shows the exact diff apply writes.
 
+use super::edit::TextEditor;
 use super::edit::{body, insert, lines, regex, Anchor, Edit, TextFile};
-use super::{bad, parse_args, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{Facts, Transport};
-use async_trait::async_trait;
+use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
 use regex::bytes::Regex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -133,26 +132,13 @@ impl LineInFile {
     }
 }
 
-#[async_trait]
-impl Resource for LineInFile {
-    fn describe(&self) -> String {
-        self.file.describe()
+impl TextEditor for LineInFile {
+    fn file(&self) -> &TextFile {
+        &self.file
     }
 
-    fn probe(&self) -> String {
-        self.file.probe()
-    }
-
-    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        self.file.plan(facts, &|old| Ok(self.edit(old)))
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        self.file.apply(self, host, &|old| Ok(self.edit(old))).await
+    fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
+        Ok(LineInFile::edit(self, old))
     }
 }
 

@@ -4,10 +4,9 @@
 //! text, so every byte outside the edited spans (comments, whitespace, attribute order, CDATA) is kept and
 //! the plan's diff shows exactly the lines that change.
 
+use super::edit::TextEditor;
 use super::edit::{Edit, TextFile};
-use super::{bad, parse_args, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{Facts, Transport};
-use async_trait::async_trait;
+use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
 use indexmap::IndexMap;
 use roxmltree::{Document, Node, ParsingOptions};
 use serde::{Deserialize, Deserializer};
@@ -464,26 +463,17 @@ fn start_tag(text: &str, el: &Node) -> StartTag {
     }
 }
 
-#[async_trait]
-impl Resource for XmlEdit {
+impl TextEditor for XmlEdit {
+    fn file(&self) -> &TextFile {
+        &self.file
+    }
+
+    fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
+        XmlEdit::edit(self, old)
+    }
+
     fn describe(&self) -> String {
         format!("{} {}", self.file.describe(), self.xpath)
-    }
-
-    fn probe(&self) -> String {
-        self.file.probe()
-    }
-
-    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        self.file.plan(facts, &|old| self.edit(old))
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        self.file.apply(self, host, &|old| self.edit(old)).await
     }
 }
 
