@@ -12,6 +12,10 @@ mod file;
 mod get_url;
 mod group;
 mod lineinfile;
+mod mysql;
+mod mysql_db;
+mod mysql_import;
+mod mysql_user;
 mod package;
 mod service;
 mod template;
@@ -177,6 +181,9 @@ const TYPES: &[(&str, Builder)] = &[
     ("get_url", get_url::build),
     ("group", group::build),
     ("lineinfile", lineinfile::build),
+    ("mysql_db", mysql_db::build),
+    ("mysql_import", mysql_import::build),
+    ("mysql_user", mysql_user::build),
     ("package", package::build),
     ("service", service::build),
     ("shell", command::build_shell),

@@ -1,0 +1,246 @@
+//! What `mysql_db`, `mysql_user` and `mysql_import` share: the `login_*` connection arguments and the shell
+//! that runs the `mysql`/`mariadb` client with them.
+//!
+//! Credentials never go on a command line: every script writes them to an option file (mode 0600, in a
+//! `mktemp -d` directory removed by an EXIT trap) and runs the client with `--defaults-file`, which also
+//! keeps a host's `~/.my.cnf` from silently overriding them. SQL goes to the client on standard input.
+//! The login password is therefore inside the script text (which travels on `sh -s`'s stdin), and
+//! nowhere else.
+//!
+//! A server that cannot be reached (no client, nothing on the socket) is not a probe error: an earlier
+//! task of the same run may install or start it, so plan shows the change with a warning, and apply,
+//! which probes again, fails with the reason if the server is still not there. Wrong credentials are an
+//! error at once.
+
+use super::{bad, parse_args, ResourceError};
+use crate::transport::{Facts, Transport};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The connection arguments as written in a task; kept apart from each type's own arguments so all three
+/// types parse them, default them and report their mistakes the same way.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoginArgs {
+    login_host: Option<String>,
+    login_port: Option<u16>,
+    login_user: Option<String>,
+    login_password: Option<String>,
+    login_unix_socket: Option<String>,
+}
+
+/// How to reach the server. Deliberately not `Debug`: it holds the login password.
+pub(super) struct Login {
+    host: Option<String>,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    socket: Option<String>,
+}
+
+/// Takes the `login_*` keys out of `args` and parses them, leaving the type's own arguments behind for
+/// its `deny_unknown_fields` struct (serde's `flatten` would lose the field names in error messages).
+pub(super) fn split_login(kind: &str, mut args: Value) -> Result<(Login, Value), ResourceError> {
+    let mut login = Map::new();
+    if let Value::Object(map) = &mut args {
+        let keys: Vec<String> = map
+            .keys()
+            .filter(|k| k.starts_with("login_"))
+            .cloned()
+            .collect();
+        for k in keys {
+            if let Some(v) = map.remove(&k) {
+                login.insert(k, v);
+            }
+        }
+    }
+    let a: LoginArgs = parse_args(kind, Value::Object(login))?;
+    for (field, v) in [
+        ("login_host", &a.login_host),
+        ("login_user", &a.login_user),
+        ("login_password", &a.login_password),
+        ("login_unix_socket", &a.login_unix_socket),
+    ] {
+        if v.as_deref().is_some_and(|s| s.contains('\0')) {
+            return Err(bad(kind, format!("{field} must not contain a NUL byte")));
+        }
+    }
+    if let Some(s) = &a.login_unix_socket {
+        if !s.starts_with('/') {
+            return Err(bad(
+                kind,
+                format!("login_unix_socket `{s}` must be an absolute path"),
+            ));
+        }
+    }
+    if a.login_host.as_deref() == Some("") || a.login_user.as_deref() == Some("") {
+        return Err(bad(kind, "login_host and login_user must not be empty"));
+    }
+    let login = Login {
+        host: a.login_host,
+        port: a.login_port.unwrap_or(3306),
+        user: a.login_user.unwrap_or_else(|| "root".into()),
+        password: a.login_password,
+        socket: a.login_unix_socket,
+    };
+    Ok((login, args))
+}
+
+/// Checks a database, user, host or table name that is spliced into SQL and shell text. Refusing quotes,
+/// backslashes and control characters up front is what lets every statement quote names trivially, so no
+/// name can change what a statement does.
+pub(super) fn check_name(kind: &str, field: &str, value: &str) -> Result<(), ResourceError> {
+    if value.is_empty() {
+        return Err(bad(kind, format!("{field} must not be empty")));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| matches!(c, '\'' | '"' | '`' | '\\') || c.is_control())
+    {
+        return Err(bad(
+            kind,
+            format!("{field} `{value}` must not contain {c:?} (quotes, backslashes, control characters)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A name checked with [`check_name`] as a SQL string literal.
+pub(super) fn lit(s: &str) -> String {
+    format!("'{s}'")
+}
+
+/// A name checked with [`check_name`] as a SQL identifier.
+pub(super) fn ident(s: &str) -> String {
+    format!("`{s}`")
+}
+
+/// A value for the client's option file: double-quoted, with the escapes the option-file reader undoes,
+/// so spaces, `#` and quotes in a password survive.
+fn cnf_value(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The terminator of the option-file here-document; option values never hold a newline, so it cannot
+/// occur inside.
+const CNF_END: &str = "__APIM_MYSQL_CNF__";
+
+/// The terminator of SQL here-documents; checked names hold no newline, so it cannot occur inside.
+const SQL_END: &str = "__APIM_SQL__";
+
+impl Login {
+    /// `user@host` as the server sees the login, for the access-denied message.
+    fn who(&self) -> String {
+        format!(
+            "{}@{}",
+            self.user,
+            self.host.as_deref().unwrap_or("localhost")
+        )
+    }
+
+    /// The option file's text (with the password, when there is one).
+    fn cnf(&self) -> String {
+        let mut s = format!("[client]\nuser={}\n", cnf_value(&self.user));
+        if let Some(p) = &self.password {
+            s.push_str(&format!("password={}\n", cnf_value(p)));
+        }
+        if let Some(h) = &self.host {
+            s.push_str(&format!("host={}\nport={}\n", cnf_value(h), self.port));
+        }
+        if let Some(sock) = &self.socket {
+            s.push_str(&format!("socket={}\n", cnf_value(sock)));
+        }
+        s
+    }
+
+    /// Shell that finds the client, writes the option file and defines `my_q ARGS...` (runs the client
+    /// with SQL on stdin; on failure prints a clear message on stderr and returns 5 when the server cannot
+    /// be reached, 4 otherwise) and, for probes, `my_probe ARGS...` (sets `my_out` to the result; an
+    /// unreachable server becomes the facts `server=down` and `server_error`, ending the probe without
+    /// error; any other failure ends it with exit 4).
+    pub(super) fn session(&self) -> String {
+        let hint = if self.password.is_some() {
+            "check login_password"
+        } else {
+            "set login_password"
+        };
+        format!(
+            r#"if command -v mariadb >/dev/null 2>&1; then my_client=mariadb
+elif command -v mysql >/dev/null 2>&1; then my_client=mysql
+else my_client=; fi
+my_dir=$(mktemp -d) || exit 4
+trap 'rm -rf "$my_dir"' EXIT
+trap 'exit 130' INT TERM HUP
+(umask 077 && cat > "$my_dir/cnf") <<'{CNF_END}'
+{cnf}{CNF_END}
+my_q() {{
+  if [ -z "$my_client" ]; then echo 'mysql client not found on host' >&2; return 5; fi
+  "$my_client" --defaults-file="$my_dir/cnf" --batch --skip-column-names "$@" 2>"$my_dir/err" && return 0
+  my_e=$(cat "$my_dir/err")
+  case "$my_e" in
+    *"ERROR 1045 "*|*"ERROR 1698 "*) printf '%s\n' {denied} "$my_e" >&2; return 4 ;;
+    *"ERROR 2002 "*|*"ERROR 2003 "*|*"ERROR 2005 "*|*"ERROR 2006 "*|*"ERROR 2013 "*)
+      printf 'cannot reach the MySQL server: %s\n' "$my_e" >&2; return 5 ;;
+    *) printf '%s\n' "$my_e" >&2; return 4 ;;
+  esac
+}}
+my_probe() {{
+  my_out=$(my_q "$@" 2>"$my_dir/msg") && return 0
+  case $? in
+    5) fact server down; fact server_error "$(head -n 1 "$my_dir/msg")"; exit 0 ;;
+    *) cat "$my_dir/msg" >&2; exit 4 ;;
+  esac
+}}
+"#,
+            cnf = self.cnf(),
+            denied =
+                crate::transport::sh_quote(&format!("access denied for {} ({hint}):", self.who())),
+        )
+    }
+}
+
+/// `sql` as a here-document on the standard input of the command before it (`my_q`, `my_probe`).
+pub(super) fn heredoc(sql: &str) -> String {
+    format!(" <<'{SQL_END}'\n{sql}\n{SQL_END}\n")
+}
+
+/// Why the server could not be reached at probe time, if it could not.
+pub(super) fn unreachable(facts: &Facts) -> Option<String> {
+    facts.is("server", "down").then(|| {
+        facts
+            .get("server_error")
+            .unwrap_or("cannot reach the MySQL server")
+            .to_string()
+    })
+}
+
+/// The plan line warning that the server was not there at probe time.
+pub(super) fn unreachable_detail(reason: &str) -> String {
+    format!("{reason} (yet): apply fails unless an earlier task installs or starts it")
+}
+
+/// Runs an apply script built on [`Login::session`], turning a failure into `Failed` with the script's
+/// message (already made clear by `my_q`) prefixed by `what`.
+pub(super) async fn run_sql(
+    host: &dyn Transport,
+    what: &str,
+    script: &str,
+) -> Result<(), ResourceError> {
+    let out = host.run(script).await?;
+    if out.status != 0 {
+        return Err(ResourceError::Failed(format!("{what}: {}", out.tail())));
+    }
+    Ok(())
+}
