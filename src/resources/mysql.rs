@@ -244,3 +244,220 @@ pub(super) async fn run_sql(
     }
     Ok(())
 }
+
+/// A real MariaDB server for the tests of the three MySQL types: one per test binary, in a temp datadir,
+/// on a unix socket only (no TCP), with the packages installed by apt when missing.
+#[cfg(test)]
+pub(crate) mod testdb {
+    use crate::transport::{sh_quote, LocalTransport, Output, Transport, TransportError};
+    use async_trait::async_trait;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Mutex, OnceLock};
+
+    /// The password of [`ADMIN`], with the characters an option file must escape.
+    pub(crate) const ADMIN_PASSWORD: &str = r##"adm in"#x'\pw"##;
+
+    /// An account with every privilege and a password, for the login tests (root uses unix_socket auth).
+    pub(crate) const ADMIN: &str = "apim_admin";
+
+    /// The running server. It is stopped by a watchdog shell started with it: the shell holds the read
+    /// end of a pipe whose write end is this process's, and when this process exits (a static is never
+    /// dropped) the pipe closes, so the shell kills the server by the PID it started and removes the
+    /// datadir.
+    pub(crate) struct Server {
+        /// The server's unix socket, for `login_unix_socket`.
+        pub(crate) socket: String,
+        _watchdog: Mutex<Child>,
+    }
+
+    static SERVER: OnceLock<Server> = OnceLock::new();
+
+    /// The shared server, started on first use.
+    pub(crate) fn server() -> &'static Server {
+        // The install and start happen once, on the first test to ask; the others wait here.
+        SERVER.get_or_init(start)
+    }
+
+    fn sh(script: &str) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh runs")
+    }
+
+    fn start() -> Server {
+        if !Path::new("/usr/sbin/mariadbd").exists() || !Path::new("/usr/bin/mariadb").exists() {
+            let out = sh(
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                 mariadb-server mariadb-client 2>&1",
+            );
+            assert!(
+                out.status.success(),
+                "installing mariadb-server with apt-get failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("apim-mysql")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let d = sh_quote(&dir.display().to_string());
+        let out = sh(&format!(
+            "mariadb-install-db --no-defaults --datadir={d}/data --user=root \
+             --auth-root-authentication-method=socket --skip-test-db 2>&1"
+        ));
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "mariadbd --no-defaults --datadir={d}/data --socket={d}/sock --skip-networking \
+                 --pid-file={d}/pid --user=root --log-error={d}/err.log --innodb-buffer-pool-size=16M \
+                 </dev/null >/dev/null 2>&1 & pid=$!\nread _ || true\nkill \"$pid\"\nwait \"$pid\"\nrm -rf {d}\n"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the mariadbd watchdog");
+        let socket = dir.join("sock").display().to_string();
+        let setup = format!(
+            "CREATE USER '{ADMIN}'@'localhost' IDENTIFIED BY '{}'; \
+             GRANT ALL PRIVILEGES ON *.* TO '{ADMIN}'@'localhost' WITH GRANT OPTION;",
+            ADMIN_PASSWORD.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let ping = format!(
+            "i=0; until mariadb --no-defaults --socket={s} -uroot -e 'SELECT 1' >/dev/null 2>&1; do \
+             i=$((i + 1)); [ $i -gt 300 ] && {{ cat {d}/err.log; exit 1; }}; sleep 0.1; done\n\
+             mariadb --no-defaults --socket={s} -uroot <<'__SQL__'\n{setup}\n__SQL__\n",
+            s = sh_quote(&socket)
+        );
+        let out = sh(&ping);
+        assert!(
+            out.status.success(),
+            "mariadbd did not come up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Server {
+            socket,
+            _watchdog: Mutex::new(watchdog),
+        }
+    }
+
+    /// Runs SQL as root over the test socket, for setting up states and checking results.
+    pub(crate) fn root_sql(sql: &str) -> String {
+        let out = sh(&format!(
+            "mariadb --no-defaults --socket={} -uroot --batch --skip-column-names <<'__SQL__'\n{sql}\n__SQL__\n",
+            sh_quote(&server().socket)
+        ));
+        assert!(
+            out.status.success(),
+            "root SQL `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A local transport that keeps every script it runs, to check where secrets appear in them.
+    #[derive(Default)]
+    pub(crate) struct Recorder {
+        /// Every script run so far.
+        pub(crate) scripts: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Transport for Recorder {
+        fn host(&self) -> &str {
+            "rec"
+        }
+
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            self.scripts
+                .lock()
+                .expect("scripts")
+                .push(script.to_string());
+            LocalTransport::new("rec").run(script).await
+        }
+
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            LocalTransport::new("rec").upload(local, remote).await
+        }
+    }
+
+    /// Asserts that `secret` appears in `script` only inside the client's option-file here-document,
+    /// i.e. never on a command line, in SQL or in anything the script prints.
+    pub(crate) fn only_in_option_file(script: &str, secret: &str) {
+        let mut outside = String::new();
+        let mut inside = false;
+        for line in script.lines() {
+            if line.ends_with(&format!("<<'{}'", super::CNF_END)) {
+                inside = true;
+                outside.push_str(line);
+            } else if line == super::CNF_END {
+                inside = false;
+            } else if !inside {
+                outside.push_str(line);
+                outside.push('\n');
+            }
+        }
+        assert!(
+            !outside.contains(secret),
+            "the secret appears outside the option file in:\n{script}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testdb::{only_in_option_file, server, ADMIN, ADMIN_PASSWORD};
+    use super::{split_login, Login};
+    use crate::transport::{LocalTransport, Transport};
+    use serde_json::json;
+
+    fn login(args: serde_json::Value) -> Login {
+        split_login("t", args).unwrap_or_else(|e| panic!("{e}")).0
+    }
+
+    #[tokio::test]
+    async fn the_option_file_is_private_and_removed_and_the_only_place_of_the_password() {
+        let l = login(
+            json!({"login_user": ADMIN, "login_password": ADMIN_PASSWORD,
+                             "login_unix_socket": server().socket}),
+        );
+        let script = format!(
+            "{}stat -c %a \"$my_dir\" \"$my_dir/cnf\"; echo \"$my_dir\"\nmy_q <<'E'\nSELECT CURRENT_USER()\nE\n",
+            l.session()
+        );
+        only_in_option_file(&script, ADMIN_PASSWORD);
+        let out = LocalTransport::new("t").run(&script).await.unwrap();
+        assert_eq!(out.status, 0, "{}", out.tail());
+        let text = out.stdout_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..2], ["700", "600"]);
+        assert!(
+            !std::path::Path::new(lines[2]).exists(),
+            "option file left behind"
+        );
+        assert_eq!(lines[3], format!("{ADMIN}@localhost"));
+    }
+
+    #[test]
+    fn connection_defaults_and_option_file_escapes() {
+        let l = login(json!({"other": 1}));
+        assert_eq!(l.who(), "root@localhost");
+        assert_eq!(l.cnf(), "[client]\nuser=\"root\"\n");
+        let l = login(json!({"login_host": "db1", "login_password": "a\"b\\c\nd"}));
+        assert_eq!(l.who(), "root@db1");
+        assert_eq!(
+            l.cnf(),
+            "[client]\nuser=\"root\"\npassword=\"a\\\"b\\\\c\\nd\"\nhost=\"db1\"\nport=3306\n"
+        );
+    }
+}

@@ -188,3 +188,224 @@ fi"#,
         Ok(change.result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::mysql::testdb::{
+        only_in_option_file, root_sql, server, Recorder, ADMIN, ADMIN_PASSWORD,
+    };
+    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::{Action, ResourceError};
+    use super::KIND;
+    use crate::transport::{sh_quote, LocalTransport, Output, Transport, TransportError};
+    use async_trait::async_trait;
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    /// `args` with the test server's socket.
+    fn on_server(mut args: Value) -> Value {
+        args["login_unix_socket"] = server().socket.clone().into();
+        args
+    }
+
+    #[tokio::test]
+    async fn creates_then_alters_only_what_differs() {
+        let t = LocalTransport::new("t");
+        let db = res(
+            KIND,
+            on_server(json!({"name": "apim_db_a", "encoding": "latin1"})),
+        );
+        let (first, second) = converge(db.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(
+            first.details,
+            ["create database apim_db_a", "encoding latin1"]
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(
+            root_sql("SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='apim_db_a'"),
+            "latin1"
+        );
+        let utf = res(
+            KIND,
+            on_server(
+                json!({"name": "apim_db_a", "encoding": "UTF8MB4", "collation": "utf8mb4_bin"}),
+            ),
+        );
+        let (first, second) = converge(utf.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details,
+            [
+                "encoding latin1 -> utf8mb4",
+                "collation latin1_swedish_ci -> utf8mb4_bin"
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        let coll = res(
+            KIND,
+            on_server(json!({"name": "apim_db_a", "collation": "utf8mb4_general_ci"})),
+        );
+        let (first, second) = converge(coll.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            ["collation utf8mb4_bin -> utf8mb4_general_ci"]
+        );
+        assert_eq!(second.action, Action::None);
+        let any = res(KIND, on_server(json!({"name": "apim_db_a"})));
+        assert_eq!(
+            plan_now(any.as_ref(), &t).await.unwrap().action,
+            Action::None
+        );
+        let utf8 = res(
+            KIND,
+            on_server(json!({"name": "apim_db_b", "encoding": "utf8"})),
+        );
+        let (first, second) = converge(utf8.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            ["create database apim_db_b", "encoding utf8mb3"]
+        );
+        assert_eq!(second.action, Action::None);
+    }
+
+    #[tokio::test]
+    async fn login_failures_are_clear_and_never_show_the_password() {
+        let rec = Recorder::default();
+        let none = res(
+            KIND,
+            on_server(json!({"name": "apim_db_c", "login_user": ADMIN})),
+        );
+        let err = plan_now(none.as_ref(), &rec).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "access denied for {ADMIN}@localhost (set login_password)"
+            )),
+            "{err}"
+        );
+        let wrong = res(
+            KIND,
+            on_server(json!({"name": "apim_db_c", "login_user": ADMIN, "login_password": "nope"})),
+        );
+        let err = plan_now(wrong.as_ref(), &rec)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "access denied for {ADMIN}@localhost (check login_password)"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("nope"), "{err}");
+        let right = res(
+            KIND,
+            on_server(
+                json!({"name": "apim_db_c", "login_user": ADMIN, "login_password": ADMIN_PASSWORD}),
+            ),
+        );
+        let (first, second) = converge(right.as_ref(), &rec).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(second.action, Action::None);
+        only_in_option_file(&right.probe(), ADMIN_PASSWORD);
+        for script in rec.scripts.lock().unwrap().iter() {
+            only_in_option_file(script, ADMIN_PASSWORD);
+            assert!(
+                !script.contains("--password") && !script.contains(" -p"),
+                "{script}"
+            );
+        }
+        for detail in first.details {
+            assert!(!detail.contains(ADMIN_PASSWORD));
+        }
+    }
+
+    /// Runs scripts with a `PATH` holding only the basic tools, as on a host without the mysql client.
+    struct NoClient {
+        dir: tempfile::TempDir,
+    }
+
+    #[async_trait]
+    impl Transport for NoClient {
+        fn host(&self) -> &str {
+            "bare"
+        }
+
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            let dir = sh_quote(&self.dir.path().display().to_string());
+            LocalTransport::new("bare")
+                .run(&format!("PATH={dir}; export PATH\n{script}"))
+                .await
+        }
+
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            LocalTransport::new("bare").upload(local, remote).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_warning_in_plan_and_an_error_in_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        for tool in ["mktemp", "cat", "rm", "head", "cut", "sed"] {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), dir.path().join(tool))
+                .or_else(|_| {
+                    std::os::unix::fs::symlink(format!("/bin/{tool}"), dir.path().join(tool))
+                })
+                .unwrap();
+        }
+        let bare = NoClient { dir };
+        let db = res(KIND, on_server(json!({"name": "apim_db_d"})));
+        let c = plan_now(db.as_ref(), &bare).await.unwrap();
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(
+            c.details[1],
+            "mysql client not found on host (yet): apply fails unless an earlier task installs or starts it"
+        );
+        let err = db.apply(&c, &bare).await.unwrap_err();
+        assert!(matches!(err, ResourceError::Failed(_)));
+        assert_eq!(
+            err.to_string(),
+            "mysql_db apim_db_d: mysql client not found on host"
+        );
+        let nowhere = res(
+            KIND,
+            json!({"name": "apim_db_d", "login_unix_socket": "/nonexistent/mysqld.sock"}),
+        );
+        let t = LocalTransport::new("t");
+        let c = plan_now(nowhere.as_ref(), &t).await.unwrap();
+        assert!(
+            c.details[1].starts_with("cannot reach the MySQL server: "),
+            "{:?}",
+            c.details
+        );
+        let err = nowhere.apply(&c, &t).await.unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/mysqld.sock"), "{err}");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        let r = bad_args(KIND, json!({"name": "x", "state": "absent"}), "state");
+        assert!(r.contains("never drops databases"), "{r}");
+        bad_args(KIND, json!({"name": "x", "state": "gone"}), "state");
+        bad_args(KIND, json!({}), "name");
+        bad_args(KIND, json!({"name": "a`b"}), "name");
+        bad_args(
+            KIND,
+            json!({"name": "x", "encoding": "latin1; DROP"}),
+            "encoding",
+        );
+        bad_args(KIND, json!({"name": "x", "collation": ""}), "collation");
+        bad_args(KIND, json!({"name": "x", "login_port": "x"}), "login_port");
+        bad_args(
+            KIND,
+            json!({"name": "x", "login_unix_socket": "sock"}),
+            "login_unix_socket",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "x", "login_pasword": "p"}),
+            "login_pasword",
+        );
+        bad_args(KIND, json!({"name": "x", "owner": "p"}), "owner");
+    }
+}
