@@ -96,38 +96,45 @@ struct MysqlUser {
 /// The `mysql_user` entry of `TYPES`: checks names and privileges and hashes the password before any
 /// host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
-    let (login, args) = split_login(KIND, args)?;
-    let a: Args = parse_args(KIND, args)?;
-    check_name(KIND, "name", &a.name)?;
-    check_name(KIND, "host", &a.host)?;
-    match a.state {
-        State::Present if a.password.is_none() => {
-            return Err(bad(KIND, "password is required with state: present"))
+    Ok(Box::new(MysqlUser::from_args(args)?))
+}
+
+impl MysqlUser {
+    /// The account the task's arguments describe, with the password already reduced to its hash.
+    fn from_args(args: Value) -> Result<Self, ResourceError> {
+        let (login, args) = split_login(KIND, args)?;
+        let a: Args = parse_args(KIND, args)?;
+        check_name(KIND, "name", &a.name)?;
+        check_name(KIND, "host", &a.host)?;
+        match a.state {
+            State::Present if a.password.is_none() => {
+                return Err(bad(KIND, "password is required with state: present"))
+            }
+            State::Absent if a.privs.is_some() || a.password.is_some() => {
+                return Err(bad(
+                    KIND,
+                    "password and privs make no sense with state: absent",
+                ))
+            }
+            _ => {}
         }
-        State::Absent if a.privs.is_some() || a.password.is_some() => {
-            return Err(bad(
-                KIND,
-                "password and privs make no sense with state: absent",
-            ))
+        if a.password.as_deref() == Some("") {
+            return Err(bad(KIND, "password must not be empty"));
         }
-        _ => {}
+        if a.append_privs && a.privs.is_none() {
+            return Err(bad(KIND, "`append_privs` only makes sense with `privs`"));
+        }
+        let privs = a.privs.as_deref().map(parse_privs).transpose()?;
+        Ok(MysqlUser {
+            hash: a.password.as_deref().map(native_hash),
+            name: a.name,
+            host: a.host,
+            privs,
+            append: a.append_privs,
+            state: a.state,
+            login,
+        })
     }
-    if a.password.as_deref() == Some("") {
-        return Err(bad(KIND, "password must not be empty"));
-    }
-    if a.append_privs && a.privs.is_none() {
-        return Err(bad(KIND, "`append_privs` only makes sense with `privs`"));
-    }
-    let privs = a.privs.as_deref().map(parse_privs).transpose()?;
-    Ok(Box::new(MysqlUser {
-        hash: a.password.as_deref().map(native_hash),
-        name: a.name,
-        host: a.host,
-        privs,
-        append: a.append_privs,
-        state: a.state,
-        login,
-    }))
 }
 
 /// `mysql_native_password`'s stored form of `password`: `*` and the upper-case hex of SHA1(SHA1(pw)),
@@ -518,5 +525,274 @@ fact password_matches "$(printf '%s\n' "$my_out" | cut -f2)"
                 .map_err(|e| self.mask(e))?;
         }
         Ok(change.result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mysql::testdb::{root_sql, server, Recorder};
+    use super::super::testkit::{bad_args, converge, facts_from, plan_now, res};
+    use super::super::{probe_now, Action, ResourceError};
+    use super::{current_grants, native_hash, MysqlUser, KIND};
+    use crate::transport::LocalTransport;
+    use serde_json::{json, Value};
+
+    /// `args` with the test server's socket.
+    fn on_server(mut args: Value) -> Value {
+        args["login_unix_socket"] = server().socket.clone().into();
+        args
+    }
+
+    fn grants(user: &str, host: &str) -> String {
+        root_sql(&format!("SHOW GRANTS FOR '{user}'@'{host}'"))
+    }
+
+    #[tokio::test]
+    async fn creates_then_changes_exactly_the_password_or_the_privileges() {
+        let rec = Recorder::default();
+        let pw1 = "first 'secret\" #1";
+        let pw2 = "second-secret";
+        let user = |pw: &str, privs: Value| {
+            res(
+                KIND,
+                on_server(json!({"name": "apim_u1", "password": pw, "privs": privs})),
+            )
+        };
+        let u = user(pw1, json!(["apim_udb.*:ALL", "apim_reg.*:select, insert"]));
+        let (first, second) = converge(u.as_ref(), &rec).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(
+            first.details,
+            [
+                "create user 'apim_u1'@'%'",
+                "grant INSERT,SELECT on apim_reg.*",
+                "grant ALL on apim_udb.*"
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        let g = grants("apim_u1", "%");
+        assert!(
+            g.contains("GRANT ALL PRIVILEGES ON `apim_udb`.* TO `apim_u1`@`%`"),
+            "{g}"
+        );
+        assert!(
+            g.contains("GRANT SELECT, INSERT ON `apim_reg`.* TO `apim_u1`@`%`"),
+            "{g}"
+        );
+        assert_eq!(
+            root_sql("SELECT authentication_string FROM mysql.user WHERE User='apim_u1'"),
+            root_sql(&format!("SELECT PASSWORD('{}')", pw1.replace('\'', "''")))
+        );
+
+        let u = user(pw2, json!(["apim_udb.*:ALL", "apim_reg.*:SELECT,INSERT"]));
+        let (first, second) = converge(u.as_ref(), &rec).await;
+        assert_eq!(
+            (first.action, first.details),
+            (Action::Update, vec!["password changes".to_string()])
+        );
+        assert_eq!(second.action, Action::None);
+
+        let u = user(pw2, json!(["apim_udb.*:ALL", "apim_reg.*:SELECT"]));
+        let (first, second) = converge(u.as_ref(), &rec).await;
+        assert_eq!(first.details, ["revoke INSERT on apim_reg.*"]);
+        assert_eq!(second.action, Action::None);
+
+        let u = user(pw2, json!("apim_udb.*:ALL/apim_reg.*:SELECT,UPDATE,GRANT"));
+        let (first, second) = converge(u.as_ref(), &rec).await;
+        assert_eq!(first.details, ["grant GRANT OPTION,UPDATE on apim_reg.*"]);
+        assert_eq!(second.action, Action::None);
+        assert!(grants("apim_u1", "%").contains("WITH GRANT OPTION"));
+
+        let u = user(
+            pw2,
+            json!(["apim_udb.*:SELECT", "apim_reg.*:SELECT,UPDATE"]),
+        );
+        let (first, second) = converge(u.as_ref(), &rec).await;
+        assert_eq!(
+            first.details,
+            [
+                "revoke GRANT OPTION on apim_reg.*",
+                "revoke ALL on apim_udb.*",
+                "grant SELECT on apim_udb.*"
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+
+        let more = res(
+            KIND,
+            on_server(
+                json!({"name": "apim_u1", "password": pw2, "append_privs": true,
+                             "priv": "apim_other.*:SELECT/apim_reg.*:SELECT"}),
+            ),
+        );
+        let (first, second) = converge(more.as_ref(), &rec).await;
+        assert_eq!(first.details, ["grant SELECT on apim_other.*"]);
+        assert_eq!(second.action, Action::None);
+
+        let only = user(pw2, json!(["apim_reg.*:SELECT,UPDATE"]));
+        let (first, second) = converge(only.as_ref(), &rec).await;
+        assert_eq!(
+            first.details,
+            [
+                "revoke SELECT on apim_other.*",
+                "revoke SELECT on apim_udb.*"
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+
+        let unmanaged = res(KIND, on_server(json!({"name": "apim_u1", "password": pw2})));
+        assert_eq!(
+            plan_now(unmanaged.as_ref(), &rec).await.unwrap().action,
+            Action::None
+        );
+
+        let facts = probe_now(u.as_ref(), &rec).await.unwrap();
+        for (k, v) in facts.iter() {
+            assert!(
+                !v.contains(&native_hash(pw2)[1..]),
+                "fact {k} shows the hash"
+            );
+        }
+        assert!(facts.is("password_matches", "yes"));
+        for script in rec.scripts.lock().unwrap().iter() {
+            for pw in [pw1, pw2] {
+                assert!(
+                    !script.contains(pw),
+                    "a script carries the password:\n{script}"
+                );
+            }
+        }
+
+        let gone = res(
+            KIND,
+            on_server(json!({"name": "apim_u1", "state": "absent"})),
+        );
+        let (first, second) = converge(gone.as_ref(), &rec).await;
+        assert_eq!(
+            (first.action, first.details),
+            (Action::Delete, vec!["drop user 'apim_u1'@'%'".to_string()])
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(
+            root_sql("SELECT COUNT(*) FROM mysql.user WHERE User='apim_u1'"),
+            "0"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_account_on_another_auth_plugin_is_switched_to_the_password() {
+        root_sql("CREATE USER 'apim_u2'@'localhost' IDENTIFIED VIA unix_socket");
+        let u = res(
+            KIND,
+            on_server(json!({"name": "apim_u2", "host": "localhost", "password": "pw2"})),
+        );
+        let (first, second) = converge(u.as_ref(), &LocalTransport::new("t")).await;
+        assert_eq!(
+            first.details,
+            ["password changes (auth plugin unix_socket -> mysql_native_password)"]
+        );
+        assert_eq!(second.action, Action::None);
+    }
+
+    #[test]
+    fn the_hash_is_what_the_server_computes() {
+        assert_eq!(native_hash("x y'z"), root_sql("SELECT PASSWORD('x y''z')"));
+    }
+
+    #[tokio::test]
+    async fn show_grants_lines_become_objects_and_privileges() {
+        let facts = facts_from(&[
+            ("exists", "yes"),
+            ("password_matches", "yes"),
+            ("grant.1", "USAGE ON *.*"),
+            ("grant.2", "SELECT (`a`, `b`), INSERT ON `db`.`t`"),
+            ("grant.3", "ALL PRIVILEGES, GRANT ON `x_y`.*"),
+            ("grant.4", "PROXY ON ''@'%'"),
+        ])
+        .await;
+        let have = current_grants(&facts);
+        assert_eq!(have.keys().collect::<Vec<_>>(), ["db.t", "x_y.*"]);
+        assert_eq!(
+            have["db.t"].privs.iter().collect::<Vec<_>>(),
+            ["INSERT", "SELECT (`a`, `b`)"]
+        );
+        assert_eq!(
+            have["x_y.*"].privs.iter().collect::<Vec<_>>(),
+            ["ALL", "GRANT"]
+        );
+        let u = MysqlUser::from_args(
+            json!({"name": "n", "password": "p", "privs": ["x_y.*:ALL PRIVILEGES,GRANT", "db.t:INSERT"]}),
+        )
+        .unwrap();
+        let mut details = Vec::new();
+        let mut sql = Vec::new();
+        u.grant_changes(&have, &mut details, &mut sql);
+        assert_eq!(details, ["revoke SELECT (`a`, `b`) on db.t"]);
+        assert_eq!(sql, ["REVOKE SELECT (`a`, `b`) ON `db`.`t` FROM 'n'@'%'"]);
+    }
+
+    #[test]
+    fn a_failing_statement_does_not_show_the_password_hash() {
+        let u = MysqlUser::from_args(json!({"name": "n", "password": "p"})).unwrap();
+        let h = native_hash("p");
+        let err = u.mask(ResourceError::Failed(format!("ERROR 1064: near '{h}'")));
+        assert_eq!(err.to_string(), "ERROR 1064: near '<password hash>'");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        bad_args(KIND, json!({"name": "n"}), "password");
+        bad_args(KIND, json!({"name": "n", "password": ""}), "password");
+        bad_args(
+            KIND,
+            json!({"name": "n", "state": "absent", "password": "p"}),
+            "password",
+        );
+        bad_args(KIND, json!({"name": "n'", "password": "p"}), "name");
+        bad_args(
+            KIND,
+            json!({"name": "n", "host": "a\\b", "password": "p"}),
+            "host",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "privs": ["db.*"]}),
+            "privs",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "privs": ["db:ALL"]}),
+            "privs",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "privs": ["db.*:SELECT;DROP"]}),
+            "privs",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "privs": ["d'b.*:ALL"]}),
+            "privs",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "privs": 3}),
+            "privs",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "append_privs": true}),
+            "append_privs",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "state": "locked"}),
+            "state",
+        );
+        bad_args(
+            KIND,
+            json!({"name": "n", "password": "p", "login_port": -1}),
+            "login_port",
+        );
     }
 }
