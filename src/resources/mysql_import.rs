@@ -98,7 +98,7 @@ if [ "$n" != 1 ]; then echo {missing} >&2; exit 4; fi
             session = self.login.session(),
             f = sh_quote(file),
             db = sh_quote(&self.db),
-            q = heredoc(&self.marker_sql()).trim_end(),
+            q = heredoc(&self.marker_sql()),
             missing = sh_quote(&format!(
                 "import of {} did not create table {}",
                 self.file(),
@@ -203,5 +203,182 @@ impl Resource for MysqlImport {
             }
         }
         Ok(change.result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mysql::testdb::{root_sql, server, Recorder, ADMIN, ADMIN_PASSWORD};
+    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::Action;
+    use super::KIND;
+    use crate::transport::LocalTransport;
+    use serde_json::{json, Value};
+
+    /// `args` with the test server's socket.
+    fn on_server(mut args: Value) -> Value {
+        args["login_unix_socket"] = server().socket.clone().into();
+        args
+    }
+
+    fn uploads() -> usize {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("apim-import."))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_controller_script_runs_once_and_is_not_left_on_the_host() {
+        root_sql("CREATE DATABASE apim_imp_a");
+        let dir = tempfile::tempdir().unwrap();
+        let sql = dir.path().join("schema.sql");
+        std::fs::write(
+            &sql,
+            "CREATE TABLE t_marker (id INT);\nCREATE TABLE t_data (v VARCHAR(10));\nINSERT INTO t_data VALUES ('one');\n",
+        )
+        .unwrap();
+        let src = sql.display().to_string();
+        let before = uploads();
+        let t = LocalTransport::new("t");
+        let imp = res(
+            KIND,
+            on_server(json!({"db": "apim_imp_a", "src": src, "marker_table": "t_marker"})),
+        );
+        let (first, second) = converge(imp.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Run);
+        assert_eq!(
+            first.details,
+            [format!(
+                "import {src} into apim_imp_a (table t_marker missing)"
+            )]
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(root_sql("SELECT v FROM apim_imp_a.t_data"), "one");
+        assert_eq!(uploads(), before, "the uploaded script was left in /tmp");
+        std::fs::write(&sql, "INSERT INTO t_data VALUES ('two');\n").unwrap();
+        let changed = res(
+            KIND,
+            on_server(json!({"db": "apim_imp_a", "src": src, "marker_table": "t_marker"})),
+        );
+        assert_eq!(
+            plan_now(changed.as_ref(), &t).await.unwrap().action,
+            Action::None
+        );
+        assert_eq!(root_sql("SELECT COUNT(*) FROM apim_imp_a.t_data"), "1");
+    }
+
+    #[tokio::test]
+    async fn a_host_file_may_appear_later_in_the_run() {
+        root_sql("CREATE DATABASE apim_imp_b");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dbscripts").join("mysql.sql");
+        let p = path.display().to_string();
+        let t = LocalTransport::new("t");
+        let imp = res(
+            KIND,
+            on_server(json!({"db": "apim_imp_b", "path": p, "marker_table": "REG_LOG"})),
+        );
+        let c = plan_now(imp.as_ref(), &t).await.unwrap();
+        assert_eq!(c.action, Action::Run);
+        assert_eq!(
+            c.details[1],
+            format!("{p} not on the host (yet): apply fails unless an earlier task puts it there")
+        );
+        let err = imp.apply(&c, &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{p} does not exist on the host")),
+            "{err}"
+        );
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "CREATE TABLE REG_LOG (REG_PATH VARCHAR(750));\n").unwrap();
+        let (first, second) = converge(imp.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            [format!(
+                "import {p} into apim_imp_b (table REG_LOG missing)"
+            )]
+        );
+        assert_eq!(second.action, Action::None);
+    }
+
+    #[tokio::test]
+    async fn failures_say_what_went_wrong_without_the_password() {
+        root_sql("CREATE DATABASE apim_imp_c");
+        let dir = tempfile::tempdir().unwrap();
+        let quiet = dir.path().join("quiet.sql");
+        std::fs::write(&quiet, "CREATE TABLE other (id INT);\n").unwrap();
+        let broken = dir.path().join("broken.sql");
+        std::fs::write(
+            &broken,
+            "CREATE TABLE marker (id INT);\nCREATE TABLE oops (;\n",
+        )
+        .unwrap();
+        let rec = Recorder::default();
+        let login = |file: &std::path::Path| {
+            res(
+                KIND,
+                on_server(
+                    json!({"db": "apim_imp_c", "path": file.display().to_string(),
+                                 "marker_table": "marker", "login_user": ADMIN,
+                                 "login_password": ADMIN_PASSWORD}),
+                ),
+            )
+        };
+        let imp = login(&quiet);
+        let c = plan_now(imp.as_ref(), &rec).await.unwrap();
+        let err = imp.apply(&c, &rec).await.unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!(
+                "import of {} did not create table marker",
+                quiet.display()
+            )),
+            "{err}"
+        );
+        let imp = login(&broken);
+        let c = plan_now(imp.as_ref(), &rec).await.unwrap();
+        let err = imp.apply(&c, &rec).await.unwrap_err().to_string();
+        assert!(err.contains("ERROR 1064"), "{err}");
+        assert!(!err.contains(ADMIN_PASSWORD), "{err}");
+        for script in rec.scripts.lock().unwrap().iter() {
+            super::super::mysql::testdb::only_in_option_file(script, ADMIN_PASSWORD);
+        }
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        bad_args(KIND, json!({"db": "d", "path": "/x.sql"}), "marker_table");
+        bad_args(
+            KIND,
+            json!({"db": "d", "path": "x.sql", "marker_table": "t"}),
+            "path",
+        );
+        bad_args(KIND, json!({"db": "d", "marker_table": "t"}), "src");
+        bad_args(
+            KIND,
+            json!({"db": "d", "src": "/x", "path": "/y", "marker_table": "t"}),
+            "path",
+        );
+        bad_args(
+            KIND,
+            json!({"db": "d", "src": "/nonexistent/x.sql", "marker_table": "t"}),
+            "src",
+        );
+        bad_args(
+            KIND,
+            json!({"db": "d'", "path": "/x", "marker_table": "t"}),
+            "db",
+        );
+        bad_args(
+            KIND,
+            json!({"db": "d", "path": "/x", "marker_table": "t\n"}),
+            "marker_table",
+        );
+        bad_args(
+            KIND,
+            json!({"db": "d", "path": "/x", "marker_table": "t", "login_port": 70000}),
+            "login_port",
+        );
     }
 }
