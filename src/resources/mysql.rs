@@ -275,7 +275,6 @@ pub(crate) mod testdb {
 
     /// The shared server, started on first use.
     pub(crate) fn server() -> &'static Server {
-        // The install and start happen once, on the first test to ask; the others wait here.
         SERVER.get_or_init(start)
     }
 

@@ -321,7 +321,7 @@ impl MysqlUser {
         format!("'{}'@'{}'", self.name, self.host)
     }
 
-    /// The statements setting the password hash.
+    /// The clause giving the account the password hash (and the plugin the hash belongs to).
     fn identified(&self) -> String {
         format!(
             "IDENTIFIED WITH mysql_native_password AS {}",
