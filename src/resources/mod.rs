@@ -14,6 +14,10 @@ mod get_url;
 mod group;
 mod hosts_entry;
 mod lineinfile;
+mod mysql;
+mod mysql_db;
+mod mysql_import;
+mod mysql_user;
 mod package;
 mod service;
 mod template;
@@ -181,6 +185,9 @@ const TYPES: &[(&str, Builder)] = &[
     ("group", group::build),
     ("hosts_entry", hosts_entry::build),
     ("lineinfile", lineinfile::build),
+    ("mysql_db", mysql_db::build),
+    ("mysql_import", mysql_import::build),
+    ("mysql_user", mysql_user::build),
     ("package", package::build),
     ("service", service::build),
     ("shell", command::build_shell),
