@@ -11,10 +11,13 @@ mod edit;
 mod file;
 mod get_url;
 mod group;
+mod keystore;
 mod lineinfile;
 mod package;
+mod pki;
 mod service;
 mod template;
+mod truststore;
 mod unarchive;
 mod user;
 mod wait_for;
@@ -176,11 +179,13 @@ const TYPES: &[(&str, Builder)] = &[
     ("file", file::build),
     ("get_url", get_url::build),
     ("group", group::build),
+    ("keystore", keystore::build),
     ("lineinfile", lineinfile::build),
     ("package", package::build),
     ("service", service::build),
     ("shell", command::build_shell),
     ("template", template::build),
+    ("truststore", truststore::build),
     ("unarchive", unarchive::build),
     ("user", user::build),
     ("wait_for", wait_for::build),

@@ -1,0 +1,319 @@
+//! `keystore`: a private key and TLS certificate signed by the cluster CA, delivered as a PKCS#12 or JKS
+//! store. Keys and certificates are made on the controller while the task is built (see [`super::pki`]),
+//! so the host only ever receives finished bytes and every host gets the same identity.
+//!
+//! PKCS#12 stores are plain files: the stored bundle is byte-identical across hosts and runs, so a
+//! checksum decides. JKS stores are written by the host's keytool (the format is keytool's own), so the
+//! certificate fingerprint under `alias` and whether the store and key open with the given passwords
+//! decide instead.
+
+use super::pki::{
+    check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line, San,
+    StateDir, StoreFormat, DEFAULT_CA_CN,
+};
+use super::{
+    atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
+    Mode, Outcome, Resource, ResourceError,
+};
+use crate::transport::{sh_quote, Facts, Transport};
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value;
+
+const KIND: &str = "keystore";
+
+/// Mode of a store this task creates, unless `mode` says otherwise: it holds a private key.
+const NEW_MODE: Mode = Mode(0o600);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    dest: String,
+    state_dir: String,
+    name: String,
+    common_name: String,
+    #[serde(default, deserialize_with = "super::one_or_many")]
+    sans: Vec<String>,
+    #[serde(default = "default_ca_cn")]
+    ca_common_name: String,
+    #[serde(default = "default_alias")]
+    alias: String,
+    #[serde(deserialize_with = "secret")]
+    password: String,
+    #[serde(default, deserialize_with = "optional_secret")]
+    key_password: Option<String>,
+    #[serde(default = "default_format")]
+    format: StoreFormat,
+    #[serde(flatten)]
+    attrs: Attrs,
+}
+
+fn default_ca_cn() -> String {
+    DEFAULT_CA_CN.to_string()
+}
+
+fn default_alias() -> String {
+    "wso2carbon".to_string()
+}
+
+fn default_format() -> StoreFormat {
+    StoreFormat::Pkcs12
+}
+
+fn optional_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    secret(d).map(Some)
+}
+
+struct Keystore {
+    dest: String,
+    format: StoreFormat,
+    alias: String,
+    password: String,
+    key_password: String,
+    attrs: Attrs,
+    /// The plan's identity line, e.g. `keystore cluster-tls (CN=apim, SANs apim.local, 10.0.0.5)`.
+    summary: String,
+    p12: Vec<u8>,
+    p12_sha: String,
+    fingerprint: String,
+    ca_fingerprint: String,
+}
+
+/// The `keystore` entry of `TYPES`: checks the arguments, then creates or loads the CA, the leaf and its
+/// PKCS#12 bundle in `state_dir`, all before any host is touched.
+pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+    let a: Args = parse_args(KIND, args)?;
+    if !a.dest.starts_with('/') || a.dest.ends_with('/') {
+        return Err(bad(
+            KIND,
+            format!("dest `{}` must be an absolute file path", a.dest),
+        ));
+    }
+    let name_ok = !a.name.is_empty()
+        && !a.name.starts_with('.')
+        && a.name != "ca"
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !name_ok {
+        return Err(bad(
+            KIND,
+            format!(
+                "name `{}` must be letters, digits, `.`, `_` or `-`, not start with `.` and not be `ca`",
+                a.name
+            ),
+        ));
+    }
+    if a.common_name.trim().is_empty() {
+        return Err(bad(KIND, "common_name must not be empty"));
+    }
+    if a.alias.is_empty() || a.alias.chars().any(char::is_control) {
+        return Err(bad(KIND, "alias must be a non-empty name"));
+    }
+    let sans = a
+        .sans
+        .iter()
+        .map(|s| San::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(KIND, e))?;
+    check_password(KIND, "password", &a.password)?;
+    let key_password = a.key_password.unwrap_or_else(|| a.password.clone());
+    check_password(KIND, "key_password", &key_password)?;
+    if a.format == StoreFormat::Pkcs12 && key_password != a.password {
+        return Err(bad(
+            KIND,
+            "key_password must equal password with format pkcs12 (a PKCS#12 store has one password)",
+        ));
+    }
+
+    let state = StateDir::open(KIND, &a.state_dir)?;
+    let ca = state.ca(&a.ca_common_name)?;
+    let leaf = state.leaf(&ca, &a.name, &a.common_name, &sans)?;
+    let p12 = state.pkcs12(&a.name, &leaf, &ca, &a.alias, &a.password)?;
+    let san_list = if sans.is_empty() {
+        "none".to_string()
+    } else {
+        sans.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(Box::new(Keystore {
+        dest: a.dest,
+        format: a.format,
+        alias: a.alias,
+        password: a.password,
+        key_password,
+        attrs: a.attrs,
+        summary: format!(
+            "keystore {} (CN={}, SANs {san_list})",
+            a.name, a.common_name
+        ),
+        p12_sha: sha256_hex(&p12),
+        p12,
+        fingerprint: leaf.fingerprint,
+        ca_fingerprint: ca.fingerprint,
+    }))
+}
+
+impl Keystore {
+    /// The attributes a write applies: those asked for, plus the private-key default on a new store.
+    fn attrs_for(&self, action: Action) -> Attrs {
+        let mut attrs = self.attrs.clone();
+        if action == Action::Create {
+            attrs.mode = attrs.mode.or(Some(NEW_MODE));
+        }
+        attrs
+    }
+
+    /// Why an existing JKS store must be rewritten, or `None` when it already holds this identity.
+    fn jks_problem(&self, facts: &Facts) -> Option<String> {
+        if facts.is("keytool", "absent") {
+            return Some("keytool not found at plan time: the store is rewritten at apply".into());
+        }
+        if !facts.is("magic", "feedfeed") {
+            return Some("not a JKS store: replaced".into());
+        }
+        if let Some(err) = facts.get("store_error") {
+            return Some(store_error_line(err));
+        }
+        if facts.is("alias", "absent") {
+            return Some(format!("no entry under alias {}", self.alias));
+        }
+        match facts.get("fingerprint") {
+            Some(fp) if fp == self.fingerprint => {}
+            fp => {
+                return Some(format!(
+                    "certificate under alias {}: sha256 {} -> {}",
+                    self.alias,
+                    short(fp.unwrap_or("-")),
+                    short(&self.fingerprint)
+                ))
+            }
+        }
+        if !facts.is("key_open", "yes") {
+            return Some(format!(
+                "key under alias {} cannot be opened with key_password",
+                self.alias
+            ));
+        }
+        None
+    }
+
+    fn jks_script(&self, host: &str, attrs: &Attrs) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.p12);
+        let mut body = String::new();
+        for chunk in b64.as_bytes().chunks(76) {
+            body.push_str(std::str::from_utf8(chunk).expect("base64 is ascii"));
+            body.push('\n');
+        }
+        format!(
+            r#"set -e
+umask 077
+{need}dest={dest}
+w=$(mktemp -d "$(dirname "$dest")/.apim-provision.XXXXXX")
+trap 'rm -rf "$w"' EXIT
+base64 -d > "$w/in.p12" <<'__APIM_EOF__'
+{body}__APIM_EOF__
+{sp}{kp}keytool -importkeystore -noprompt -srckeystore "$w/in.p12" -srcstoretype PKCS12 -srcstorepass:env APIM_SP \
+  -srcalias {alias} -srckeypass:env APIM_SP -destkeystore "$w/out.jks" -deststoretype JKS \
+  -deststorepass:env APIM_SP -destalias {alias} -destkeypass:env APIM_KP >&2
+if [ -e "$dest" ]; then chmod --reference="$dest" "$w/out.jks"; chown --reference="$dest" "$w/out.jks"; fi
+{attrs}sync "$w/out.jks" 2>/dev/null || true
+mv -f "$w/out.jks" "$dest"
+"#,
+            need = require_keytool(host),
+            dest = sh_quote(&self.dest),
+            sp = env_secret("APIM_SP", &self.password),
+            kp = env_secret("APIM_KP", &self.key_password),
+            alias = sh_quote(&self.alias),
+            attrs = attrs.script("\"$w/out.jks\""),
+        )
+    }
+}
+
+/// The first 16 hex digits of a fingerprint: enough to tell two certificates apart in a plan line.
+fn short(fp: &str) -> &str {
+    fp.get(..16).unwrap_or(fp)
+}
+
+#[async_trait]
+impl Resource for Keystore {
+    fn describe(&self) -> String {
+        format!("{KIND} {}", self.dest)
+    }
+
+    fn probe(&self) -> String {
+        let d = sh_quote(&self.dest);
+        match self.format {
+            StoreFormat::Pkcs12 => format!("fact_stat {d}\nfact_sha {d}"),
+            StoreFormat::Jks => format!(
+                r#"d={d}
+fact_stat "$d"
+[ -f "$d" ] && [ ! -L "$d" ] || exit 0
+fact magic "$(od -An -tx1 -N4 "$d" | tr -d ' \n')"
+command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
+{sp}{kp}{list}if [ "$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*SHA256:[[:space:]]*//p' | head -n 1 | tr -d ': ' | tr 'A-F' 'a-f')" = {fp} ]; then
+  if keytool -certreq -alias {alias} -keystore "$d" -storepass:env APIM_SP -keypass:env APIM_KP >/dev/null 2>&1; then fact key_open yes; else fact key_open no; fi
+fi"#,
+                sp = env_secret("APIM_SP", &self.password),
+                kp = env_secret("APIM_KP", &self.key_password),
+                list = list_alias_probe(&self.alias),
+                fp = self.fingerprint,
+                alias = sh_quote(&self.alias),
+            ),
+        }
+    }
+
+    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
+        let mut change = match facts.get("type") {
+            Some("absent") | None => Change::new(Action::Create, vec![self.summary.clone()]),
+            Some("file") => {
+                let problem = match self.format {
+                    StoreFormat::Pkcs12 if facts.is("sha256", &self.p12_sha) => None,
+                    StoreFormat::Pkcs12 => Some(format!(
+                        "content sha256 {} -> {}",
+                        short(facts.get("sha256").unwrap_or("-")),
+                        short(&self.p12_sha)
+                    )),
+                    StoreFormat::Jks => self.jks_problem(facts),
+                };
+                let mut details: Vec<String> = problem.into_iter().collect();
+                details.extend(self.attrs.changes(facts));
+                if details.is_empty() {
+                    Change::none()
+                } else {
+                    details.insert(0, self.summary.clone());
+                    Change::new(Action::Update, details)
+                }
+            }
+            Some(other) => {
+                return Err(ResourceError::Failed(format!(
+                    "{} exists and is a {other}, not a file",
+                    self.dest
+                )))
+            }
+        };
+        change
+            .result
+            .insert("dest".into(), self.dest.clone().into());
+        change
+            .result
+            .insert("fingerprint".into(), self.fingerprint.clone().into());
+        change
+            .result
+            .insert("ca_fingerprint".into(), self.ca_fingerprint.clone().into());
+        Ok(change)
+    }
+
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        let attrs = self.attrs_for(change.action);
+        let script = match self.format {
+            StoreFormat::Pkcs12 => atomic_write_script(&self.dest, &self.p12, &attrs, None),
+            StoreFormat::Jks => self.jks_script(host.host(), &attrs),
+        };
+        run_ok(host, &format!("writing keystore {}", self.dest), &script).await?;
+        Ok(change.result.clone())
+    }
+}
