@@ -317,3 +317,335 @@ fi"#,
         Ok(change.result.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{bad_args, build_plain, converge, facts_from, plan_now, res};
+    use super::super::{Action, Change, ResourceError, Transport};
+    use super::KIND;
+    use crate::transport::{LocalTransport, Output, TransportError};
+    use serde_json::{json, Value};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    const PW: &str = "s3cret-Store-pw";
+
+    fn args(state: &Path, dest: &Path, extra: Value) -> Value {
+        let mut a = json!({
+            "dest": dest.display().to_string(),
+            "state_dir": state.display().to_string(),
+            "name": "cluster-tls",
+            "common_name": "apim.example.com",
+            "sans": ["apim.example.com", "node1.example.com", "10.0.0.5"],
+            "password": PW,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        a
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// `keytool -list -v` of `alias`, as an operator would check it.
+    fn keytool_list(store: &Path, pw: &str, alias: &str) -> (bool, String) {
+        let out = Command::new("keytool")
+            .args([
+                "-list",
+                "-v",
+                "-storepass:env",
+                "T_PW",
+                "-alias",
+                alias,
+                "-keystore",
+            ])
+            .arg(store)
+            .env("T_PW", pw)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    }
+
+    fn no_password_in(r: &dyn super::Resource, changes: &[&Change]) {
+        assert!(!r.probe().contains(PW), "password in probe text");
+        for c in changes {
+            for d in &c.details {
+                assert!(!d.contains(PW), "password in `{d}`");
+            }
+            assert!(!format!("{:?}", c.result).contains(PW));
+        }
+    }
+
+    #[tokio::test]
+    async fn pkcs12_store_converges_and_is_byte_identical_across_runs() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("inv/.apim-state/pki");
+        let dest = tmp.path().join("wso2carbon.p12");
+        let r = res(KIND, args(&state, &dest, json!({})));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(
+            first.details,
+            vec!["keystore cluster-tls (CN=apim.example.com, SANs apim.example.com, node1.example.com, 10.0.0.5)"]
+        );
+        assert!(first.diff.is_none());
+        assert_eq!(second.action, Action::None);
+        no_password_in(r.as_ref(), &[&first, &second]);
+        assert_eq!(mode(&dest), 0o600);
+
+        // State directory: private, one CA, one identity.
+        assert_eq!(mode(&state), 0o700);
+        for f in [
+            "ca.key",
+            "ca.pem",
+            "cluster-tls.key",
+            "cluster-tls.pem",
+            "cluster-tls.p12",
+        ] {
+            assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+        }
+        let p12 = std::fs::read(state.join("cluster-tls.p12")).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), p12);
+
+        // The chain verifies and the store opens with the password, showing the SANs.
+        let verify = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(state.join("ca.pem"))
+            .arg(state.join("cluster-tls.pem"))
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{verify:?}");
+        let (ok, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert!(ok, "{listing}");
+        assert!(listing.contains("PrivateKeyEntry"), "{listing}");
+        assert!(listing.contains("Certificate chain length: 2"), "{listing}");
+        for san in ["DNSName: node1.example.com", "IPAddress: 10.0.0.5"] {
+            assert!(listing.contains(san), "{san} missing in {listing}");
+        }
+
+        // A second run (a new build from the same state) changes nothing, byte for byte.
+        let again = res(KIND, args(&state, &dest, json!({})));
+        let plan = plan_now(again.as_ref(), &t).await.unwrap();
+        assert_eq!(plan.action, Action::None);
+        assert_eq!(plan.result["fingerprint"], first.result["fingerprint"]);
+        assert_eq!(std::fs::read(state.join("cluster-tls.p12")).unwrap(), p12);
+
+        // Reordered SANs are the same identity; a new SAN reissues.
+        let reordered = json!({"sans": ["10.0.0.5", "NODE1.example.com", "apim.example.com"]});
+        let same = res(KIND, args(&state, &dest, reordered));
+        assert_eq!(
+            plan_now(same.as_ref(), &t).await.unwrap().action,
+            Action::None
+        );
+        let more = json!({"sans": ["apim.example.com", "node1.example.com", "10.0.0.5", "::1"]});
+        let more = res(KIND, args(&state, &dest, more));
+        let (first, second) = converge(more.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert!(
+            first.details[0].ends_with("10.0.0.5, ::1)"),
+            "{:?}",
+            first.details
+        );
+        assert_eq!(second.action, Action::None);
+        assert_ne!(first.result["fingerprint"], plan.result["fingerprint"]);
+        assert_eq!(
+            first.result["ca_fingerprint"],
+            plan.result["ca_fingerprint"]
+        );
+        let (_, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert!(listing.contains("IPAddress: 0:0:0:0:0:0:0:1"), "{listing}");
+        assert_eq!(mode(&dest), 0o600);
+    }
+
+    #[tokio::test]
+    async fn jks_store_detects_changed_alias_passwords_and_sans() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let dest = tmp.path().join("wso2carbon.jks");
+        let jks = |extra: Value| {
+            let mut e = json!({"format": "jks"});
+            for (k, v) in extra.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            res(KIND, args(&state, &dest, e))
+        };
+        let r = jks(json!({}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(second.action, Action::None, "{:?}", second.details);
+        assert_eq!(
+            &std::fs::read(&dest).unwrap()[..4],
+            &[0xfe, 0xed, 0xfe, 0xed]
+        );
+        assert_eq!(mode(&dest), 0o600);
+        let (ok, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert!(
+            ok && listing.contains("DNSName: apim.example.com"),
+            "{listing}"
+        );
+        let fp = first.result["fingerprint"].as_str().unwrap().to_string();
+
+        // Another key password: same certificate, but the key no longer opens.
+        let kp = "other-key-pw";
+        let r = jks(json!({"key_password": kp}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details[1],
+            "key under alias wso2carbon cannot be opened with key_password"
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(!r.probe().contains(kp));
+
+        // Another store password: the store no longer opens; it is rewritten.
+        let pw2 = "another-Store-pw";
+        let r = jks(json!({"password": pw2}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details[1],
+            "store cannot be opened with the given password"
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(first.result["fingerprint"].as_str().unwrap(), fp);
+        assert!(keytool_list(&dest, pw2, "wso2carbon").0);
+        assert!(!r.probe().contains(pw2));
+
+        // Another alias (with the store's current password).
+        let r = jks(json!({"alias": "tls", "password": pw2}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.details[1], "no entry under alias tls");
+        assert_eq!(second.action, Action::None);
+        assert!(keytool_list(&dest, pw2, "tls").0);
+        assert!(!keytool_list(&dest, pw2, "wso2carbon").0);
+
+        // Another SAN: a new certificate.
+        let r = jks(
+            json!({"alias": "tls", "password": pw2, "sans": ["apim.example.com", "node2.example.com"]}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert!(
+            first.details[1].starts_with("certificate under alias tls: sha256 "),
+            "{:?}",
+            first.details
+        );
+        assert_eq!(second.action, Action::None);
+        no_password_in(r.as_ref(), &[&first, &second]);
+        assert!(!r.probe().contains(pw2));
+        let (_, listing) = keytool_list(&dest, pw2, "tls");
+        assert!(listing.contains("DNSName: node2.example.com"), "{listing}");
+    }
+
+    /// A host without keytool: every script runs with an empty `PATH`.
+    struct NoKeytool(LocalTransport);
+
+    #[async_trait::async_trait]
+    impl Transport for NoKeytool {
+        fn host(&self) -> &str {
+            "bare-host"
+        }
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            self.0.run(&format!("PATH=/nonexistent\n{script}")).await
+        }
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            self.0.upload(local, remote).await
+        }
+    }
+
+    #[tokio::test]
+    async fn jks_without_keytool_plans_a_rewrite_and_fails_clearly_at_apply() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("k.jks");
+        let r = res(
+            KIND,
+            args(&tmp.path().join("pki"), &dest, json!({"format": "jks"})),
+        );
+        let facts = facts_from(&[("type", "file"), ("mode", "600"), ("keytool", "absent")]).await;
+        let plan = r.plan(&facts).unwrap();
+        assert_eq!(plan.action, Action::Update);
+        assert!(plan.details[1].starts_with("keytool not found at plan time"));
+        let err = r
+            .apply(&plan, &NoKeytool(LocalTransport::new("t")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keytool not found on bare-host: install a JDK first"),
+            "{err}"
+        );
+        assert!(!err.contains(PW));
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
+        let mut a = args(&state, &dest, json!({}));
+        a.as_object_mut().unwrap().remove("state_dir");
+        bad_args(KIND, a, "state_dir");
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"state_dir": "rel/pki"})),
+            "state_dir",
+        );
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"format": "pem"})),
+            "format",
+        );
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"sans": ["ok.example", "bad name"]})),
+            "sans",
+        );
+        bad_args(KIND, args(&state, &dest, json!({"dest": "k.p12"})), "dest");
+        bad_args(KIND, args(&state, &dest, json!({"name": "../x"})), "name");
+        bad_args(KIND, args(&state, &dest, json!({"name": "ca"})), "name");
+        let short = bad_args(
+            KIND,
+            args(&state, &dest, json!({"password": "abc"})),
+            "password",
+        );
+        assert!(!short.contains("abc"));
+        let typed = bad_args(
+            KIND,
+            args(&state, &dest, json!({"password": [PW]})),
+            "password",
+        );
+        assert!(!typed.contains(PW));
+        let kp = json!({"key_password": "different-pw"});
+        let msg = bad_args(KIND, args(&state, &dest, kp), "key_password");
+        assert!(!msg.contains("different-pw") && !msg.contains(PW));
+        assert!(!state.exists(), "bad arguments must not create state");
+        // A numeric password is a password, not a type error.
+        assert!(build_plain(KIND, args(&state, &dest, json!({"password": 12345678}))).is_ok());
+    }
+
+    #[test]
+    fn a_state_dir_keeps_its_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
+        res(KIND, args(&state, &dest, json!({})));
+        let ca = std::fs::read(state.join("ca.pem")).unwrap();
+        let other = json!({"ca_common_name": "another CA"});
+        bad_args(KIND, args(&state, &dest, other), "ca_common_name");
+        res(KIND, args(&state, &dest, json!({"name": "second"})));
+        assert_eq!(std::fs::read(state.join("ca.pem")).unwrap(), ca);
+        std::fs::remove_file(state.join("ca.pem")).unwrap();
+        match build_plain(KIND, args(&state, &dest, json!({}))) {
+            Err(ResourceError::Failed(m)) => {
+                assert!(m.contains("only one of ca.key and ca.pem"), "{m}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("built with half a CA"),
+        }
+    }
+}

@@ -212,3 +212,237 @@ mv -f "$w/store" "$dest"
         Ok(change.result.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{bad_args, build_plain, converge, plan_now, res};
+    use super::super::{Action, ResourceError};
+    use super::KIND;
+    use crate::transport::LocalTransport;
+    use serde_json::{json, Value};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    const PW: &str = "wso2carbon-trust";
+
+    fn args(state: &Path, dest: &Path, extra: Value) -> Value {
+        let mut a = json!({
+            "dest": dest.display().to_string(),
+            "state_dir": state.display().to_string(),
+            "password": PW,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        a
+    }
+
+    fn keytool(store: &Path, args: &[&str]) -> (bool, String) {
+        let out = Command::new("keytool")
+            .args(args)
+            .args(["-storepass:env", "T_PW", "-keystore"])
+            .arg(store)
+            .env("T_PW", PW)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    }
+
+    /// A store with an entry this task does not own, as a product ships its client trust store.
+    fn existing_store(store: &Path, alias: &str) {
+        let (ok, out) = keytool(
+            store,
+            &[
+                "-genkeypair",
+                "-alias",
+                alias,
+                "-keyalg",
+                "EC",
+                "-dname",
+                "CN=other",
+                "-storetype",
+                "JKS",
+                "-keypass:env",
+                "T_PW",
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+
+    #[tokio::test]
+    async fn new_store_converges_and_shares_the_keystore_ca() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let dest = tmp.path().join("client-truststore.jks");
+        let r = res(KIND, args(&state, &dest, json!({})));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(
+            first.details,
+            vec![
+                "create JKS store",
+                "import CA under alias apim-provision-ca"
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(!r.probe().contains(PW));
+        assert_eq!(
+            &std::fs::read(&dest).unwrap()[..4],
+            &[0xfe, 0xed, 0xfe, 0xed]
+        );
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o644
+        );
+        let (ok, listing) = keytool(&dest, &["-list", "-v", "-alias", "apim-provision-ca"]);
+        assert!(ok && listing.contains("trustedCertEntry"), "{listing}");
+        assert!(listing.contains("apim-provision cluster CA"), "{listing}");
+
+        // A keystore from the same state_dir is issued by this very CA.
+        let ks = res(
+            "keystore",
+            json!({"dest": tmp.path().join("k.p12").display().to_string(),
+                   "state_dir": state.display().to_string(), "name": "tls",
+                   "common_name": "apim", "password": PW}),
+        );
+        let ks_plan = plan_now(ks.as_ref(), &t).await.unwrap();
+        assert_eq!(
+            ks_plan.result["ca_fingerprint"],
+            first.result["fingerprint"]
+        );
+
+        // A second run: same CA, nothing to do.
+        let again = res(KIND, args(&state, &dest, json!({})));
+        assert_eq!(
+            plan_now(again.as_ref(), &t).await.unwrap().action,
+            Action::None
+        );
+    }
+
+    #[tokio::test]
+    async fn existing_store_keeps_its_entries_and_a_stale_ca_is_replaced() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let dest = tmp.path().join("client-truststore.jks");
+        existing_store(&dest, "gateway");
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let r = res(KIND, args(&state, &dest, json!({"create": false})));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(
+            first.details,
+            vec!["import CA under alias apim-provision-ca"]
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(keytool(&dest, &["-list", "-alias", "gateway"]).0);
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+
+        // Something else under the alias (an older CA): replaced, other entries kept.
+        assert!(keytool(&dest, &["-delete", "-alias", "apim-provision-ca"]).0);
+        let (ok, out) = keytool(&dest, &["-exportcert", "-rfc", "-alias", "gateway"]);
+        assert!(ok);
+        let stale = tmp.path().join("stale.pem");
+        std::fs::write(&stale, out).unwrap();
+        let stale = stale.display().to_string();
+        let import = [
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "apim-provision-ca",
+            "-file",
+            &stale,
+        ];
+        assert!(keytool(&dest, &import).0);
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details,
+            vec!["replace CA under alias apim-provision-ca"]
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(keytool(&dest, &["-list", "-alias", "gateway"]).0);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_does_not_open_is_never_replaced() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let dest = tmp.path().join("trust.jks");
+        existing_store(&dest, "gateway");
+        let before = std::fs::read(&dest).unwrap();
+        let wrong = "not-the-password";
+        let r = res(KIND, args(&state, &dest, json!({"password": wrong})));
+        let err = plan_now(r.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains("store cannot be opened with the given password"),
+            "{err}"
+        );
+        assert!(!err.contains(wrong) && !r.probe().contains(wrong));
+        assert_eq!(std::fs::read(&dest).unwrap(), before);
+
+        let absent = tmp.path().join("absent.jks");
+        let r = res(KIND, args(&state, &absent, json!({"create": false})));
+        match plan_now(r.as_ref(), &t).await {
+            Err(ResourceError::Failed(m)) => assert!(m.contains("create is false"), "{m}"),
+            other => panic!("{:?}", other.map(|c| c.details)),
+        }
+    }
+
+    #[tokio::test]
+    async fn pkcs12_store_is_created_as_pkcs12() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("trust.p12");
+        let r = res(
+            KIND,
+            args(
+                &tmp.path().join("pki"),
+                &dest,
+                json!({"format": "pkcs12", "alias": "ca"}),
+            ),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.details[0], "create PKCS12 store");
+        assert_eq!(second.action, Action::None);
+        assert_ne!(
+            &std::fs::read(&dest).unwrap()[..4],
+            &[0xfe, 0xed, 0xfe, 0xed]
+        );
+        let (ok, listing) = keytool(&dest, &["-list", "-storetype", "PKCS12", "-alias", "ca"]);
+        assert!(ok, "{listing}");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("t.jks"));
+        let mut a = args(&state, &dest, json!({}));
+        a.as_object_mut().unwrap().remove("state_dir");
+        bad_args(KIND, a, "state_dir");
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"format": "pem"})),
+            "format",
+        );
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"create": "maybe"})),
+            "create",
+        );
+        let m = bad_args(
+            KIND,
+            args(&state, &dest, json!({"password": "12345"})),
+            "password",
+        );
+        assert!(!m.contains("12345"));
+        assert!(build_plain(KIND, args(&state, &dest, json!({}))).is_ok());
+    }
+}
