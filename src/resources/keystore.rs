@@ -648,4 +648,26 @@ mod tests {
             Ok(_) => panic!("built with half a CA"),
         }
     }
+
+    #[test]
+    fn concurrent_builds_share_one_ca_and_one_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| res(KIND, args(&state, &dest, json!({})))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    let r = h.join().unwrap();
+                    r.plan(&crate::transport::Facts::default()).unwrap().result
+                })
+                .collect()
+        });
+        for r in &results[1..] {
+            assert_eq!(r["ca_fingerprint"], results[0]["ca_fingerprint"]);
+            assert_eq!(r["fingerprint"], results[0]["fingerprint"]);
+        }
+    }
 }
