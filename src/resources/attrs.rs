@@ -136,12 +136,19 @@ tmp=$(mktemp "$(dirname "$dest")/.apim-provision.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 base64 -d > "$tmp" <<'__APIM_EOF__'
 {body}__APIM_EOF__
-if [ -e "$dest" ]; then chmod --reference="$dest" "$tmp"; chown --reference="$dest" "$tmp"; else chmod 0644 "$tmp"; fi
+if [ -e "$dest" ]; then {keep_mode}chown --reference="$dest" "$tmp"; else chmod {new_mode} "$tmp"; fi
 {attrs}{validate}sync "$tmp" 2>/dev/null || true
 mv -f "$tmp" "$dest"
 trap - EXIT
 "#,
         dest = sh_quote(dest),
         attrs = attrs.script("\"$tmp\""),
+        // An explicit mode goes straight from mktemp's 0600 to the wanted one, so content meant to be
+        // private (keys, keystores) is never readable through a default or inherited mode in between.
+        keep_mode = match attrs.mode {
+            Some(_) => "",
+            None => "chmod --reference=\"$dest\" \"$tmp\"; ",
+        },
+        new_mode = attrs.mode.unwrap_or(Mode(0o644)),
     )
 }

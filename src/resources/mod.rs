@@ -13,14 +13,17 @@ mod format;
 mod get_url;
 mod group;
 mod hosts_entry;
+mod keystore;
 mod lineinfile;
 mod mysql;
 mod mysql_db;
 mod mysql_import;
 mod mysql_user;
 mod package;
+mod pki;
 mod service;
 mod template;
+mod truststore;
 mod unarchive;
 mod user;
 mod wait_for;
@@ -184,6 +187,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("get_url", get_url::build),
     ("group", group::build),
     ("hosts_entry", hosts_entry::build),
+    ("keystore", keystore::build),
     ("lineinfile", lineinfile::build),
     ("mysql_db", mysql_db::build),
     ("mysql_import", mysql_import::build),
@@ -192,6 +196,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("service", service::build),
     ("shell", command::build_shell),
     ("template", template::build),
+    ("truststore", truststore::build),
     ("unarchive", unarchive::build),
     ("user", user::build),
     ("wait_for", wait_for::build),

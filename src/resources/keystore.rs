@@ -1,0 +1,673 @@
+//! `keystore`: a private key and TLS certificate signed by the cluster CA, delivered as a PKCS#12 or JKS
+//! store. Keys and certificates are made on the controller while the task is built (see [`super::pki`]),
+//! so the host only ever receives finished bytes and every host gets the same identity.
+//!
+//! PKCS#12 stores are plain files: the stored bundle is byte-identical across hosts and runs, so a
+//! checksum decides. JKS stores are written by the host's keytool (the format is keytool's own), so the
+//! certificate fingerprint under `alias` and whether the store and key open with the given passwords
+//! decide instead.
+
+use super::pki::{
+    check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line, San,
+    StateDir, StoreFormat, DEFAULT_CA_CN,
+};
+use super::{
+    atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
+    Mode, Outcome, Resource, ResourceError,
+};
+use crate::transport::{sh_quote, Facts, Transport};
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value;
+
+const KIND: &str = "keystore";
+
+/// Mode of a store this task creates, unless `mode` says otherwise: it holds a private key.
+const NEW_MODE: Mode = Mode(0o600);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    dest: String,
+    state_dir: String,
+    name: String,
+    common_name: String,
+    #[serde(default, deserialize_with = "super::one_or_many")]
+    sans: Vec<String>,
+    #[serde(default = "default_ca_cn")]
+    ca_common_name: String,
+    #[serde(default = "default_alias")]
+    alias: String,
+    #[serde(deserialize_with = "secret")]
+    password: String,
+    #[serde(default, deserialize_with = "optional_secret")]
+    key_password: Option<String>,
+    #[serde(default = "default_format")]
+    format: StoreFormat,
+    #[serde(flatten)]
+    attrs: Attrs,
+}
+
+fn default_ca_cn() -> String {
+    DEFAULT_CA_CN.to_string()
+}
+
+fn default_alias() -> String {
+    "wso2carbon".to_string()
+}
+
+fn default_format() -> StoreFormat {
+    StoreFormat::Pkcs12
+}
+
+fn optional_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    secret(d).map(Some)
+}
+
+struct Keystore {
+    dest: String,
+    format: StoreFormat,
+    alias: String,
+    password: String,
+    key_password: String,
+    attrs: Attrs,
+    /// The plan's identity line, e.g. `keystore cluster-tls (CN=apim, SANs apim.local, 10.0.0.5)`.
+    summary: String,
+    p12: Vec<u8>,
+    p12_sha: String,
+    fingerprint: String,
+    ca_fingerprint: String,
+}
+
+/// The `keystore` entry of `TYPES`: checks the arguments, then creates or loads the CA, the leaf and its
+/// PKCS#12 bundle in `state_dir`, all before any host is touched.
+pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
+    let a: Args = parse_args(KIND, args)?;
+    if !a.dest.starts_with('/') || a.dest.ends_with('/') {
+        return Err(bad(
+            KIND,
+            format!("dest `{}` must be an absolute file path", a.dest),
+        ));
+    }
+    let name_ok = !a.name.is_empty()
+        && !a.name.starts_with('.')
+        && a.name != "ca"
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !name_ok {
+        return Err(bad(
+            KIND,
+            format!(
+                "name `{}` must be letters, digits, `.`, `_` or `-`, not start with `.` and not be `ca`",
+                a.name
+            ),
+        ));
+    }
+    if a.common_name.trim().is_empty() {
+        return Err(bad(KIND, "common_name must not be empty"));
+    }
+    if a.alias.is_empty() || a.alias.chars().any(char::is_control) {
+        return Err(bad(KIND, "alias must be a non-empty name"));
+    }
+    let sans = a
+        .sans
+        .iter()
+        .map(|s| San::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(KIND, e))?;
+    check_password(KIND, "password", &a.password)?;
+    let key_password = a.key_password.unwrap_or_else(|| a.password.clone());
+    check_password(KIND, "key_password", &key_password)?;
+    if a.format == StoreFormat::Pkcs12 && key_password != a.password {
+        return Err(bad(
+            KIND,
+            "key_password must equal password with format pkcs12 (a PKCS#12 store has one password)",
+        ));
+    }
+
+    let state = StateDir::open(KIND, &a.state_dir)?;
+    let ca = state.ca(&a.ca_common_name)?;
+    let leaf = state.leaf(&ca, &a.name, &a.common_name, &sans)?;
+    let p12 = state.pkcs12(&a.name, &leaf, &ca, &a.alias, &a.password)?;
+    let san_list = if sans.is_empty() {
+        "none".to_string()
+    } else {
+        sans.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(Box::new(Keystore {
+        dest: a.dest,
+        format: a.format,
+        alias: a.alias,
+        password: a.password,
+        key_password,
+        attrs: a.attrs,
+        summary: format!(
+            "keystore {} (CN={}, SANs {san_list})",
+            a.name, a.common_name
+        ),
+        p12_sha: sha256_hex(&p12),
+        p12,
+        fingerprint: leaf.fingerprint,
+        ca_fingerprint: ca.fingerprint,
+    }))
+}
+
+impl Keystore {
+    /// The attributes a write applies: those asked for, plus the private-key default on a new store.
+    fn attrs_for(&self, action: Action) -> Attrs {
+        let mut attrs = self.attrs.clone();
+        if action == Action::Create {
+            attrs.mode = attrs.mode.or(Some(NEW_MODE));
+        }
+        attrs
+    }
+
+    /// Why an existing JKS store must be rewritten, or `None` when it already holds this identity.
+    fn jks_problem(&self, facts: &Facts) -> Option<String> {
+        if facts.is("keytool", "absent") {
+            return Some("keytool not found at plan time: the store is rewritten at apply".into());
+        }
+        if !facts.is("magic", "feedfeed") {
+            return Some("not a JKS store: replaced".into());
+        }
+        if let Some(err) = facts.get("store_error") {
+            return Some(store_error_line(err));
+        }
+        if facts.is("alias", "absent") {
+            return Some(format!("no entry under alias {}", self.alias));
+        }
+        match facts.get("fingerprint") {
+            Some(fp) if fp == self.fingerprint => {}
+            fp => {
+                return Some(format!(
+                    "certificate under alias {}: sha256 {} -> {}",
+                    self.alias,
+                    short(fp.unwrap_or("-")),
+                    short(&self.fingerprint)
+                ))
+            }
+        }
+        if !facts.is("key_open", "yes") {
+            return Some(format!(
+                "key under alias {} cannot be opened with key_password",
+                self.alias
+            ));
+        }
+        None
+    }
+
+    fn jks_script(&self, host: &str, attrs: &Attrs) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.p12);
+        let mut body = String::new();
+        for chunk in b64.as_bytes().chunks(76) {
+            body.push_str(std::str::from_utf8(chunk).expect("base64 is ascii"));
+            body.push('\n');
+        }
+        format!(
+            r#"set -e
+umask 077
+{need}dest={dest}
+w=$(mktemp -d "$(dirname "$dest")/.apim-provision.XXXXXX")
+trap 'rm -rf "$w"' EXIT
+base64 -d > "$w/in.p12" <<'__APIM_EOF__'
+{body}__APIM_EOF__
+{sp}{kp}keytool -importkeystore -noprompt -srckeystore "$w/in.p12" -srcstoretype PKCS12 -srcstorepass:env APIM_SP \
+  -srcalias {alias} -srckeypass:env APIM_SP -destkeystore "$w/out.jks" -deststoretype JKS \
+  -deststorepass:env APIM_SP -destalias {alias} -destkeypass:env APIM_KP >&2
+if [ -e "$dest" ]; then chmod --reference="$dest" "$w/out.jks"; chown --reference="$dest" "$w/out.jks"; fi
+{attrs}sync "$w/out.jks" 2>/dev/null || true
+mv -f "$w/out.jks" "$dest"
+"#,
+            need = require_keytool(host),
+            dest = sh_quote(&self.dest),
+            sp = env_secret("APIM_SP", &self.password),
+            kp = env_secret("APIM_KP", &self.key_password),
+            alias = sh_quote(&self.alias),
+            attrs = attrs.script("\"$w/out.jks\""),
+        )
+    }
+}
+
+/// The first 16 hex digits of a fingerprint: enough to tell two certificates apart in a plan line.
+fn short(fp: &str) -> &str {
+    fp.get(..16).unwrap_or(fp)
+}
+
+#[async_trait]
+impl Resource for Keystore {
+    fn describe(&self) -> String {
+        format!("{KIND} {}", self.dest)
+    }
+
+    fn probe(&self) -> String {
+        let d = sh_quote(&self.dest);
+        match self.format {
+            StoreFormat::Pkcs12 => format!("fact_stat {d}\nfact_sha {d}"),
+            StoreFormat::Jks => format!(
+                r#"d={d}
+fact_stat "$d"
+[ -f "$d" ] && [ ! -L "$d" ] || exit 0
+fact magic "$(od -An -tx1 -N4 "$d" | tr -d ' \n')"
+command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
+{sp}{kp}{list}if [ "$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*SHA256:[[:space:]]*//p' | head -n 1 | tr -d ': ' | tr 'A-F' 'a-f')" = {fp} ]; then
+  if keytool -certreq -alias {alias} -keystore "$d" -storepass:env APIM_SP -keypass:env APIM_KP >/dev/null 2>&1; then fact key_open yes; else fact key_open no; fi
+fi"#,
+                sp = env_secret("APIM_SP", &self.password),
+                kp = env_secret("APIM_KP", &self.key_password),
+                list = list_alias_probe(&self.alias),
+                fp = self.fingerprint,
+                alias = sh_quote(&self.alias),
+            ),
+        }
+    }
+
+    fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
+        let mut change = match facts.get("type") {
+            Some("absent") | None => Change::new(Action::Create, vec![self.summary.clone()]),
+            Some("file") => {
+                let problem = match self.format {
+                    StoreFormat::Pkcs12 if facts.is("sha256", &self.p12_sha) => None,
+                    StoreFormat::Pkcs12 => Some(format!(
+                        "content sha256 {} -> {}",
+                        short(facts.get("sha256").unwrap_or("-")),
+                        short(&self.p12_sha)
+                    )),
+                    StoreFormat::Jks => self.jks_problem(facts),
+                };
+                let mut details: Vec<String> = problem.into_iter().collect();
+                details.extend(self.attrs.changes(facts));
+                if details.is_empty() {
+                    Change::none()
+                } else {
+                    details.insert(0, self.summary.clone());
+                    Change::new(Action::Update, details)
+                }
+            }
+            Some(other) => {
+                return Err(ResourceError::Failed(format!(
+                    "{} exists and is a {other}, not a file",
+                    self.dest
+                )))
+            }
+        };
+        change
+            .result
+            .insert("dest".into(), self.dest.clone().into());
+        change
+            .result
+            .insert("fingerprint".into(), self.fingerprint.clone().into());
+        change
+            .result
+            .insert("ca_fingerprint".into(), self.ca_fingerprint.clone().into());
+        Ok(change)
+    }
+
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        let attrs = self.attrs_for(change.action);
+        let script = match self.format {
+            StoreFormat::Pkcs12 => atomic_write_script(&self.dest, &self.p12, &attrs, None),
+            StoreFormat::Jks => self.jks_script(host.host(), &attrs),
+        };
+        run_ok(host, &format!("writing keystore {}", self.dest), &script).await?;
+        Ok(change.result.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{bad_args, build_plain, converge, facts_from, plan_now, res};
+    use super::super::{Action, Change, ResourceError, Transport};
+    use super::KIND;
+    use crate::transport::{LocalTransport, Output, TransportError};
+    use serde_json::{json, Value};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    const PW: &str = "s3cret-Store-pw";
+
+    fn args(state: &Path, dest: &Path, extra: Value) -> Value {
+        let mut a = json!({
+            "dest": dest.display().to_string(),
+            "state_dir": state.display().to_string(),
+            "name": "cluster-tls",
+            "common_name": "apim.example.com",
+            "sans": ["apim.example.com", "node1.example.com", "10.0.0.5"],
+            "password": PW,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        a
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// `keytool -list -v` of `alias`, as an operator would check it.
+    fn keytool_list(store: &Path, pw: &str, alias: &str) -> (bool, String) {
+        let out = Command::new("keytool")
+            .args([
+                "-list",
+                "-v",
+                "-storepass:env",
+                "T_PW",
+                "-alias",
+                alias,
+                "-keystore",
+            ])
+            .arg(store)
+            .env("T_PW", pw)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    }
+
+    fn no_password_in(r: &dyn super::Resource, changes: &[&Change]) {
+        assert!(!r.probe().contains(PW), "password in probe text");
+        for c in changes {
+            for d in &c.details {
+                assert!(!d.contains(PW), "password in `{d}`");
+            }
+            assert!(!format!("{:?}", c.result).contains(PW));
+        }
+    }
+
+    #[tokio::test]
+    async fn pkcs12_store_converges_and_is_byte_identical_across_runs() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("inv/.apim-state/pki");
+        let dest = tmp.path().join("wso2carbon.p12");
+        let r = res(KIND, args(&state, &dest, json!({})));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(
+            first.details,
+            vec!["keystore cluster-tls (CN=apim.example.com, SANs apim.example.com, node1.example.com, 10.0.0.5)"]
+        );
+        assert!(first.diff.is_none());
+        assert_eq!(second.action, Action::None);
+        no_password_in(r.as_ref(), &[&first, &second]);
+        assert_eq!(mode(&dest), 0o600);
+
+        // State directory: private, one CA, one identity.
+        assert_eq!(mode(&state), 0o700);
+        for f in [
+            "ca.key",
+            "ca.pem",
+            "cluster-tls.key",
+            "cluster-tls.pem",
+            "cluster-tls.p12",
+        ] {
+            assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+        }
+        let p12 = std::fs::read(state.join("cluster-tls.p12")).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), p12);
+
+        // The chain verifies and the store opens with the password, showing the SANs.
+        let verify = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(state.join("ca.pem"))
+            .arg(state.join("cluster-tls.pem"))
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{verify:?}");
+        let (ok, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert!(ok, "{listing}");
+        assert!(listing.contains("PrivateKeyEntry"), "{listing}");
+        assert!(listing.contains("Certificate chain length: 2"), "{listing}");
+        for san in ["DNSName: node1.example.com", "IPAddress: 10.0.0.5"] {
+            assert!(listing.contains(san), "{san} missing in {listing}");
+        }
+
+        // A second run (a new build from the same state) changes nothing, byte for byte.
+        let again = res(KIND, args(&state, &dest, json!({})));
+        let plan = plan_now(again.as_ref(), &t).await.unwrap();
+        assert_eq!(plan.action, Action::None);
+        assert_eq!(plan.result["fingerprint"], first.result["fingerprint"]);
+        assert_eq!(std::fs::read(state.join("cluster-tls.p12")).unwrap(), p12);
+
+        // Reordered SANs are the same identity; a new SAN reissues.
+        let reordered = json!({"sans": ["10.0.0.5", "NODE1.example.com", "apim.example.com"]});
+        let same = res(KIND, args(&state, &dest, reordered));
+        assert_eq!(
+            plan_now(same.as_ref(), &t).await.unwrap().action,
+            Action::None
+        );
+        let more = json!({"sans": ["apim.example.com", "node1.example.com", "10.0.0.5", "::1"]});
+        let more = res(KIND, args(&state, &dest, more));
+        let (first, second) = converge(more.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert!(
+            first.details[0].ends_with("10.0.0.5, ::1)"),
+            "{:?}",
+            first.details
+        );
+        assert_eq!(second.action, Action::None);
+        assert_ne!(first.result["fingerprint"], plan.result["fingerprint"]);
+        assert_eq!(
+            first.result["ca_fingerprint"],
+            plan.result["ca_fingerprint"]
+        );
+        let (_, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert!(listing.contains("IPAddress: 0:0:0:0:0:0:0:1"), "{listing}");
+        assert_eq!(mode(&dest), 0o600);
+    }
+
+    #[tokio::test]
+    async fn jks_store_detects_changed_alias_passwords_and_sans() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let dest = tmp.path().join("wso2carbon.jks");
+        let jks = |extra: Value| {
+            let mut e = json!({"format": "jks"});
+            for (k, v) in extra.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            res(KIND, args(&state, &dest, e))
+        };
+        let r = jks(json!({}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(second.action, Action::None, "{:?}", second.details);
+        assert_eq!(
+            &std::fs::read(&dest).unwrap()[..4],
+            &[0xfe, 0xed, 0xfe, 0xed]
+        );
+        assert_eq!(mode(&dest), 0o600);
+        let (ok, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert!(
+            ok && listing.contains("DNSName: apim.example.com"),
+            "{listing}"
+        );
+        let fp = first.result["fingerprint"].as_str().unwrap().to_string();
+
+        // Another key password: same certificate, but the key no longer opens.
+        let kp = "other-key-pw";
+        let r = jks(json!({"key_password": kp}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details[1],
+            "key under alias wso2carbon cannot be opened with key_password"
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(!r.probe().contains(kp));
+
+        // Another store password: the store no longer opens; it is rewritten.
+        let pw2 = "another-Store-pw";
+        let r = jks(json!({"password": pw2}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details[1],
+            "store cannot be opened with the given password"
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(first.result["fingerprint"].as_str().unwrap(), fp);
+        assert!(keytool_list(&dest, pw2, "wso2carbon").0);
+        assert!(!r.probe().contains(pw2));
+
+        // Another alias (with the store's current password).
+        let r = jks(json!({"alias": "tls", "password": pw2}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.details[1], "no entry under alias tls");
+        assert_eq!(second.action, Action::None);
+        assert!(keytool_list(&dest, pw2, "tls").0);
+        assert!(!keytool_list(&dest, pw2, "wso2carbon").0);
+
+        // Another SAN: a new certificate.
+        let r = jks(
+            json!({"alias": "tls", "password": pw2, "sans": ["apim.example.com", "node2.example.com"]}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert!(
+            first.details[1].starts_with("certificate under alias tls: sha256 "),
+            "{:?}",
+            first.details
+        );
+        assert_eq!(second.action, Action::None);
+        no_password_in(r.as_ref(), &[&first, &second]);
+        assert!(!r.probe().contains(pw2));
+        let (_, listing) = keytool_list(&dest, pw2, "tls");
+        assert!(listing.contains("DNSName: node2.example.com"), "{listing}");
+    }
+
+    /// A host without keytool: every script runs with an empty `PATH`.
+    struct NoKeytool(LocalTransport);
+
+    #[async_trait::async_trait]
+    impl Transport for NoKeytool {
+        fn host(&self) -> &str {
+            "bare-host"
+        }
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            self.0.run(&format!("PATH=/nonexistent\n{script}")).await
+        }
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            self.0.upload(local, remote).await
+        }
+    }
+
+    #[tokio::test]
+    async fn jks_without_keytool_plans_a_rewrite_and_fails_clearly_at_apply() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("k.jks");
+        let r = res(
+            KIND,
+            args(&tmp.path().join("pki"), &dest, json!({"format": "jks"})),
+        );
+        let facts = facts_from(&[("type", "file"), ("mode", "600"), ("keytool", "absent")]).await;
+        let plan = r.plan(&facts).unwrap();
+        assert_eq!(plan.action, Action::Update);
+        assert!(plan.details[1].starts_with("keytool not found at plan time"));
+        let err = r
+            .apply(&plan, &NoKeytool(LocalTransport::new("t")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keytool not found on bare-host: install a JDK first"),
+            "{err}"
+        );
+        assert!(!err.contains(PW));
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
+        let mut a = args(&state, &dest, json!({}));
+        a.as_object_mut().unwrap().remove("state_dir");
+        bad_args(KIND, a, "state_dir");
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"state_dir": "rel/pki"})),
+            "state_dir",
+        );
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"format": "pem"})),
+            "format",
+        );
+        bad_args(
+            KIND,
+            args(&state, &dest, json!({"sans": ["ok.example", "bad name"]})),
+            "sans",
+        );
+        bad_args(KIND, args(&state, &dest, json!({"dest": "k.p12"})), "dest");
+        bad_args(KIND, args(&state, &dest, json!({"name": "../x"})), "name");
+        bad_args(KIND, args(&state, &dest, json!({"name": "ca"})), "name");
+        let short = bad_args(
+            KIND,
+            args(&state, &dest, json!({"password": "abc"})),
+            "password",
+        );
+        assert!(!short.contains("abc"));
+        let typed = bad_args(
+            KIND,
+            args(&state, &dest, json!({"password": [PW]})),
+            "password",
+        );
+        assert!(!typed.contains(PW));
+        let kp = json!({"key_password": "different-pw"});
+        let msg = bad_args(KIND, args(&state, &dest, kp), "key_password");
+        assert!(!msg.contains("different-pw") && !msg.contains(PW));
+        assert!(!state.exists(), "bad arguments must not create state");
+        // A numeric password is a password, not a type error.
+        assert!(build_plain(KIND, args(&state, &dest, json!({"password": 12345678}))).is_ok());
+    }
+
+    #[test]
+    fn a_state_dir_keeps_its_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
+        res(KIND, args(&state, &dest, json!({})));
+        let ca = std::fs::read(state.join("ca.pem")).unwrap();
+        let other = json!({"ca_common_name": "another CA"});
+        bad_args(KIND, args(&state, &dest, other), "ca_common_name");
+        res(KIND, args(&state, &dest, json!({"name": "second"})));
+        assert_eq!(std::fs::read(state.join("ca.pem")).unwrap(), ca);
+        std::fs::remove_file(state.join("ca.pem")).unwrap();
+        match build_plain(KIND, args(&state, &dest, json!({}))) {
+            Err(ResourceError::Failed(m)) => {
+                assert!(m.contains("only one of ca.key and ca.pem"), "{m}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("built with half a CA"),
+        }
+    }
+
+    #[test]
+    fn concurrent_builds_share_one_ca_and_one_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| res(KIND, args(&state, &dest, json!({})))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    let r = h.join().unwrap();
+                    r.plan(&crate::transport::Facts::default()).unwrap().result
+                })
+                .collect()
+        });
+        for r in &results[1..] {
+            assert_eq!(r["ca_fingerprint"], results[0]["ca_fingerprint"]);
+            assert_eq!(r["fingerprint"], results[0]["fingerprint"]);
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The controller-side PKI behind `keystore` and `truststore`: one cluster CA per state directory, leaf
+//! certificates issued by it, and the PKCS#12 bundles delivered to hosts. Everything is generated while
+//! resources are built, before any host is touched, and stored in the state directory so every host and
+//! every later run gets the same bytes: keys and PKCS#12 files (whose encryption uses random salts) are
+//! never regenerated unless what they must contain changed, which is what lets plans converge.
+//!
+//! Layout of a state directory (mode 0700, every file 0600): `ca.key` and `ca.pem` (the CA; modules copy
+//! `ca.pem` to hosts that must trust it), `<name>.key`, `<name>.pem` and `<name>.p12` per issued identity,
+//! and `.lock`, which serializes concurrent runs sharing the directory.
+
+use super::{bad, sha256_hex, ResourceError};
+use p12_keystore::{
+    Certificate as P12Cert, KeyStore, KeyStoreEntry, Pkcs12ImportPolicy, PrivateKey,
+    PrivateKeyChain,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType,
+};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::X509Certificate;
+
+/// Default subject of the cluster CA, shared by both resource types so they agree on one CA.
+pub(super) const DEFAULT_CA_CN: &str = "apim-provision cluster CA";
+
+/// How long a new CA is valid. It is never renewed automatically: every deployed trust store holds it.
+const CA_DAYS: i64 = 3650;
+/// How long a new leaf certificate is valid.
+const LEAF_DAYS: i64 = 730;
+/// A leaf expiring within this many days is reissued, so a run well before expiry renews it.
+const RENEW_DAYS: i64 = 30;
+
+/// A subject alternative name, told apart by parsing so IP addresses get an IP SAN (clients match an
+/// address only against IP SANs, never against a DNS SAN spelling it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum San {
+    /// A DNS name (lowercased; a leading `*.` wildcard allowed).
+    Dns(String),
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+}
+
+impl San {
+    /// Parses one `sans` entry, rejecting anything that is neither an address nor a host name.
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(San::Ip(ip));
+        }
+        let name = s.to_ascii_lowercase();
+        let labels = name.strip_prefix("*.").unwrap_or(&name);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if name.len() > 253 || !labels.split('.').all(label_ok) {
+            return Err(format!(
+                "sans: `{s}` is neither an IP address nor a DNS name"
+            ));
+        }
+        Ok(San::Dns(name))
+    }
+}
+
+impl std::fmt::Display for San {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            San::Dns(d) => f.write_str(d),
+            San::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// The cluster CA, loaded or created.
+pub(super) struct Ca {
+    key: KeyPair,
+    /// The certificate, DER.
+    pub(super) der: Vec<u8>,
+    /// The certificate, PEM, as `ca.pem` holds it.
+    pub(super) pem: String,
+    /// Hex SHA-256 of the DER: what keytool's fingerprint of a deployed copy is compared with.
+    pub(super) fingerprint: String,
+}
+
+/// An issued leaf: key and certificate as stored in the state directory.
+pub(super) struct Leaf {
+    /// PKCS#8 DER of the private key.
+    key_der: Vec<u8>,
+    /// The certificate, DER.
+    pub(super) der: Vec<u8>,
+    /// Hex SHA-256 of the DER.
+    pub(super) fingerprint: String,
+}
+
+/// An open state directory, locked for as long as it is held so two runs never issue or rewrite the same
+/// files at once.
+pub(super) struct StateDir {
+    kind: &'static str,
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates the directory (0700) when needed and takes its lock, waiting for another run to finish.
+    pub(super) fn open(kind: &'static str, dir: &str) -> Result<Self, ResourceError> {
+        if !dir.starts_with('/') {
+            return Err(bad(
+                kind,
+                format!("state_dir `{dir}` must be an absolute path"),
+            ));
+        }
+        let path = PathBuf::from(dir);
+        let io = |what: &str, e: std::io::Error| fail(kind, &format!("{what} {dir}: {e}"));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| io("creating state_dir", e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("restricting state_dir", e))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path.join(".lock"))
+            .map_err(|e| io("opening the lock of", e))?;
+        lock.lock().map_err(|e| io("locking", e))?;
+        Ok(Self {
+            kind,
+            dir: path,
+            _lock: lock,
+        })
+    }
+
+    /// The CA of this directory: created on first use, then loaded forever after. A different
+    /// `common_name` is an error rather than a new CA, since every store already trusting the old one
+    /// would silently stop working.
+    pub(super) fn ca(&self, common_name: &str) -> Result<Ca, ResourceError> {
+        let (key_path, pem_path) = (self.dir.join("ca.key"), self.dir.join("ca.pem"));
+        match (key_path.exists(), pem_path.exists()) {
+            (true, true) => {
+                let key = self.load_key(&key_path)?;
+                let pem = self.read_text(&pem_path)?;
+                let der = pem_to_der(&pem).ok_or_else(|| self.broken(&pem_path, "no certificate"))?;
+                let cert = parse(&der).ok_or_else(|| self.broken(&pem_path, "unparsable"))?;
+                if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+                    return Err(self.broken(&key_path, "does not match ca.pem"));
+                }
+                let cn = common_name_of(&cert);
+                if cn != common_name {
+                    return Err(bad(
+                        self.kind,
+                        format!(
+                            "ca_common_name `{common_name}` differs from the CA already in {} (CN={cn}): \
+                             a CA is created once and reused; use the same ca_common_name or another state_dir",
+                            self.dir.display()
+                        ),
+                    ));
+                }
+                let fingerprint = sha256_hex(&der);
+                Ok(Ca {
+                    key,
+                    der,
+                    pem,
+                    fingerprint,
+                })
+            }
+            (false, false) => self.create_ca(common_name),
+            _ => Err(fail(
+                self.kind,
+                &format!(
+                    "{} holds only one of ca.key and ca.pem: restore the other or remove both to start a new CA",
+                    self.dir.display()
+                ),
+            )),
+        }
+    }
+
+    fn create_ca(&self, common_name: &str) -> Result<Ca, ResourceError> {
+        let key = KeyPair::generate().map_err(|e| self.gen_err("CA key", e))?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(CA_DAYS);
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| self.gen_err("CA certificate", e))?;
+        // Key first: a crash in between leaves a key without a certificate, which `ca` reports instead
+        // of pairing an old certificate with a new key.
+        self.write("ca.key", key.serialize_pem().as_bytes())?;
+        self.write("ca.pem", cert.pem().as_bytes())?;
+        let der = cert.der().to_vec();
+        Ok(Ca {
+            fingerprint: sha256_hex(&der),
+            pem: cert.pem(),
+            der,
+            key,
+        })
+    }
+
+    /// The leaf `name`: the stored one while it still matches `common_name` and `sans`, is signed by
+    /// `ca`, matches its key and is not about to expire; otherwise a new key and certificate.
+    pub(super) fn leaf(
+        &self,
+        ca: &Ca,
+        name: &str,
+        common_name: &str,
+        sans: &[San],
+    ) -> Result<Leaf, ResourceError> {
+        let (key_path, pem_path) = (
+            self.dir.join(format!("{name}.key")),
+            self.dir.join(format!("{name}.pem")),
+        );
+        if key_path.exists() && pem_path.exists() {
+            let key = self.load_key(&key_path)?;
+            let pem = self.read_text(&pem_path)?;
+            if let Some(der) = pem_to_der(&pem) {
+                if leaf_still_valid(&der, &key, ca, common_name, sans) {
+                    return Ok(Leaf {
+                        fingerprint: sha256_hex(&der),
+                        key_der: key.serialize_der(),
+                        der,
+                    });
+                }
+            }
+        }
+        self.issue(ca, name, common_name, sans)
+    }
+
+    fn issue(
+        &self,
+        ca: &Ca,
+        name: &str,
+        common_name: &str,
+        sans: &[San],
+    ) -> Result<Leaf, ResourceError> {
+        let key = KeyPair::generate().map_err(|e| self.gen_err("key", e))?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| match s {
+                San::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+                San::Dns(d) => d.as_str().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.gen_err("SANs", e))?;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(LEAF_DAYS);
+        let issuer = Issuer::from_ca_cert_der(&ca.der.as_slice().into(), &ca.key)
+            .map_err(|e| self.gen_err("CA issuer", e))?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| self.gen_err("certificate", e))?;
+        self.write(&format!("{name}.key"), key.serialize_pem().as_bytes())?;
+        self.write(&format!("{name}.pem"), cert.pem().as_bytes())?;
+        let der = cert.der().to_vec();
+        Ok(Leaf {
+            fingerprint: sha256_hex(&der),
+            key_der: key.serialize_der(),
+            der,
+        })
+    }
+
+    /// The PKCS#12 bundle of `leaf` (chain: leaf, CA) under `alias`: the stored `<name>.p12` when it
+    /// opens with `password` and holds exactly that entry, else a new one, stored for every later call.
+    pub(super) fn pkcs12(
+        &self,
+        name: &str,
+        leaf: &Leaf,
+        ca: &Ca,
+        alias: &str,
+        password: &str,
+    ) -> Result<Vec<u8>, ResourceError> {
+        let file = format!("{name}.p12");
+        if let Ok(stored) = std::fs::read(self.dir.join(&file)) {
+            if p12_holds(&stored, password, alias, leaf, ca) {
+                return Ok(stored);
+            }
+        }
+        let err = |what: &str| {
+            fail(
+                self.kind,
+                &format!("building the PKCS#12 of `{name}`: {what}"),
+            )
+        };
+        let key = PrivateKey::from_der(&leaf.key_der).map_err(|_| err("unusable key"))?;
+        let certs = [&leaf.der, &ca.der]
+            .into_iter()
+            .map(|d| P12Cert::from_der(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| err("unusable certificate"))?;
+        let key_id = leaf.fingerprint.as_bytes()[..20].to_vec();
+        let mut store = KeyStore::new();
+        store.add_entry(
+            alias,
+            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(key_id, key, certs)),
+        );
+        let bytes = store
+            .writer(password)
+            .write()
+            .map_err(|_| err("encoding failed"))?;
+        self.write(&file, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Writes a state file atomically (temp file, fsync, rename) with mode 0600 from the first byte.
+    fn write(&self, file: &str, bytes: &[u8]) -> Result<(), ResourceError> {
+        let tmp = self.dir.join(format!(".{file}.tmp"));
+        let dest = self.dir.join(file);
+        let io = |e: std::io::Error| fail(self.kind, &format!("writing {}: {e}", dest.display()));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &dest).map_err(io)
+    }
+
+    fn read_text(&self, path: &Path) -> Result<String, ResourceError> {
+        std::fs::read_to_string(path)
+            .map_err(|e| fail(self.kind, &format!("reading {}: {e}", path.display())))
+    }
+
+    fn load_key(&self, path: &Path) -> Result<KeyPair, ResourceError> {
+        KeyPair::from_pem(&self.read_text(path)?)
+            .map_err(|_| self.broken(path, "not a private key"))
+    }
+
+    fn broken(&self, path: &Path, what: &str) -> ResourceError {
+        fail(
+            self.kind,
+            &format!("state file {} is unusable: {what}", path.display()),
+        )
+    }
+
+    fn gen_err(&self, what: &str, e: rcgen::Error) -> ResourceError {
+        fail(self.kind, &format!("generating the {what} failed: {e}"))
+    }
+}
+
+fn fail(kind: &str, msg: &str) -> ResourceError {
+    ResourceError::Failed(format!("{kind}: {msg}"))
+}
+
+fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    Some(p.contents)
+}
+
+fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, c)| c)
+}
+
+fn common_name_of(cert: &X509Certificate) -> String {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The SANs of a certificate, sorted, so a reordered `sans` list does not reissue.
+fn sans_of(cert: &X509Certificate) -> Vec<San> {
+    let mut out = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => out.push(San::Dns(d.to_ascii_lowercase())),
+                GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        out.push(San::Ip(IpAddr::from(a)));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        out.push(San::Ip(IpAddr::from(a)));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn leaf_still_valid(der: &[u8], key: &KeyPair, ca: &Ca, cn: &str, sans: &[San]) -> bool {
+    let (Some(cert), Some(ca_cert)) = (parse(der), parse(&ca.der)) else {
+        return false;
+    };
+    let mut want = sans.to_vec();
+    want.sort();
+    want.dedup();
+    let renew_at = OffsetDateTime::now_utc() + Duration::days(RENEW_DAYS);
+    cert.public_key().raw == key.subject_public_key_info().as_slice()
+        && cert.verify_signature(Some(ca_cert.public_key())).is_ok()
+        && common_name_of(&cert) == cn
+        && sans_of(&cert) == want
+        && cert.validity().not_after.timestamp() > renew_at.unix_timestamp()
+}
+
+fn p12_holds(bytes: &[u8], password: &str, alias: &str, leaf: &Leaf, ca: &Ca) -> bool {
+    let Ok(store) = KeyStore::from_pkcs12(bytes, password, Pkcs12ImportPolicy::Strict) else {
+        return false;
+    };
+    match store.entry(alias) {
+        Some(KeyStoreEntry::PrivateKeyChain(chain)) if store.entries_len() == 1 => {
+            let certs: Vec<&[u8]> = chain.certs().iter().map(|c| c.as_der()).collect();
+            chain.key().as_der() == leaf.key_der.as_slice()
+                && certs == [leaf.der.as_slice(), ca.der.as_slice()]
+        }
+        _ => false,
+    }
+}
+
+/// The on-disk format of a store, as keytool names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum StoreFormat {
+    /// PKCS#12, the JDK's default since Java 9.
+    Pkcs12,
+    /// The legacy Java KeyStore format, still what many products ship (`wso2carbon.jks`).
+    Jks,
+}
+
+impl StoreFormat {
+    /// The `-storetype` keytool expects.
+    pub(super) fn keytool_type(self) -> &'static str {
+        match self {
+            StoreFormat::Pkcs12 => "PKCS12",
+            StoreFormat::Jks => "JKS",
+        }
+    }
+}
+
+/// Deserializes a password, also accepting a YAML number (`123456`), and never quoting the value in the
+/// error, which serde's own message would do.
+pub(super) fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match <serde_json::Value as serde::Deserialize>::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom("expected a string")),
+    }
+}
+
+/// Checks a store password against keytool's 6-character minimum, naming the field but not the value.
+pub(super) fn check_password(kind: &str, field: &str, value: &str) -> Result<(), ResourceError> {
+    if value.chars().count() < 6 {
+        return Err(bad(
+            kind,
+            format!("{field} must be at least 6 characters (keytool's minimum)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Shell lines putting `value` into the exported variable `var` for keytool's `-…pass:env` options. The
+/// value travels base64-encoded through the builtin `printf`, so it is on no command line and its
+/// literal text is not in the script.
+pub(super) fn env_secret(var: &str, value: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    format!("{var}=$(printf '%s' '{b64}' | base64 -d); export {var}\n")
+}
+
+/// Probe lines listing `alias` of the store at `"$d"` with the password in `$APIM_SP`, printing
+/// `fingerprint` (hex SHA-256 of the certificate, the first of a chain), or `alias absent`, or
+/// `store_error` with keytool's first error line.
+pub(super) fn list_alias_probe(alias: &str) -> String {
+    format!(
+        r#"if out=$(keytool -list -v -keystore "$d" -storepass:env APIM_SP -alias {a} 2>&1); then
+  fact fingerprint "$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*SHA256:[[:space:]]*//p' | head -n 1 | tr -d ': ' | tr 'A-F' 'a-f')"
+else
+  case "$out" in
+    *"does not exist"*) fact alias absent ;;
+    *) fact store_error "$(printf '%s\n' "$out" | grep -m 1 'keytool error' || printf '%s\n' "$out" | head -n 1)" ;;
+  esac
+fi
+"#,
+        a = crate::transport::sh_quote(alias)
+    )
+}
+
+/// Apply-script line failing with a clear message when the host has no keytool.
+pub(super) fn require_keytool(host: &str) -> String {
+    format!(
+        "command -v keytool >/dev/null 2>&1 || {{ echo {} >&2; exit 127; }}\n",
+        crate::transport::sh_quote(&format!("keytool not found on {host}: install a JDK first"))
+    )
+}
+
+/// The plan line for a store keytool could not open: a wrong password is said so, anything else is
+/// quoted from keytool (whose messages never contain the password).
+pub(super) fn store_error_line(err: &str) -> String {
+    if err.contains("password was incorrect") {
+        "store cannot be opened with the given password".to_string()
+    } else {
+        format!("store cannot be read: {err}")
+    }
+}
