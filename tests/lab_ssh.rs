@@ -160,17 +160,25 @@ fn no_ssh_process_is_left_after_apply() {
     };
     let inv = inv.display().to_string();
     let p = project("plays:\n  - hosts: lab\n    tasks:\n      - copy: { dest: /tmp/apim-leak-check, content: x }\n");
-    let r = p.run(&args(&inv, "apply", &[]));
-    assert_eq!(r.code, 0, "{}", r.all());
+    let bin = env!("CARGO_BIN_EXE_apim-provision");
+    let mut child = Command::new(bin)
+        .args(args(&inv, "apply", &[]))
+        .current_dir(p.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mine = format!("apim-provision-ssh-{}", child.id());
+    assert!(child.wait().unwrap().success());
     let ps = Command::new("ps")
         .args(["-eo", "pid,args"])
         .output()
         .unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
-    let left: Vec<&str> = ps
-        .lines()
-        .filter(|l| l.contains("apim-provision-ssh"))
-        .collect();
+    let left: Vec<&str> = ps.lines().filter(|l| l.contains(&mine)).collect();
+    assert!(
+        !std::env::temp_dir().join(&mine).exists(),
+        "control directory {mine} left behind"
+    );
     assert!(
         left.is_empty(),
         "ssh processes left behind:\n{}",

@@ -32,7 +32,8 @@ impl SshTransport {
             host,
             session: Mutex::new(None),
             channels: Semaphore::new(CHANNELS_PER_HOST),
-            control_dir: std::env::temp_dir().join("apim-provision-ssh"),
+            control_dir: std::env::temp_dir()
+                .join(format!("apim-provision-ssh-{}", std::process::id())),
         }
     }
 
@@ -209,6 +210,9 @@ impl Transport for SshTransport {
             }
             Err(_) => tracing::warn!(host = %self.host.name, "ssh session still in use at close"),
         }
+        // Shared by every host of this run: the last host to close removes it (earlier ones fail
+        // harmlessly because it is not empty yet).
+        let _ = std::fs::remove_dir(&self.control_dir);
     }
 }
 
