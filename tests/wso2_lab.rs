@@ -1,0 +1,245 @@
+//! The WSO2 layer end to end: the active-active playbook (`playbooks/apim-active-active.yaml`) with the
+//! example lab inventory, on a stand-in product pack (`tests/pack/build`: the real layout and a small Java
+//! server that reads deployment.toml, serves TLS from the configured keystore and connects to the
+//! configured databases). One test needs no lab (validate); the other provisions h1 (MariaDB), h2 + h3
+//! (API-M nodes) and h4 (nginx) of the lab.
+
+mod common;
+use common::{lab, Project, Run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const INVENTORY: &str = "inventory/lab-active-active.yaml";
+const DRIVER: &str = "/usr/share/java/mariadb-java-client.jar";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A project with the repository's playbooks and modules and a copy of the example inventory (so the
+/// CA and keys in `inventory/.apim-state` stay in the temp dir), with `edit` applied to the inventory.
+fn project(edit: impl Fn(String) -> String) -> Project {
+    let p = Project::new();
+    for d in ["playbooks", "modules"] {
+        std::os::unix::fs::symlink(repo().join(d), p.path().join(d)).unwrap();
+    }
+    let inv = std::fs::read_to_string(repo().join(INVENTORY)).unwrap();
+    p.write(INVENTORY, &edit(inv));
+    p
+}
+
+/// Builds the stand-in pack into `dir` and unzips its dbscripts next to it; returns the zip's path.
+fn build_pack(dir: &Path) -> PathBuf {
+    let out = Command::new(repo().join("tests/pack/build"))
+        .arg(dir)
+        .output()
+        .expect("run tests/pack/build");
+    assert!(
+        out.status.success(),
+        "tests/pack/build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zip = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let st = Command::new("unzip")
+        .args(["-q", "-o"])
+        .arg(&zip)
+        .arg("wso2am-4.2.0/dbscripts/*")
+        .arg("-d")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "unzip of the dbscripts failed");
+    zip
+}
+
+/// The JDBC driver on the controller: Debian's MariaDB Connector/J, installed when missing.
+fn ensure_driver() {
+    if !Path::new(DRIVER).exists() {
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "-q", "libmariadb-java"])
+            .status()
+            .expect("run apt-get");
+        assert!(st.success() && Path::new(DRIVER).exists(), "no {DRIVER}");
+    }
+}
+
+/// `-e` arguments naming the pack, its dbscripts and the driver built in `dir`.
+fn pack_vars(dir: &Path, zip: &Path) -> Vec<String> {
+    let dbscripts = dir.join("wso2am-4.2.0/dbscripts");
+    [
+        format!("wso2_pack_zip={}", zip.display()),
+        format!("wso2_dbscripts_dir={}", dbscripts.display()),
+        format!("jdbc_driver_jar={DRIVER}"),
+    ]
+    .into_iter()
+    .flat_map(|v| ["-e".to_string(), v])
+    .collect()
+}
+
+fn run(p: &Project, cmd: &str, vars: &[String], extra: &[&str]) -> Run {
+    let mut args = vec![cmd, INVENTORY, "--no-color"];
+    args.extend(vars.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
+fn summary(r: &Run) -> serde_json::Value {
+    r.json()
+        .into_iter()
+        .find(|e| e["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in:\n{}", r.stdout))
+}
+
+/// The health answer of the node at `addr`, TLS verified against the cluster CA from the controller.
+fn health(ca: &Path, addr: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg(format!("https://{addr}:9443/health"))
+        .output()
+        .expect("run curl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn started_at(host: &str) -> String {
+    lab::ssh(
+        host,
+        "systemctl show -p ActiveEnterTimestampMonotonic --value wso2am",
+    )
+    .1
+}
+
+#[test]
+fn the_playbook_validates_and_a_toml_ordering_mistake_in_an_override_fails_validate() {
+    let p = project(|s| s);
+    let files = p.path().join("inventory/files");
+    let zip = build_pack(&files);
+    ensure_driver();
+    let vars = pack_vars(&files, &zip);
+    let ok = run(&p, "validate", &vars, &[]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+
+    // An operator's extra TOML that reopens [apim.throttling] after the template's
+    // [[apim.throttling.url_group]] entries: caught on the controller, before any host is touched.
+    let bad = project(|s| {
+        s.replace(
+            "vars:\n",
+            "vars:\n  wso2_toml_extra: |\n    [apim.throttling]\n    enable_unlimited_tier = true\n",
+        )
+    });
+    let r = run(&bad, "validate", &vars, &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("deployment.toml"), "{}", r.all());
+}
+
+#[test]
+fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_health_gate() {
+    let Some((_lab, _)) = lab::acquire() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let p = project(|s| s);
+    let files = p.path().join("inventory/files");
+    let zip = build_pack(&files);
+    ensure_driver();
+    let vars = pack_vars(&files, &zip);
+    // Fresh hosts: no product, no service, no databases from an earlier run.
+    for h in ["h2", "h3"] {
+        lab::ssh(h, "systemctl disable --now wso2am 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.0 /etc/systemd/system/wso2am.service; systemctl daemon-reload; true");
+    }
+    lab::ssh("h1", "command -v mysql >/dev/null && mysql -e 'DROP DATABASE IF EXISTS WSO2AM_DB; DROP DATABASE IF EXISTS WSO2SHARED_DB; DROP USER IF EXISTS apimuser@\"10.231.0.%\"'; true");
+
+    let first = run(&p, "apply", &vars, &["--json"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let t_first = t0.elapsed();
+    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
+    for addr in ["10.231.0.12", "10.231.0.13"] {
+        let h = health(&ca, addr);
+        assert!(h.contains(r#""apim_db":"ok""#), "{addr}: {h}");
+        assert!(h.contains(r#""shared_db":"ok""#), "{addr}: {h}");
+    }
+    let lb = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca)
+        .args([
+            "--resolve",
+            "apim.lab.internal:443:10.231.0.14",
+            "https://apim.lab.internal/health",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&lb.stdout).contains(r#""status":"ok""#),
+        "through the load balancer: {lb:?}"
+    );
+
+    // A second apply changes nothing and restarts nothing.
+    let since: Vec<String> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
+    let t1 = Instant::now();
+    let again = run(&p, "apply", &vars, &["--json"]);
+    let t_again = t1.elapsed();
+    assert_eq!(again.code, 0, "{}", again.all());
+    let s = summary(&again);
+    assert_eq!(
+        (s["add"].as_u64(), s["change"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    let now: Vec<String> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
+    assert_eq!(since, now, "a no-op apply restarted wso2am");
+
+    // A wrong database password on h3 only: h3's health gate fails naming the host and the datasource,
+    // what depends on it is skipped, and h2 is untouched.
+    let good = std::fs::read_to_string(p.path().join(INVENTORY)).unwrap();
+    p.write(
+        INVENTORY,
+        &good.replace(
+            "h3: { address: 10.231.0.13 }",
+            "h3: { address: 10.231.0.13, vars: { wso2_db_password: \"not-the-db-password\" } }",
+        ),
+    );
+    let t2 = Instant::now();
+    let bad = run(
+        &p,
+        "apply",
+        &vars,
+        &["--json", "-e", "wso2_health_timeout=30"],
+    );
+    let t_bad = t2.elapsed();
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    let gate = bad.event("h3", "wso2_health | health gate");
+    assert_eq!(gate["status"], "failed", "{gate}");
+    let msg = gate["message"].as_str().unwrap();
+    assert!(msg.contains("h3"), "{msg}");
+    assert!(
+        msg.contains("WSO2AM_DB") || msg.contains("apim_db"),
+        "{msg}"
+    );
+    assert!(!msg.contains("not-the-db-password"), "secret leaked: {msg}");
+    assert_eq!(
+        bad.event("h4", "nginx_lb | nginx.conf")["status"],
+        "skipped_dependency"
+    );
+    assert_eq!(since[0], started_at("h2"), "h2 was restarted");
+    assert!(health(&ca, "10.231.0.12").contains(r#""status":"ok""#));
+
+    // Restored: converges, and then nothing is left to do.
+    p.write(INVENTORY, &good);
+    let t3 = Instant::now();
+    let fixed = run(&p, "apply", &vars, &["--json"]);
+    let t_fixed = t3.elapsed();
+    assert_eq!(fixed.code, 0, "{}", fixed.all());
+    assert!(health(&ca, "10.231.0.13").contains(r#""apim_db":"ok""#));
+    let plan = run(&p, "plan", &vars, &[]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    eprintln!(
+        "timings: first apply (incl. pack build) {t_first:?}, no-op apply {t_again:?}, \
+         failing apply {t_bad:?}, restoring apply {t_fixed:?}, total {:?}",
+        t0.elapsed()
+    );
+}
