@@ -35,10 +35,24 @@ pub fn lab(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Held while a test uses the lab: the in-process lock orders tests of one binary, the file lock orders
+/// test binaries (and developers' runs) against each other.
+pub struct LabGuard {
+    _thread: MutexGuard<'static, ()>,
+    _process: std::fs::File,
+}
+
 /// Exclusive use of the lab (healed and up) and its inventory; `None` when this machine cannot make
 /// network namespaces, after saying so loudly.
-pub fn acquire() -> Option<(MutexGuard<'static, ()>, PathBuf)> {
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+pub fn acquire() -> Option<(LabGuard, PathBuf)> {
+    let thread = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let process =
+        std::fs::File::create("/run/lock/apimlab-tests.lock").expect("lab test lock file");
+    process.lock().expect("lab test lock");
+    let guard = LabGuard {
+        _thread: thread,
+        _process: process,
+    };
     let inv = LAB
         .get_or_init(|| {
             let check = Command::new(script()).arg("check").output().expect("run tests/lab/lab check");
