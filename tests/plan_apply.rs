@@ -237,3 +237,71 @@ fn a_converged_plan_probes_each_host_in_one_round_trip() {
         apply.stderr
     );
 }
+
+#[test]
+fn a_host_reads_what_another_host_registered() {
+    let p = Project::new();
+    p.local_inventory(&["mgr", "wkr"], "");
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - name: worker key
+    hosts: wkr
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: host key
+        copy: { dest: "{{ root }}/host.pub", content: "{{ key }}\n" }
+      - name: read host key
+        slurp: { path: "{{ root }}/host.pub" }
+        register: hostkey
+  - name: manager
+    hosts: mgr
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: known_hosts
+        depends_on: [{ task: read host key }]
+        copy: { dest: "{{ root }}/known_hosts", content: "wkr {{ registered['wkr'].hostkey.content }}" }
+"#,
+    );
+    let plan = p.run(&["plan", "inventory.yaml", "--json", "-e", "key=ed25519-A"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let kh = plan.event("mgr", "known_hosts");
+    assert_eq!(kh["status"], "known_after_apply", "{kh}");
+    assert!(
+        kh["message"]
+            .as_str()
+            .unwrap()
+            .contains("registered['wkr'].hostkey"),
+        "{kh}"
+    );
+
+    assert_eq!(
+        p.run(&["apply", "inventory.yaml", "-e", "key=ed25519-A"])
+            .code,
+        0
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root("mgr").join("known_hosts")).unwrap(),
+        "wkr ed25519-A\n"
+    );
+    let clean = p.run(&["plan", "inventory.yaml", "-e", "key=ed25519-A"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+
+    // A new worker key: the slurp after the pending copy is unknown, so the manager's file is too.
+    let plan = p.run(&["plan", "inventory.yaml", "--json", "-e", "key=ed25519-B"]);
+    assert_eq!(plan.code, 2);
+    assert_eq!(
+        plan.event("mgr", "known_hosts")["status"],
+        "known_after_apply"
+    );
+    assert_eq!(
+        p.run(&["apply", "inventory.yaml", "-e", "key=ed25519-B"])
+            .code,
+        0
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root("mgr").join("known_hosts")).unwrap(),
+        "wkr ed25519-B\n"
+    );
+}

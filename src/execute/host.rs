@@ -5,7 +5,7 @@ use crate::model::Vars;
 use crate::transport::{BatchAnswer, ProbeBatch, Transport};
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
@@ -24,6 +24,8 @@ pub struct HostState {
     pub notified: Mutex<HashMap<String, Vec<String>>>,
     /// Number of changes made on this host; a batch taken before the first change stays valid.
     changes: AtomicU64,
+    /// Plan mode: a change is pending on this host, so results probed after it may differ after apply.
+    pending: AtomicBool,
     batch: OnceCell<BatchResult>,
 }
 
@@ -36,6 +38,7 @@ impl HostState {
             unknown: Mutex::new(BTreeSet::new()),
             notified: Mutex::new(HashMap::new()),
             changes: AtomicU64::new(0),
+            pending: AtomicBool::new(false),
             batch: OnceCell::new(),
         }
     }
@@ -76,11 +79,24 @@ impl HostState {
             .await
     }
 
-    /// Registers `value` under `name`.
+    /// Plan mode: records that a change is pending on this host.
+    pub fn plan_pending(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+    }
+
+    /// Registers `value` under `name`; in plan mode after a pending change on this host the value is
+    /// only known after apply, so it is marked unknown instead.
     pub fn register(&self, name: &str, value: serde_json::Value) {
-        self.registers
-            .lock()
-            .expect("registers")
-            .insert(name.to_string(), value);
+        if self.pending.load(Ordering::SeqCst) {
+            self.unknown
+                .lock()
+                .expect("unknown")
+                .insert(name.to_string());
+        } else {
+            self.registers
+                .lock()
+                .expect("registers")
+                .insert(name.to_string(), value);
+        }
     }
 }

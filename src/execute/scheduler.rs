@@ -5,7 +5,7 @@
 use super::host::HostState;
 use super::{Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::model::Vars;
-use crate::plan::{Edge, Prepared};
+use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::Resource;
 use crate::transport::{connect, BatchAnswer, ProbeBatch};
 use petgraph::graph::NodeIndex;
@@ -75,8 +75,10 @@ impl Run {
         let g = &self.p.graph.graph;
         let mut failed_dep = None;
         let mut dep_changed = false;
+        // Plan needs no cross-host order, except for a task that reads what other hosts registered.
+        let reads_others = self.p.nodes[node.index()].reads.contains(OTHER_HOSTS);
         for e in g.edges_directed(node, Direction::Incoming) {
-            if self.mode == Mode::Plan && *e.weight() == Edge::Depends {
+            if self.mode == Mode::Plan && *e.weight() == Edge::Depends && !reads_others {
                 continue;
             }
             let mut rx = self.done[e.source().index()].subscribe();
@@ -156,7 +158,7 @@ impl Run {
             }
             (Some(r), _) => r.clone(),
             (None, _) => {
-                let unknown: Vec<String> = {
+                let mut unknown: Vec<String> = {
                     let u = hs.unknown.lock().expect("unknown");
                     prep.reads
                         .iter()
@@ -164,7 +166,11 @@ impl Run {
                         .cloned()
                         .collect()
                 };
+                if prep.reads.contains(OTHER_HOSTS) {
+                    unknown.extend(self.unknown_upstream(node));
+                }
                 if !unknown.is_empty() {
+                    hs.plan_pending();
                     if let Some(r) = &t.register {
                         hs.unknown.lock().expect("unknown").insert(r.clone());
                     }
@@ -174,7 +180,10 @@ impl Run {
                         unknown.join("`, `")
                     ));
                 }
-                let registers: Vars = hs.registers.lock().expect("registers").clone();
+                let mut registers: Vars = hs.registers.lock().expect("registers").clone();
+                if prep.reads.contains(OTHER_HOSTS) {
+                    registers.insert(OTHER_HOSTS.into(), self.all_registers().into());
+                }
                 let ctx = p.context(node, &registers);
                 match p.condition(node, &ctx) {
                     Ok(false) => {
@@ -237,6 +246,7 @@ impl Run {
         };
         match self.mode {
             Mode::Plan => {
+                hs.plan_pending();
                 if let Some(r) = &t.register {
                     hs.unknown.lock().expect("unknown").insert(r.clone());
                 }
@@ -272,6 +282,39 @@ impl Run {
             }
             Err(e) => Outcome::Failed(e.to_string()),
         }
+    }
+
+    /// Plan mode: `registered['h'].x` names of the hosts this node depends on whose value waits for a
+    /// pending change there.
+    fn unknown_upstream(&self, node: NodeIndex) -> Vec<String> {
+        let g = &self.p.graph.graph;
+        let mut out = Vec::new();
+        for e in g.edges_directed(node, Direction::Incoming) {
+            let host = &g[e.source()].host;
+            if *e.weight() != Edge::Depends || host == &g[node].host {
+                continue;
+            }
+            for r in self.hosts[host].unknown.lock().expect("unknown").iter() {
+                let name = format!("{OTHER_HOSTS}['{host}'].{r}");
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every host's registered results so far, for `registered['host']`.
+    fn all_registers(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.hosts
+            .iter()
+            .map(|(h, hs)| {
+                (
+                    h.clone(),
+                    hs.registers.lock().expect("registers").clone().into(),
+                )
+            })
+            .collect()
     }
 
     /// Every probe of `host` that can be known up front, for its one-round-trip batch.

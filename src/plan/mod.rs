@@ -6,4 +6,4 @@ pub mod graph;
 mod prepare;
 
 pub use graph::{Edge, Node, TaskGraph};
-pub use prepare::{prepare, NodePrep, Options, Prepared};
+pub use prepare::{prepare, NodePrep, Options, Prepared, OTHER_HOSTS};

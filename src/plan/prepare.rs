@@ -11,6 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The variable through which a template reads other hosts' registered results
+/// (`registered['wkr1'].hostkey.content`). Tasks that read it are rendered at run time, after the
+/// tasks they `depends_on` have run on those hosts.
+pub const OTHER_HOSTS: &str = "registered";
+
 /// What the user asked for on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -215,7 +220,7 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
     }
     let mut reads = BTreeSet::new();
     for name in names {
-        if p.pb.registered.contains(&name) {
+        if p.pb.registered.contains(&name) || name == OTHER_HOSTS {
             reads.insert(name);
         } else if let Some(why) = ctx_vars.broken.get(&name) {
             return Err(here(format!("variable `{name}` cannot be resolved: {why}")));

@@ -22,6 +22,7 @@ mod mysql_user;
 mod package;
 mod pki;
 mod service;
+mod slurp;
 mod template;
 mod truststore;
 mod unarchive;
@@ -195,6 +196,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("package", package::build),
     ("service", service::build),
     ("shell", command::build_shell),
+    ("slurp", slurp::build),
     ("template", template::build),
     ("truststore", truststore::build),
     ("unarchive", unarchive::build),
