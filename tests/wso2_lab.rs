@@ -158,6 +158,26 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     assert_eq!(first.code, 0, "{}", first.all());
     let t_first = t0.elapsed();
     let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
+    // Throttling across the pair: each node's second JNDI file points at the other node's broker.
+    for (host, peer) in [("h2", "10.231.0.13"), ("h3", "10.231.0.12")] {
+        let jndi = std::fs::read_to_string(lab::on_disk(
+            host,
+            "/opt/wso2am-4.2.0/repository/conf/jndi2.properties",
+        ))
+        .unwrap();
+        assert!(
+            jndi.contains(&format!("brokerlist='tcp://{peer}:5672'")),
+            "{host}: {jndi}"
+        );
+        let publisher = lab::on_disk(host, "/opt/wso2am-4.2.0/repository/deployment/server/eventpublishers/jmsEventPublisher-2.xml");
+        assert!(std::fs::read_to_string(publisher)
+            .unwrap()
+            .contains("repository/conf/jndi2.properties"));
+    }
+    assert!(
+        !first.all().contains("apim-Admin-pass-1"),
+        "the admin password leaked"
+    );
     for addr in ["10.231.0.12", "10.231.0.13"] {
         let h = health(&ca, addr);
         assert!(h.contains(r#""apim_db":"ok""#), "{addr}: {h}");

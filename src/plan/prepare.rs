@@ -80,7 +80,12 @@ impl Prepared {
         let here =
             |msg: String| ModelError::at(&t.loc, format!("task `{}` on {host}: {msg}", t.name));
         let args = self.templates.render_value(&t.args, ctx).map_err(here)?;
-        let render = |text: &str, name: &str| self.templates.render_named(name, text, ctx);
+        let ctx_vars = &self.contexts[&(host.clone(), t.scope)];
+        let render = |text: &str, name: &str| {
+            self.templates
+                .render_named(name, text, ctx)
+                .map_err(|e| explain_broken(e, ctx_vars))
+        };
         let bctx = BuildCtx {
             search: &t.search,
             render: &render,
@@ -198,6 +203,18 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
         p.nodes[node.index()] = check_node(&p, node)?;
     }
     Ok(p)
+}
+
+/// Adds why a variable is undefined when it is one that could not be resolved (its own template failed).
+fn explain_broken(e: String, vars: &Resolved) -> String {
+    match vars
+        .broken
+        .iter()
+        .find(|(k, _)| e.contains(&format!("undefined variable `{k}`")))
+    {
+        Some((k, why)) => format!("{e}: `{k}` cannot be resolved: {why}"),
+        None => e,
+    }
 }
 
 /// Static checks of one node, then (when nothing waits for run time) its condition and resource.
