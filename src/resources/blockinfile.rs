@@ -3,19 +3,12 @@
 
 use super::edit::TextEditor;
 use super::edit::{body, insert, lines, Anchor, Edit, TextFile};
+use super::Presence as State;
 use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
 use serde::Deserialize;
 use serde_json::Value;
 
 const KIND: &str = "blockinfile";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    #[default]
-    Present,
-    Absent,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

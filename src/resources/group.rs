@@ -1,5 +1,6 @@
 //! `group`: a local group present (with a given gid) or absent, through groupadd/groupmod/groupdel.
 
+use super::Presence as State;
 use super::{
     bad, parse_args, probe_now, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
 };
@@ -9,14 +10,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 const KIND: &str = "group";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    #[default]
-    Present,
-    Absent,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

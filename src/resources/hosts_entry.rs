@@ -9,6 +9,7 @@
 
 use super::edit::TextEditor;
 use super::edit::{body, lines, Edit, TextFile};
+use super::Presence as State;
 use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,14 +19,6 @@ const KIND: &str = "hosts_entry";
 
 /// The name that is never removed, and whose lines are never deleted.
 const LOCALHOST: &str = "localhost";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    #[default]
-    Present,
-    Absent,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

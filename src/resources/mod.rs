@@ -58,6 +58,17 @@ pub enum Action {
     None,
 }
 
+/// Whether a thing (line, block, user, grant…) must exist; the `state:` argument of most types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    /// It must exist (the default).
+    #[default]
+    Present,
+    /// It must not exist.
+    Absent,
+}
+
 /// Old and new text of a file, kept so plan can print a unified diff.
 #[derive(Debug, Clone, Default)]
 pub struct ContentDiff {

@@ -15,6 +15,7 @@
 use super::mysql::{
     check_name, heredoc, ident, lit, run_sql, split_login, unreachable, unreachable_detail, Login,
 };
+use super::Presence as State;
 use super::{
     bad, one_or_many, parse_args, probe_now, Action, BuildCtx, Change, Outcome, Resource,
     ResourceError,
@@ -29,14 +30,6 @@ const KIND: &str = "mysql_user";
 
 /// The privilege token standing for `WITH GRANT OPTION`, as Ansible spells it.
 const GRANT_OPTION: &str = "GRANT";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    #[default]
-    Present,
-    Absent,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,6 +4,7 @@
 //! its re-owning of the home directory.
 
 use super::group::check_account_name;
+use super::Presence as State;
 use super::{
     bad, one_or_many, parse_args, probe_now, run_ok, Action, BuildCtx, Change, Outcome, Resource,
     ResourceError,
@@ -14,14 +15,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 const KIND: &str = "user";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    #[default]
-    Present,
-    Absent,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
