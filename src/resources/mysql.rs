@@ -233,6 +233,37 @@ pub(super) fn unreachable_detail(reason: &str) -> String {
 
 /// Runs an apply script built on [`Login::session`], turning a failure into `Failed` with the script's
 /// message (already made clear by `my_q`) prefixed by `what`.
+/// Probes again at apply time and insists the server answers now: the plan may have been made before an
+/// earlier task installed or started it, but the change itself needs it.
+pub(super) async fn probe_reachable(
+    res: &dyn super::Resource,
+    host: &dyn Transport,
+) -> Result<Facts, ResourceError> {
+    let facts = super::probe_now(res, host).await?;
+    match unreachable(&facts) {
+        Some(reason) => Err(ResourceError::Failed(format!(
+            "{}: {reason}",
+            res.describe()
+        ))),
+        None => Ok(facts),
+    }
+}
+
+/// Runs `statements` in one client session (nothing when there are none).
+pub(super) async fn run_statements(
+    login: &Login,
+    host: &dyn Transport,
+    what: &str,
+    statements: &[String],
+) -> Result<(), ResourceError> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let body: String = statements.iter().map(|s| format!("{s};\n")).collect();
+    let script = format!("{}my_q{}", login.session(), heredoc(body.trim_end()));
+    run_sql(host, what, &script).await
+}
+
 pub(super) async fn run_sql(
     host: &dyn Transport,
     what: &str,

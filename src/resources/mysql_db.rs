@@ -3,11 +3,10 @@
 //! a typo in an inventory must not be able to destroy data.
 
 use super::mysql::{
-    check_name, heredoc, ident, lit, run_sql, split_login, unreachable, unreachable_detail, Login,
+    check_name, heredoc, ident, lit, probe_reachable, run_statements, split_login, unreachable,
+    unreachable_detail, Login,
 };
-use super::{
-    bad, parse_args, probe_now, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
-};
+use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
 use crate::transport::{Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -169,22 +168,9 @@ fi"#,
         _change: &Change,
         host: &dyn Transport,
     ) -> Result<Outcome, ResourceError> {
-        let facts = probe_now(self, host).await?;
-        if let Some(reason) = unreachable(&facts) {
-            return Err(ResourceError::Failed(format!(
-                "{}: {reason}",
-                self.describe()
-            )));
-        }
+        let facts = probe_reachable(self, host).await?;
         let (change, sql) = self.decide(&facts);
-        if let Some(sql) = sql {
-            let script = format!(
-                "{}my_q{}",
-                self.login.session(),
-                heredoc(&format!("{sql};"))
-            );
-            run_sql(host, &self.describe(), &script).await?;
-        }
+        run_statements(&self.login, host, &self.describe(), sql.as_slice()).await?;
         Ok(change.result)
     }
 }

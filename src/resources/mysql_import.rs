@@ -7,11 +7,10 @@
 //! on the host (`path`, e.g. a product's `dbscripts/mysql.sql`).
 
 use super::mysql::{
-    check_name, heredoc, lit, run_sql, split_login, unreachable, unreachable_detail, Login,
+    check_name, heredoc, lit, probe_reachable, run_sql, split_login, unreachable,
+    unreachable_detail, Login,
 };
-use super::{
-    bad, parse_args, probe_now, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
-};
+use super::{bad, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -169,13 +168,7 @@ impl Resource for MysqlImport {
         _change: &Change,
         host: &dyn Transport,
     ) -> Result<Outcome, ResourceError> {
-        let facts = probe_now(self, host).await?;
-        if let Some(reason) = unreachable(&facts) {
-            return Err(ResourceError::Failed(format!(
-                "{}: {reason}",
-                self.describe()
-            )));
-        }
+        let facts = probe_reachable(self, host).await?;
         let change = self.decide(&facts);
         if !change.is_pending() {
             return Ok(change.result);

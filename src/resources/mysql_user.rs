@@ -13,12 +13,12 @@
 //! `GRANT` in a list stands for `WITH GRANT OPTION`.
 
 use super::mysql::{
-    check_name, heredoc, ident, lit, run_sql, split_login, unreachable, unreachable_detail, Login,
+    check_name, heredoc, ident, lit, probe_reachable, run_statements, split_login, unreachable,
+    unreachable_detail, Login,
 };
 use super::Presence as State;
 use super::{
-    bad, one_or_many, parse_args, probe_now, Action, BuildCtx, Change, Outcome, Resource,
-    ResourceError,
+    bad, one_or_many, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
 };
 use crate::transport::{Facts, Transport};
 use async_trait::async_trait;
@@ -502,21 +502,11 @@ fact password_matches "$(printf '%s\n' "$my_out" | cut -f2)"
         _change: &Change,
         host: &dyn Transport,
     ) -> Result<Outcome, ResourceError> {
-        let facts = probe_now(self, host).await?;
-        if let Some(reason) = unreachable(&facts) {
-            return Err(ResourceError::Failed(format!(
-                "{}: {reason}",
-                self.describe()
-            )));
-        }
+        let facts = probe_reachable(self, host).await?;
         let (change, sql) = self.decide(&facts);
-        if !sql.is_empty() {
-            let body: String = sql.iter().map(|s| format!("{s};\n")).collect();
-            let script = format!("{}my_q{}", self.login.session(), heredoc(body.trim_end()));
-            run_sql(host, &self.describe(), &script)
-                .await
-                .map_err(|e| self.mask(e))?;
-        }
+        run_statements(&self.login, host, &self.describe(), &sql)
+            .await
+            .map_err(|e| self.mask(e))?;
         Ok(change.result)
     }
 }
