@@ -8,8 +8,8 @@
 //! decide instead.
 
 use super::pki::{
-    check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line, San,
-    StateDir, StoreFormat, DEFAULT_CA_CN,
+    check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line,
+    KeyType, San, StateDir, StoreFormat, DEFAULT_CA_CN,
 };
 use super::{
     atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
@@ -45,6 +45,8 @@ struct Args {
     key_password: Option<String>,
     #[serde(default = "default_format")]
     format: StoreFormat,
+    #[serde(default)]
+    key_type: KeyType,
     #[serde(flatten)]
     attrs: Attrs,
 }
@@ -129,7 +131,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
 
     let state = StateDir::open(KIND, &a.state_dir)?;
     let ca = state.ca(&a.ca_common_name)?;
-    let leaf = state.leaf(&ca, &a.name, &a.common_name, &sans)?;
+    let leaf = state.leaf(&ca, &a.name, &a.common_name, &sans, a.key_type)?;
     let p12 = state.pkcs12(&a.name, &leaf, &ca, &a.alias, &a.password)?;
     let san_list = if sans.is_empty() {
         "none".to_string()

@@ -15,7 +15,7 @@ use p12_keystore::{
 };
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType,
+    KeyUsagePurpose, PublicKeyData, SanType, PKCS_RSA_SHA256,
 };
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -224,6 +224,7 @@ impl StateDir {
         name: &str,
         common_name: &str,
         sans: &[San],
+        key_type: KeyType,
     ) -> Result<Leaf, ResourceError> {
         let (key_path, pem_path) = (
             self.dir.join(format!("{name}.key")),
@@ -233,7 +234,7 @@ impl StateDir {
             let key = self.load_key(&key_path)?;
             let pem = self.read_text(&pem_path)?;
             if let Some(der) = pem_to_der(&pem) {
-                if leaf_still_valid(&der, &key, ca, common_name, sans) {
+                if key_type.matches(&key) && leaf_still_valid(&der, &key, ca, common_name, sans) {
                     return Ok(Leaf {
                         fingerprint: sha256_hex(&der),
                         key_der: key.serialize_der(),
@@ -242,7 +243,7 @@ impl StateDir {
                 }
             }
         }
-        self.issue(ca, name, common_name, sans)
+        self.issue(ca, name, common_name, sans, key_type)
     }
 
     fn issue(
@@ -251,8 +252,9 @@ impl StateDir {
         name: &str,
         common_name: &str,
         sans: &[San],
+        key_type: KeyType,
     ) -> Result<Leaf, ResourceError> {
-        let key = KeyPair::generate().map_err(|e| self.gen_err("key", e))?;
+        let key = key_type.generate().map_err(|e| self.gen_err("key", e))?;
         let mut params = CertificateParams::default();
         params
             .distinguished_name
@@ -370,7 +372,7 @@ impl StateDir {
         )
     }
 
-    fn gen_err(&self, what: &str, e: rcgen::Error) -> ResourceError {
+    fn gen_err(&self, what: &str, e: impl std::fmt::Display) -> ResourceError {
         fail(self.kind, &format!("generating the {what} failed: {e}"))
     }
 }
@@ -419,6 +421,42 @@ fn sans_of(cert: &X509Certificate) -> Vec<San> {
     }
     out.sort();
     out
+}
+
+/// The leaf key's algorithm. RSA is the default because WSO2 also signs JWTs and encrypts secrets with
+/// its primary keystore's key, which must be RSA; ECDSA suits pure TLS keystores. The CA stays ECDSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum KeyType {
+    /// RSA 2048 with SHA-256 signatures.
+    #[default]
+    Rsa,
+    /// ECDSA P-256.
+    Ecdsa,
+}
+
+impl KeyType {
+    /// A new key of this type. ring (rcgen's backend) cannot generate RSA keys, only sign with them, so
+    /// RSA keys come from the `rsa` crate as PKCS#8.
+    fn generate(self) -> Result<KeyPair, String> {
+        match self {
+            KeyType::Ecdsa => KeyPair::generate().map_err(|e| e.to_string()),
+            KeyType::Rsa => {
+                use rsa::pkcs8::EncodePrivateKey;
+                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                    .map_err(|e| e.to_string())?;
+                let pem = key
+                    .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+                    .map_err(|e| e.to_string())?;
+                KeyPair::from_pem_and_sign_algo(&pem, &PKCS_RSA_SHA256).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// True when a stored key is of this type (a changed `key_type` reissues the leaf).
+    fn matches(self, key: &KeyPair) -> bool {
+        (key.algorithm() == &PKCS_RSA_SHA256) == (self == KeyType::Rsa)
+    }
 }
 
 fn leaf_still_valid(der: &[u8], key: &KeyPair, ca: &Ca, cn: &str, sans: &[San]) -> bool {
