@@ -219,6 +219,8 @@ fn manager_pushes_to_restricted_pinned_workers_with_timer_or_cron() {
             !out.contains("root:") && !out.contains("uid="),
             "{h}: {out}"
         );
+        // Refused by the forced command (so the key and the pinned host key were accepted).
+        assert!(out.contains("rrsync error"), "{h}: {out}");
         let (rc, out) = lab::ssh(
             "h2",
             &format!(
