@@ -262,7 +262,14 @@ plays:
       - name: known_hosts
         depends_on: [{ task: read host key }]
         copy: { dest: "{{ root }}/known_hosts", content: "wkr {{ registered['wkr'].hostkey.content }}" }
+      - name: known_hosts from a template
+        depends_on: [{ task: read host key }]
+        template: { src: known_hosts.j2, dest: "{{ root }}/known_hosts2" }
 "#,
+    );
+    p.write(
+        "playbooks/templates/known_hosts.j2",
+        "{% for h in ['wkr'] %}{{ h }} {{ registered[h].hostkey.content }}{% endfor %}",
     );
     let plan = p.run(&["plan", "inventory.yaml", "--json", "-e", "key=ed25519-A"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
@@ -275,6 +282,10 @@ plays:
             .contains("registered['wkr'].hostkey"),
         "{kh}"
     );
+    assert_eq!(
+        plan.event("mgr", "known_hosts from a template")["status"],
+        "known_after_apply"
+    );
 
     assert_eq!(
         p.run(&["apply", "inventory.yaml", "-e", "key=ed25519-A"])
@@ -283,6 +294,10 @@ plays:
     );
     assert_eq!(
         std::fs::read_to_string(p.root("mgr").join("known_hosts")).unwrap(),
+        "wkr ed25519-A\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root("mgr").join("known_hosts2")).unwrap(),
         "wkr ed25519-A\n"
     );
     let clean = p.run(&["plan", "inventory.yaml", "-e", "key=ed25519-A"]);

@@ -217,6 +217,16 @@ fn explain_broken(e: String, vars: &Resolved) -> String {
     }
 }
 
+/// The registered name (or `registered`) an "undefined variable" error is about, if it is one.
+fn run_time_name(error: &str, registered: &BTreeSet<String>) -> Option<String> {
+    let rest = error.split("undefined variable `").nth(1)?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (name == OTHER_HOSTS || registered.contains(&name)).then_some(name)
+}
+
 /// Static checks of one node, then (when nothing waits for run time) its condition and resource.
 fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep, ModelError> {
     let t = p.task(node);
@@ -255,7 +265,21 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
     let ctx = p.context(node, &Vars::new());
     let when = p.condition(node, &ctx)?;
     let resource = if when {
-        Some(p.build(node, &ctx)?)
+        match p.build(node, &ctx) {
+            Ok(r) => Some(r),
+            // A template file (which the static check cannot see) that reads registered results is
+            // rendered at run time, like arguments that read them.
+            Err(e) => match run_time_name(&e.to_string(), &p.pb.registered) {
+                Some(name) => {
+                    return Ok(NodePrep {
+                        resource: None,
+                        when: None,
+                        reads: BTreeSet::from([name]),
+                    })
+                }
+                None => return Err(e),
+            },
+        }
     } else {
         None
     };
