@@ -15,6 +15,7 @@ mod group;
 mod hosts_entry;
 mod keystore;
 mod lineinfile;
+mod mount;
 mod mysql;
 mod mysql_db;
 mod mysql_import;
@@ -201,6 +202,7 @@ const TYPES: &[(&str, Builder)] = &[
     ("hosts_entry", hosts_entry::build),
     ("keystore", keystore::build),
     ("lineinfile", lineinfile::build),
+    ("mount", mount::build),
     ("mysql_db", mysql_db::build),
     ("mysql_import", mysql_import::build),
     ("mysql_user", mysql_user::build),
