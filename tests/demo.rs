@@ -1,4 +1,5 @@
-//! The README's first command: the embedded demo shows plan -> apply -> converged plan.
+//! The embedded local demo (the README's first command where the lab cannot run) shows plan -> apply ->
+//! converged plan.
 
 mod common;
 use common::Project;
@@ -7,7 +8,13 @@ use common::Project;
 fn demo_plans_applies_and_converges() {
     let p = Project::new();
     let dir = p.path().join("demo");
-    let r = p.run(&["demo", "--no-color", "--dir", dir.to_str().unwrap()]);
+    let r = p.run(&[
+        "demo",
+        "--local",
+        "--no-color",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.all());
     let plans: Vec<&str> = r
         .stdout
@@ -24,7 +31,13 @@ fn demo_plans_applies_and_converges() {
         "started wkr2 as gateway-worker\n"
     );
     // A second demo starts fresh, so it tells the same story.
-    let again = p.run(&["demo", "--no-color", "--dir", dir.to_str().unwrap()]);
+    let again = p.run(&[
+        "demo",
+        "--local",
+        "--no-color",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(again.code, 0);
     assert!(again.stdout.contains("Plan: 12 to add"));
 }

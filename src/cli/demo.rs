@@ -1,11 +1,12 @@
-//! `apim-provision demo`: the repository's demo inventory, playbook and module are compiled into the
-//! binary and written to a scratch directory, then planned, applied and planned again, so a newcomer sees
-//! the whole cycle on this machine alone.
+//! `apim-provision demo`: plan -> apply -> plan of the main job, so a newcomer sees the whole cycle. Where
+//! this machine can run the project's lab, that is the active-active WSO2 cluster (DB host, two API-M nodes,
+//! nginx) on fresh lab hosts with a stand-in product pack; elsewhere (or with `--local`) it is the embedded
+//! demo inventory, whose hosts are local directories.
 
 use anyhow::{Context, Result};
 use apim_provision::execute::Mode;
 use apim_provision::report::human::Verbosity;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const FILES: &[(&str, &str)] = &[
     (
@@ -34,8 +35,54 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Writes the demo project under `dir` and runs plan, apply, plan. Exit code 0 when the final plan is clean.
-pub async fn run(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> {
+/// Runs the lab demo when the lab can run here and `local` is not asked for, else the local one.
+pub async fn run(dir: &Path, keep: bool, local: bool, verbosity: Verbosity) -> Result<i32> {
+    if !local {
+        if let Some(inventory) = prepare_lab(dir)? {
+            let code = cycle(&inventory, verbosity).await?;
+            let ca = dir.join("inventory/.apim-state/pki/ca.pem");
+            println!(
+                "Both nodes answer: curl --cacert {} https://10.231.0.12:9443/health\nThe lab stays up; tests/lab/lab down removes it.",
+                ca.display()
+            );
+            return Ok(code);
+        }
+    }
+    run_local(dir, keep, verbosity).await
+}
+
+/// Brings the lab up and writes the active-active project and a stand-in pack under `dir`; `None` when
+/// the lab cannot run on this machine (or this binary was not built from a checkout that has it).
+fn prepare_lab(dir: &Path) -> Result<Option<PathBuf>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/prepare-demo");
+    if !script.exists() {
+        return Ok(None);
+    }
+    println!(
+        "{} preparing the lab (4 hosts) and a stand-in WSO2 pack...",
+        console::style("==>").cyan().bold()
+    );
+    let out = std::process::Command::new(&script)
+        .arg(dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    match out.status.code() {
+        Some(0) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let inventory = text.lines().last().unwrap_or_default().trim().to_string();
+            Ok(Some(PathBuf::from(inventory)))
+        }
+        Some(3) => {
+            println!("The lab cannot run on this machine; running the local demo instead.");
+            Ok(None)
+        }
+        _ => anyhow::bail!("{} failed ({})", script.display(), out.status),
+    }
+}
+
+/// Writes the embedded demo project under `dir` and runs plan, apply, plan on it.
+async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> {
     if !keep && dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -45,9 +92,20 @@ pub async fn run(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let inventory = dir.join("inventory/demo.yaml");
+    let last = cycle(&inventory, verbosity).await?;
+    println!(
+        "The demo project is in {}; its hosts' files are under {}.",
+        dir.display(),
+        dir.join(".scratch").display()
+    );
+    Ok(last)
+}
+
+/// Plan, apply, plan again; the exit code is the final plan's (0 when converged) or the failed apply's.
+async fn cycle(inventory: &Path, verbosity: Verbosity) -> Result<i32> {
     let args = super::RunArgs {
         target: super::Target {
-            inventory: inventory.clone(),
+            inventory: inventory.to_path_buf(),
             playbook: None,
             limit: None,
             extra: Vec::new(),
@@ -68,11 +126,6 @@ pub async fn run(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> {
             return Ok(last);
         }
     }
-    println!(
-        "\nThe demo project is in {}; its hosts' files are under {}.\nTry: apim-provision plan {}",
-        dir.display(),
-        dir.join(".scratch").display(),
-        inventory.display()
-    );
+    println!("\nTry: apim-provision plan {}", inventory.display());
     Ok(last)
 }

@@ -48,14 +48,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
-    /// Run plan -> apply -> plan on the embedded demo inventory (local directories, no hosts needed).
+    /// Run plan -> apply -> plan of the main job: the active-active WSO2 cluster on the project's lab
+    /// where this machine can run it, else the embedded local demo.
     Demo {
         /// Scratch directory for the demo project and its hosts' files.
         #[arg(long, default_value = "/tmp/apim-provision-demo")]
         dir: PathBuf,
-        /// Keep what an earlier demo left instead of starting fresh.
+        /// Keep what an earlier local demo left instead of starting fresh.
         #[arg(long)]
         keep: bool,
+        /// The embedded local demo (hosts are directories), even where the lab could run.
+        #[arg(long)]
+        local: bool,
     },
 }
 
@@ -114,7 +118,7 @@ impl Cli {
                 Command::Apply(a) => run(&a, Mode::Apply, verbosity).await,
                 Command::Validate(t) => validate(&t),
                 Command::Graph { target, format } => graph(&target, format),
-                Command::Demo { dir, keep } => demo::run(&dir, keep, verbosity).await,
+                Command::Demo { dir, keep, local } => demo::run(&dir, keep, local, verbosity).await,
             }
         });
         match result {
