@@ -148,22 +148,11 @@ impl TextEditor for BlockInFile {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
     use super::super::Action;
     use super::KIND;
     use crate::transport::LocalTransport;
     use serde_json::json;
-
-    fn file_with(content: &str) -> (tempfile::TempDir, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("conf");
-        std::fs::write(&path, content).unwrap();
-        (dir, path.display().to_string())
-    }
-
-    fn read(path: &str) -> String {
-        std::fs::read_to_string(path).unwrap()
-    }
 
     const B: &str = "# BEGIN APIM-PROVISION MANAGED BLOCK";
     const E: &str = "# END APIM-PROVISION MANAGED BLOCK";

@@ -224,24 +224,13 @@ impl TextEditor for HostsEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
     use super::super::Action;
     use super::KIND;
     use crate::transport::LocalTransport;
     use serde_json::json;
 
     const HOSTS: &str = "127.0.0.1\tlocalhost\n127.0.1.1\tapim-1.example.com apim-1\n\n# The following lines are desirable for IPv6 capable hosts\n::1     localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\n10.0.0.9\tdb old-db # the database\n";
-
-    fn file_with(content: &str) -> (tempfile::TempDir, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hosts");
-        std::fs::write(&path, content).unwrap();
-        (dir, path.display().to_string())
-    }
-
-    fn read(path: &str) -> String {
-        std::fs::read_to_string(path).unwrap()
-    }
 
     #[tokio::test]
     async fn adds_a_missing_entry_at_the_end_then_plans_nothing() {

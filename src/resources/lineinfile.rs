@@ -137,23 +137,12 @@ impl TextEditor for LineInFile {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
     use super::super::Action;
     use super::KIND;
     use crate::transport::{LocalTransport, ProbeBatch};
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
-
-    fn file_with(content: &str) -> (tempfile::TempDir, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("conf");
-        std::fs::write(&path, content).unwrap();
-        (dir, path.display().to_string())
-    }
-
-    fn read(path: &str) -> String {
-        std::fs::read_to_string(path).unwrap()
-    }
 
     #[tokio::test]
     async fn appends_a_missing_line_then_plans_nothing() {

@@ -358,6 +358,19 @@ pub(crate) mod testkit {
         }
     }
 
+    /// A file holding `content` in a fresh temporary directory (kept alive by the returned guard).
+    pub(crate) fn file_with(content: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        std::fs::write(&path, content).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    /// The text of the file at `path`.
+    pub(crate) fn read(path: &str) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
     /// Probes (through a [`ProbeBatch`], as the engine does) and plans.
     pub(crate) async fn plan_now(
         res: &dyn Resource,

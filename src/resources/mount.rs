@@ -335,7 +335,7 @@ true"#,
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, facts_from, plan_now, res};
+    use super::super::testkit::{bad_args, converge, facts_from, plan_now, read, res};
     use super::super::Action;
     use super::KIND;
     use crate::transport::LocalTransport;
@@ -348,10 +348,6 @@ mod tests {
         let path = dir.path().join("fstab");
         std::fs::write(&path, content).unwrap();
         (dir, path.display().to_string())
-    }
-
-    fn read(path: &str) -> String {
-        std::fs::read_to_string(path).unwrap()
     }
 
     #[tokio::test]

@@ -479,7 +479,7 @@ impl TextEditor for XmlEdit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
     use super::super::Action;
     use super::{parse_xpath, Pred, KIND};
     use crate::transport::{LocalTransport, ProbeBatch};
@@ -564,17 +564,6 @@ mod tests {
     </datasources>
 </datasources-configuration>
 "#;
-
-    fn file_with(content: &str) -> (tempfile::TempDir, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("conf.xml");
-        std::fs::write(&path, content).unwrap();
-        (dir, path.display().to_string())
-    }
-
-    fn read(path: &str) -> String {
-        std::fs::read_to_string(path).unwrap()
-    }
 
     /// Asserts that `new` differs from `old` only on the 1-based `changed` lines and has as many lines.
     fn only_lines_changed(old: &str, new: &str, changed: &[usize]) {
