@@ -3,6 +3,8 @@
 //! (local, ssh) → `resources` (one file per type). The engine knows nothing of WSO2: that lives in the
 //! `modules/` and `playbooks/` YAML.
 
+#![warn(missing_docs)]
+
 pub mod execute;
 pub mod model;
 pub mod plan;
