@@ -93,11 +93,45 @@ pub fn ssh(host: &str, cmd: &str) -> (i32, String) {
     )
 }
 
-/// A path on `host`'s disk, as the controller sees it through the host's overlay root.
+/// A path on `host`'s disk, as the controller sees it through the host's overlay root. Symlinks are
+/// followed inside that root (an absolute link such as `/opt/wso2am -> /opt/wso2am-4.2.0` means the
+/// host's `/opt`, not the controller's).
 pub fn on_disk(host: &str, path: &str) -> PathBuf {
-    dir()
-        .join("hosts")
-        .join(host)
-        .join("root")
-        .join(path.trim_start_matches('/'))
+    let root = dir().join("hosts").join(host).join("root");
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here = root.join(done.join("/")).join(&part);
+        match std::fs::read_link(&here) {
+            Ok(target) if hops < 40 => {
+                hops += 1;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                todo.extend(
+                    t.split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            _ => done.push(part),
+        }
+    }
+    root.join(done.join("/"))
 }
