@@ -140,14 +140,14 @@ impl Templates {
     pub fn render_str(&self, src: &str, ctx: &Value) -> Result<String, String> {
         self.env
             .render_str(src, ctx)
-            .map_err(|e| self.explain(&e, src, ctx, false))
+            .map_err(|e| self.explain(&e, src, ctx, false, None))
     }
 
     /// Renders a template file's text; `name` (its path) labels errors with the template's line.
     pub fn render_named(&self, name: &str, src: &str, ctx: &Value) -> Result<String, String> {
         self.env
             .render_named_str(name, src, ctx)
-            .map_err(|e| self.explain(&e, src, ctx, false))
+            .map_err(|e| self.explain(&e, src, ctx, false, Some(name)))
     }
 
     /// Evaluates a bare expression (a `when:` condition) to its truth.
@@ -155,10 +155,10 @@ impl Templates {
         let e = self
             .env
             .compile_expression(expr)
-            .map_err(|e| self.explain(&e, expr, ctx, true))?;
+            .map_err(|e| self.explain(&e, expr, ctx, true, None))?;
         e.eval(ctx)
             .map(|v| v.is_true())
-            .map_err(|err| self.explain(&err, expr, ctx, true))
+            .map_err(|err| self.explain(&err, expr, ctx, true, None))
     }
 
     /// Renders every templated string inside `v`. A string that is exactly one `{{ expr }}` becomes the
@@ -175,10 +175,10 @@ impl Templates {
                     let e = self
                         .env
                         .compile_expression(expr)
-                        .map_err(|e| self.explain(&e, expr, ctx, true))?;
+                        .map_err(|e| self.explain(&e, expr, ctx, true, None))?;
                     let out = e
                         .eval(ctx)
-                        .map_err(|err| self.explain(&err, expr, ctx, true))?;
+                        .map_err(|err| self.explain(&err, expr, ctx, true, None))?;
                     if out.is_undefined() {
                         let name = self
                             .missing(expr, ctx, true)
@@ -240,11 +240,13 @@ impl Templates {
 
     /// Turns minijinja's "undefined value" into "undefined variable `x.y`" by finding the first dotted
     /// name the source reads that the context cannot resolve.
-    fn explain(&self, e: &Error, src: &str, ctx: &Value, expr: bool) -> String {
-        let line = e
-            .line()
-            .map(|l| format!(" (template line {l})"))
-            .unwrap_or_default();
+    fn explain(&self, e: &Error, src: &str, ctx: &Value, expr: bool, name: Option<&str>) -> String {
+        let line = match (name, e.line()) {
+            (Some(n), Some(l)) => format!(" (at {n}:{l})"),
+            (Some(n), None) => format!(" (in {n})"),
+            (None, Some(l)) => format!(" (template line {l})"),
+            (None, None) => String::new(),
+        };
         if e.kind() == ErrorKind::UndefinedError {
             if let Some(missing) = self.missing(src, ctx, expr) {
                 return format!("undefined variable `{missing}`{line}");

@@ -181,3 +181,88 @@ impl Resource for Command {
         Ok(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{bad_args, plan_now, read, res};
+    use super::super::Action;
+    use crate::transport::LocalTransport;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn runs_until_its_creates_guard_holds_then_plans_nothing() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let made = d.path().join("made").display().to_string();
+        let r = res("command", json!({"argv": ["touch", made], "creates": made}));
+        let first = plan_now(r.as_ref(), &t).await.unwrap();
+        assert_eq!(first.action, Action::Run);
+        assert_eq!(first.details, vec![format!("run: touch {made}")]);
+        let out = r.apply(&first, &t).await.unwrap();
+        assert_eq!(out["rc"], 0);
+        let second = plan_now(r.as_ref(), &t).await.unwrap();
+        assert_eq!(second.action, Action::None);
+        assert_eq!(second.result["skip_reason"], format!("{made} exists"));
+    }
+
+    #[tokio::test]
+    async fn changing_the_guard_alone_changes_the_plan() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let there = d.path().display().to_string();
+        let gone = d.path().join("gone").display().to_string();
+        let plan = |args| async {
+            let r = res("shell", args);
+            plan_now(r.as_ref(), &t).await.unwrap().action
+        };
+        assert_eq!(
+            plan(json!({"cmd": "true", "removes": there})).await,
+            Action::Run
+        );
+        assert_eq!(
+            plan(json!({"cmd": "true", "removes": gone})).await,
+            Action::None
+        );
+        assert_eq!(
+            plan(json!({"cmd": "true", "unless": "test -d /"})).await,
+            Action::None
+        );
+        assert_eq!(
+            plan(json!({"cmd": "true", "unless": "test -d /nonexistent"})).await,
+            Action::Run
+        );
+    }
+
+    #[tokio::test]
+    async fn shell_gets_chdir_env_and_pipes_and_a_failure_names_the_exit_code() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let r = res(
+            "shell",
+            json!({"cmd": "echo \"$GREETING\" | tr a-z A-Z > out; echo done",
+                   "chdir": d.path().display().to_string(), "env": {"GREETING": "hi there"}}),
+        );
+        let c = plan_now(r.as_ref(), &t).await.unwrap();
+        let out = r.apply(&c, &t).await.unwrap();
+        assert_eq!(out["stdout"], "done");
+        assert_eq!(
+            read(&d.path().join("out").display().to_string()),
+            "HI THERE\n"
+        );
+        let r = res("command", json!({"cmd": "sh -c 'echo oops >&2; exit 3'"}));
+        let c = plan_now(r.as_ref(), &t).await.unwrap();
+        let err = r.apply(&c, &t).await.unwrap_err().to_string();
+        assert!(err.contains("exited 3") && err.contains("oops"), "{err}");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        bad_args("command", json!({}), "cmd");
+        bad_args("command", json!({"cmd": "a", "argv": ["a"]}), "argv");
+        bad_args("command", json!({"cmd": "echo 'unclosed"}), "cmd");
+        bad_args("command", json!({"argv": []}), "empty");
+        bad_args("shell", json!({"argv": ["a"]}), "argv");
+        bad_args("shell", json!({"cmd": "true", "env": {"A-B": "x"}}), "A-B");
+        bad_args("shell", json!({"cmd": "true", "creats": "/x"}), "creats");
+    }
+}

@@ -169,3 +169,125 @@ impl Resource for Copy {
         Ok(change.result.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
+    use super::super::Action;
+    use crate::transport::LocalTransport;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn creates_the_file_then_plans_nothing() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("app.conf").display().to_string();
+        let r = res(
+            "copy",
+            json!({"dest": dest, "content": "a=1\n", "mode": "0640"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(first.details, vec!["create file (4 bytes)"]);
+        assert_eq!(first.diff.as_ref().unwrap().new, "a=1\n");
+        assert_eq!(second.action, Action::None);
+        assert_eq!(read(&dest), "a=1\n");
+        let m = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, 0o640);
+    }
+
+    #[tokio::test]
+    async fn changed_content_is_diffed_and_a_mode_change_alone_has_no_diff() {
+        let t = LocalTransport::new("t");
+        let (_d, dest) = file_with("a=1\nb=2\n");
+        let r = res("copy", json!({"dest": dest, "content": "a=1\nb=3\n"}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(first.details, vec!["content changes"]);
+        let diff = first.diff.unwrap();
+        assert_eq!(
+            (diff.old.as_str(), diff.new.as_str()),
+            ("a=1\nb=2\n", "a=1\nb=3\n")
+        );
+        assert_eq!(second.action, Action::None);
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let r = res(
+            "copy",
+            json!({"dest": dest, "content": "a=1\nb=3\n", "mode": "0600"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["mode 0644 -> 0600"]);
+        assert!(first.diff.is_none());
+        assert_eq!(second.action, Action::None);
+        assert_eq!(read(&dest), "a=1\nb=3\n");
+    }
+
+    #[tokio::test]
+    async fn a_controller_src_is_copied_and_binary_content_is_shown_by_checksum() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("blob.bin");
+        std::fs::write(&src, [0u8, 159, 146, 150]).unwrap();
+        let dest = d.path().join("out.bin").display().to_string();
+        let r = res(
+            "copy",
+            json!({"dest": dest, "src": src.display().to_string()}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert!(first.diff.is_none());
+        assert!(
+            first
+                .details
+                .iter()
+                .any(|l| l.starts_with("content sha256 - -> ")),
+            "{:?}",
+            first.details
+        );
+        assert_eq!(second.action, Action::None);
+        assert_eq!(std::fs::read(&dest).unwrap(), [0u8, 159, 146, 150]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_validate_leaves_the_old_file_and_no_temp_file() {
+        let t = LocalTransport::new("t");
+        let (d, dest) = file_with("good\n");
+        let r = res(
+            "copy",
+            json!({"dest": dest, "content": "bad\n", "validate": "grep -q good %s"}),
+        );
+        let change = plan_now(r.as_ref(), &t).await.unwrap();
+        let err = r.apply(&change, &t).await.unwrap_err().to_string();
+        assert!(err.contains(&dest), "{err}");
+        assert_eq!(read(&dest), "good\n");
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "a temp file was left behind");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        bad_args("copy", json!({"content": "x"}), "dest");
+        bad_args("copy", json!({"dest": "rel", "content": "x"}), "dest");
+        bad_args("copy", json!({"dest": "/x"}), "content");
+        bad_args(
+            "copy",
+            json!({"dest": "/x", "content": "x", "src": "/y"}),
+            "src",
+        );
+        bad_args(
+            "copy",
+            json!({"dest": "/x", "src": "/nonexistent/y"}),
+            "/nonexistent/y",
+        );
+        bad_args(
+            "copy",
+            json!({"dest": "/x", "content": "x", "validate": "true"}),
+            "validate",
+        );
+        bad_args(
+            "copy",
+            json!({"dest": "/x", "content": "x", "mode": "rw"}),
+            "mode",
+        );
+    }
+}

@@ -146,3 +146,108 @@ impl Resource for FileRes {
         Ok(change.result.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::Action;
+    use crate::transport::LocalTransport;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &str) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[tokio::test]
+    async fn creates_a_directory_with_its_mode_then_plans_nothing() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a/b").display().to_string();
+        let r = res(
+            "file",
+            json!({"path": path, "state": "directory", "mode": "0750"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(first.details, vec!["create directory", "mode - -> 0750"]);
+        assert_eq!(second.action, Action::None);
+        assert!(std::path::Path::new(&path).is_dir());
+        assert_eq!(mode(&path), 0o750);
+    }
+
+    #[tokio::test]
+    async fn a_mode_change_alone_is_exactly_that_change_and_keeps_the_content() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f").display().to_string();
+        std::fs::write(&path, "keep me").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let r = res("file", json!({"path": path, "mode": "0600"}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(first.details, vec!["mode 0644 -> 0600"]);
+        assert_eq!(second.action, Action::None);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    }
+
+    #[tokio::test]
+    async fn a_link_is_made_then_retargeted() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("current").display().to_string();
+        let r = res(
+            "file",
+            json!({"path": link, "state": "link", "src": "/opt/app-1"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["link -> /opt/app-1"]);
+        assert_eq!(second.action, Action::None);
+        let r = res(
+            "file",
+            json!({"path": link, "state": "link", "src": "/opt/app-2"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(first.details, vec!["link /opt/app-1 -> /opt/app-2"]);
+        assert_eq!(second.action, Action::None);
+        assert_eq!(
+            std::fs::read_link(&link).unwrap().display().to_string(),
+            "/opt/app-2"
+        );
+    }
+
+    #[tokio::test]
+    async fn absent_removes_a_tree_and_a_type_clash_is_an_error() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("tree");
+        std::fs::create_dir_all(dir.join("x/y")).unwrap();
+        let path = dir.display().to_string();
+        let clash = res("file", json!({"path": path, "state": "file"}));
+        let err = plan_now(clash.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(err.contains("exists as a directory, not a file"), "{err}");
+        let r = res("file", json!({"path": path, "state": "absent"}));
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Delete);
+        assert_eq!(first.details, vec!["remove directory"]);
+        assert_eq!(second.action, Action::None);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn bad_arguments_name_the_field() {
+        bad_args("file", json!({"state": "file"}), "path");
+        bad_args("file", json!({"path": "rel/x"}), "path");
+        bad_args("file", json!({"path": "/x", "state": "link"}), "src");
+        bad_args("file", json!({"path": "/x", "src": "/y"}), "src");
+        bad_args("file", json!({"path": "/x", "state": "dir"}), "state");
+        bad_args("file", json!({"path": "/x", "mode": "0999"}), "mode");
+        bad_args("file", json!({"path": "/x", "colour": "red"}), "colour");
+    }
+}

@@ -37,3 +37,78 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
         a.validate,
     )?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{converge, read};
+    use super::super::{build, Action, BuildCtx, Resource, ResourceError};
+    use crate::model::template::Templates;
+    use crate::transport::LocalTransport;
+    use serde_json::{json, Value};
+
+    /// Builds a `template` task the way the engine does: found in `dir/templates`, rendered with `vars`.
+    fn build_with(
+        dir: &std::path::Path,
+        args: Value,
+        vars: Value,
+    ) -> Result<Box<dyn Resource>, ResourceError> {
+        let engine = Templates::new();
+        let ctx = minijinja::Value::from_serialize(&vars);
+        let render = |text: &str, name: &str| engine.render_named(name, text, &ctx);
+        let search = [dir.to_path_buf()];
+        let ctx = BuildCtx {
+            search: &search,
+            render: &render,
+        };
+        build("template", args, &ctx)
+    }
+
+    fn project(template: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("templates")).unwrap();
+        std::fs::write(d.path().join("templates/app.conf.j2"), template).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn renders_creates_and_rerenders_only_when_a_variable_changes() {
+        let t = LocalTransport::new("t");
+        let d = project("port = {{ port }}\nhost = \"{{ host }}\"\n");
+        let dest = d.path().join("app.conf").display().to_string();
+        let args = json!({"src": "app.conf.j2", "dest": dest});
+        let r = build_with(d.path(), args.clone(), json!({"port": 9443, "host": "a"})).unwrap();
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(second.action, Action::None);
+        assert_eq!(read(&dest), "port = 9443\nhost = \"a\"\n");
+        let r = build_with(d.path(), args, json!({"port": 9444, "host": "a"})).unwrap();
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        let diff = first.diff.unwrap();
+        assert_eq!(diff.new, "port = 9444\nhost = \"a\"\n");
+        assert_eq!(second.action, Action::None);
+        assert_eq!(read(&dest), "port = 9444\nhost = \"a\"\n");
+    }
+
+    #[test]
+    fn bad_arguments_and_bad_templates_are_named() {
+        let d = project("port = {{ port }}\n");
+        std::fs::write(d.path().join("templates/typo.j2"), "a\nport = {{ prot }}\n").unwrap();
+        let vars = json!({"port": 1});
+        let err = |args: Value| match build_with(d.path(), args, vars.clone()) {
+            Err(e) => e.to_string(),
+            Ok(r) => panic!("built {}", r.describe()),
+        };
+        let e = err(json!({"src": "missing.j2", "dest": "/x"}));
+        assert!(e.contains("missing.j2 not found"), "{e}");
+        let e = err(json!({"src": "typo.j2", "dest": "/x"}));
+        assert!(
+            e.contains("`prot`") && e.contains("templates/typo.j2:2"),
+            "{e}"
+        );
+        let e = err(json!({"src": "app.conf.j2", "dest": "rel"}));
+        assert!(e.contains("dest"), "{e}");
+        let e = err(json!({"src": "app.conf.j2"}));
+        assert!(e.contains("dest"), "{e}");
+    }
+}
