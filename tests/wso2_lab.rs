@@ -31,16 +31,7 @@ fn project(edit: impl Fn(String) -> String) -> Project {
 
 /// Builds the stand-in pack into `dir` and unzips its dbscripts next to it; returns the zip's path.
 fn build_pack(dir: &Path) -> PathBuf {
-    let out = Command::new(repo().join("tests/pack/build"))
-        .arg(dir)
-        .output()
-        .expect("run tests/pack/build");
-    assert!(
-        out.status.success(),
-        "tests/pack/build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let zip = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let zip = build_pack_version(dir, "4.2.0");
     let st = Command::new("unzip")
         .args(["-q", "-o"])
         .arg(&zip)
@@ -51,6 +42,21 @@ fn build_pack(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(st.success(), "unzip of the dbscripts failed");
     zip
+}
+
+/// Builds the stand-in pack of `version` into `dir`; returns the zip's path.
+fn build_pack_version(dir: &Path, version: &str) -> PathBuf {
+    let out = Command::new(repo().join("tests/pack/build"))
+        .arg(dir)
+        .arg(version)
+        .output()
+        .expect("run tests/pack/build");
+    assert!(
+        out.status.success(),
+        "tests/pack/build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The JDBC driver on the controller: Debian's MariaDB Connector/J, installed when missing.
@@ -150,7 +156,7 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     let vars = pack_vars(&files, &zip);
     // Fresh hosts: no product, no service, no databases from an earlier run.
     for h in ["h2", "h3"] {
-        lab::ssh(h, "systemctl disable --now wso2am 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.0 /etc/systemd/system/wso2am.service; systemctl daemon-reload; true");
+        lab::ssh(h, "systemctl disable --now wso2am 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am.service; systemctl daemon-reload; true");
     }
     lab::ssh("h1", "command -v mysql >/dev/null && mysql -e 'DROP DATABASE IF EXISTS WSO2AM_DB; DROP DATABASE IF EXISTS WSO2SHARED_DB; DROP USER IF EXISTS apimuser@\"10.231.0.%\"'; true");
 
@@ -257,9 +263,178 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     assert!(health(&ca, "10.231.0.13").contains(r#""apim_db":"ok""#));
     let plan = run(&p, "plan", &vars, &[]);
     assert_eq!(plan.code, 0, "{}", plan.all());
+
+    let t4 = Instant::now();
+    upgrade_from_a_mirror(&p, &vars, &ca);
     eprintln!(
         "timings: first apply (incl. pack build) {t_first:?}, no-op apply {t_again:?}, \
-         failing apply {t_bad:?}, restoring apply {t_fixed:?}, total {:?}",
+         failing apply {t_bad:?}, restoring apply {t_fixed:?}, upgrade {:?}, total {:?}",
+        t4.elapsed(),
         t0.elapsed()
+    );
+}
+
+/// An HTTP server for the lab's hosts: python's http.server serving `dir` from h1's network namespace
+/// (the lab's firewall keeps hosts off the controller), stopped by PID when dropped.
+struct Mirror(std::process::Child);
+
+const MIRROR: &str = "http://10.231.0.11:8000";
+
+impl Mirror {
+    fn serve(dir: &Path) -> Self {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "apimlab-h1",
+                "python3",
+                "-m",
+                "http.server",
+            ])
+            .args(["--bind", "10.231.0.11", "8000", "--directory"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the mirror");
+        let m = Mirror(child);
+        for _ in 0..100 {
+            let up = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", "--max-time", "2", MIRROR])
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                return m;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the mirror on 10.231.0.11:8000 did not answer");
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A Java runtime with only `modules`, made with jlink from the controller's JDK, as `www/<name>.tar.gz`
+/// (top directory `<name>`); returns its sha256.
+fn jdk_tarball(www: &Path, name: &str, modules: &str) -> String {
+    let jlink = Command::new("jlink")
+        .args([
+            "--add-modules",
+            modules,
+            "--strip-debug",
+            "--no-header-files",
+        ])
+        .args(["--no-man-pages", "--output"])
+        .arg(www.join(name))
+        .status()
+        .expect("run jlink");
+    assert!(jlink.success(), "jlink failed");
+    let tarball = www.join(format!("{name}.tar.gz"));
+    let tar = Command::new("tar")
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(www)
+        .arg(name)
+        .status()
+        .unwrap();
+    assert!(tar.success(), "tar of the JDK failed");
+    sha256_of(&tarball)
+}
+
+/// `-e` arguments for a JDK tarball `name` from the mirror.
+fn jdk_vars(name: &str, sha: &str) -> Vec<String> {
+    [
+        format!("jdk_url={MIRROR}/{name}.tar.gz"),
+        format!("jdk_sha256={sha}"),
+        format!("jdk_tarball_dir={name}"),
+    ]
+    .into_iter()
+    .flat_map(|v| ["-e".to_string(), v])
+    .collect()
+}
+
+/// Upgrade to 4.2.1 with everything downloaded by the hosts: a new pack, a JDK tarball and the driver,
+/// each pinned by sha256. First with a JDK that lacks a module the driver needs: the JVM dies before it
+/// can log, and the health gate says why from the journal. Then with a complete one: the new version
+/// gets its own directory and the link moves; the old directory stays; both nodes restart onto the new
+/// Java and pass their health gate; the next apply changes nothing.
+fn upgrade_from_a_mirror(p: &Project, vars: &[String], ca: &Path) {
+    let www = p.path().join("www");
+    let zip = build_pack_version(&www, "4.2.1");
+    let base = "java.base,java.sql,java.naming,java.management,java.logging,java.xml,jdk.httpserver,jdk.crypto.ec";
+    let short_sha = jdk_tarball(&www, "jdk-17-short", base);
+    let full_sha = jdk_tarball(&www, "jdk-17-lab", &format!("{base},java.sql.rowset"));
+    std::fs::copy(DRIVER, www.join("mariadb-java-client.jar")).unwrap();
+    let _mirror = Mirror::serve(&www);
+
+    let mut up = vars.to_vec();
+    for v in [
+        "product_version=4.2.1".to_string(),
+        format!("wso2_pack_url={MIRROR}/wso2am-4.2.1.zip"),
+        format!("wso2_pack_sha256={}", sha256_of(&zip)),
+        format!("jdbc_driver_url={MIRROR}/mariadb-java-client.jar"),
+        format!("jdbc_driver_sha256={}", sha256_of(Path::new(DRIVER))),
+    ] {
+        up.extend(["-e".to_string(), v]);
+    }
+    let mut short = up.clone();
+    short.extend(jdk_vars("jdk-17-short", &short_sha));
+    let r = run(
+        p,
+        "apply",
+        &short,
+        &["--json", "-e", "wso2_health_timeout=20"],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    let msg = r.event("h2", "wso2_health | health gate")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("h2: service wso2am is") && msg.contains("javax.sql.rowset"),
+        "{msg}"
+    );
+
+    up.extend(jdk_vars("jdk-17-lab", &full_sha));
+    let r = run(p, "apply", &up, &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (host, addr) in [("h2", "10.231.0.12"), ("h3", "10.231.0.13")] {
+        let (_, state) = lab::ssh(
+            host,
+            "readlink /opt/wso2am; readlink /opt/java/current; test -d /opt/wso2am-4.2.0 && echo kept; \
+             pid=$(systemctl show -p MainPID --value wso2am); readlink /proc/$pid/exe /proc/$pid/cwd",
+        );
+        assert_eq!(
+            state.split_whitespace().collect::<Vec<_>>(),
+            [
+                "/opt/wso2am-4.2.1",
+                "/opt/java/jdk-17-lab",
+                "kept",
+                "/opt/java/jdk-17-lab/bin/java",
+                "/opt/wso2am-4.2.1"
+            ],
+            "{host}"
+        );
+        let h = health(ca, addr);
+        assert!(h.contains(r#""apim_db":"ok""#), "{addr}: {h}");
+    }
+    let again = run(p, "apply", &up, &["--json"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    let s = summary(&again);
+    assert_eq!(
+        (s["add"].as_u64(), s["change"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
     );
 }
