@@ -3,9 +3,9 @@
 //! seconds without the product. One test needs no lab: the full `apim-gateway-rsync` playbook validates.
 
 mod common;
-use common::{lab, Project, Run};
+use common::wso2::repo;
+use common::{lab, Project};
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const DIR: &str = "/opt/wso2am/repository/deployment/server";
@@ -51,23 +51,12 @@ groups:
   gateway_worker: { hosts: [h3, h4] }
 "#;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn project() -> Project {
     let p = Project::new();
     std::os::unix::fs::symlink(repo().join("modules"), p.path().join("modules")).unwrap();
     p.write("playbooks/sync-lab.yaml", PLAYBOOK);
     p.write("inventory.yaml", INVENTORY);
     p
-}
-
-fn summary(r: &Run) -> serde_json::Value {
-    r.json()
-        .into_iter()
-        .find(|e| e["type"] == "summary")
-        .unwrap_or_else(|| panic!("no summary in:\n{}", r.stdout))
 }
 
 /// Applies twice: the first converges, the second changes nothing.
@@ -83,7 +72,7 @@ fn converge(p: &Project, extra: &[&str]) -> (Duration, Duration) {
     let again = p.run(&args);
     let t_again = t.elapsed();
     assert_eq!(again.code, 0, "{}", again.all());
-    let s = summary(&again);
+    let s = again.summary();
     assert_eq!(
         (s["add"].as_u64(), s["change"].as_u64()),
         (Some(0), Some(0)),

@@ -5,119 +5,23 @@
 //! (API-M nodes) and h4 (nginx) of the lab.
 
 mod common;
+use common::wso2::{
+    build_pack, build_pack_version, ensure_driver, fresh_hosts, health, pack_vars, started_at,
+    DRIVER,
+};
 use common::{lab, Project, Run};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 const INVENTORY: &str = "inventory/lab-active-active.yaml";
-const DRIVER: &str = "/usr/share/java/mariadb-java-client.jar";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A project with the repository's playbooks and modules and a copy of the example inventory (so the
-/// CA and keys in `inventory/.apim-state` stay in the temp dir), with `edit` applied to the inventory.
 fn project(edit: impl Fn(String) -> String) -> Project {
-    let p = Project::new();
-    for d in ["playbooks", "modules"] {
-        std::os::unix::fs::symlink(repo().join(d), p.path().join(d)).unwrap();
-    }
-    let inv = std::fs::read_to_string(repo().join(INVENTORY)).unwrap();
-    p.write(INVENTORY, &edit(inv));
-    p
-}
-
-/// Builds the stand-in pack into `dir` and unzips its dbscripts next to it; returns the zip's path.
-fn build_pack(dir: &Path) -> PathBuf {
-    let zip = build_pack_version(dir, "4.2.0");
-    let st = Command::new("unzip")
-        .args(["-q", "-o"])
-        .arg(&zip)
-        .arg("wso2am-4.2.0/dbscripts/*")
-        .arg("-d")
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "unzip of the dbscripts failed");
-    zip
-}
-
-/// Builds the stand-in pack of `version` into `dir`; returns the zip's path.
-fn build_pack_version(dir: &Path, version: &str) -> PathBuf {
-    let out = Command::new(repo().join("tests/pack/build"))
-        .arg(dir)
-        .arg(version)
-        .output()
-        .expect("run tests/pack/build");
-    assert!(
-        out.status.success(),
-        "tests/pack/build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// The JDBC driver on the controller: Debian's MariaDB Connector/J, installed when missing.
-fn ensure_driver() {
-    if !Path::new(DRIVER).exists() {
-        let st = Command::new("apt-get")
-            .args(["install", "-y", "-q", "libmariadb-java"])
-            .status()
-            .expect("run apt-get");
-        assert!(st.success() && Path::new(DRIVER).exists(), "no {DRIVER}");
-    }
-}
-
-/// `-e` arguments naming the pack, its dbscripts and the driver built in `dir`.
-fn pack_vars(dir: &Path, zip: &Path) -> Vec<String> {
-    let dbscripts = dir.join("wso2am-4.2.0/dbscripts");
-    [
-        format!("wso2_pack_zip={}", zip.display()),
-        format!("wso2_dbscripts_dir={}", dbscripts.display()),
-        format!("jdbc_driver_jar={DRIVER}"),
-    ]
-    .into_iter()
-    .flat_map(|v| ["-e".to_string(), v])
-    .collect()
+    common::wso2::project(INVENTORY, edit)
 }
 
 fn run(p: &Project, cmd: &str, vars: &[String], extra: &[&str]) -> Run {
-    let mut args = vec![cmd, INVENTORY, "--no-color"];
-    args.extend(vars.iter().map(String::as_str));
-    args.extend_from_slice(extra);
-    p.run(&args)
-}
-
-fn summary(r: &Run) -> serde_json::Value {
-    r.json()
-        .into_iter()
-        .find(|e| e["type"] == "summary")
-        .unwrap_or_else(|| panic!("no summary in:\n{}", r.stdout))
-}
-
-/// The health answer of the node at `addr`, TLS verified against the cluster CA from the controller.
-fn health(ca: &Path, addr: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(ca)
-        .arg(format!("https://{addr}:9443/health"))
-        .output()
-        .expect("run curl");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn started_at(host: &str) -> String {
-    lab::ssh(
-        host,
-        "systemctl show -p ActiveEnterTimestampMonotonic --value wso2am",
-    )
-    .1
+    common::wso2::run(p, INVENTORY, cmd, vars, extra)
 }
 
 #[test]
@@ -154,11 +58,7 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     let zip = build_pack(&files);
     ensure_driver();
     let vars = pack_vars(&files, &zip);
-    // Fresh hosts: no product, no service, no databases from an earlier run.
-    for h in ["h2", "h3"] {
-        lab::ssh(h, "systemctl disable --now wso2am 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am.service; systemctl daemon-reload; true");
-    }
-    lab::ssh("h1", "command -v mysql >/dev/null && mysql -e 'DROP DATABASE IF EXISTS WSO2AM_DB; DROP DATABASE IF EXISTS WSO2SHARED_DB; DROP USER IF EXISTS apimuser@\"10.231.0.%\"'; true");
+    fresh_hosts();
 
     let first = run(&p, "apply", &vars, &["--json"]);
     assert_eq!(first.code, 0, "{}", first.all());
@@ -209,13 +109,7 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     let t1 = Instant::now();
     let again = run(&p, "apply", &vars, &["--json"]);
     let t_again = t1.elapsed();
-    assert_eq!(again.code, 0, "{}", again.all());
-    let s = summary(&again);
-    assert_eq!(
-        (s["add"].as_u64(), s["change"].as_u64()),
-        (Some(0), Some(0)),
-        "{s}"
-    );
+    again.assert_no_changes();
     let now: Vec<String> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
     assert_eq!(since, now, "a no-op apply restarted wso2am");
 
@@ -300,7 +194,7 @@ impl Mirror {
         let m = Mirror(child);
         for _ in 0..100 {
             let up = Command::new("curl")
-                .args(["-fsS", "-o", "/dev/null", "--max-time", "2", MIRROR])
+                .args(["-fs", "-o", "/dev/null", "--max-time", "2", MIRROR])
                 .status()
                 .is_ok_and(|s| s.success());
             if up {
@@ -430,11 +324,5 @@ fn upgrade_from_a_mirror(p: &Project, vars: &[String], ca: &Path) {
         assert!(h.contains(r#""apim_db":"ok""#), "{addr}: {h}");
     }
     let again = run(p, "apply", &up, &["--json"]);
-    assert_eq!(again.code, 0, "{}", again.all());
-    let s = summary(&again);
-    assert_eq!(
-        (s["add"].as_u64(), s["change"].as_u64()),
-        (Some(0), Some(0)),
-        "{s}"
-    );
+    again.assert_no_changes();
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod wso2;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +34,25 @@ impl Run {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
             .collect()
+    }
+
+    /// The summary object of a `--json` run.
+    pub fn summary(&self) -> serde_json::Value {
+        self.json()
+            .into_iter()
+            .find(|e| e["type"] == "summary")
+            .unwrap_or_else(|| panic!("no summary in:\n{}", self.stdout))
+    }
+
+    /// Checks a `--json` apply succeeded and added or changed nothing (the idempotency promise).
+    pub fn assert_no_changes(&self) {
+        assert_eq!(self.code, 0, "{}", self.all());
+        let s = self.summary();
+        assert_eq!(
+            (s["add"].as_u64(), s["change"].as_u64()),
+            (Some(0), Some(0)),
+            "a re-apply changed something: {s}"
+        );
     }
 
     /// The JSON task event for `host`/`task`.

@@ -1,0 +1,122 @@
+//! The WSO2 layer's test kit: a project with the repository's playbooks and modules, the stand-in
+//! product pack (`tests/pack/build`), the JDBC driver, and checks of a running node.
+
+use super::{lab, Project, Run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The JDBC driver on the controller (Debian's MariaDB Connector/J).
+pub const DRIVER: &str = "/usr/share/java/mariadb-java-client.jar";
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A project with the repository's playbooks and modules and a copy of the example inventory at the same
+/// relative path (so the CA and keys in `inventory/.apim-state` stay in the temp dir), with `edit`
+/// applied to the inventory.
+pub fn project(inventory: &str, edit: impl Fn(String) -> String) -> Project {
+    let p = Project::new();
+    for d in ["playbooks", "modules"] {
+        std::os::unix::fs::symlink(repo().join(d), p.path().join(d)).unwrap();
+    }
+    let inv = std::fs::read_to_string(repo().join(inventory)).unwrap();
+    p.write(inventory, &edit(inv));
+    p
+}
+
+/// Builds the stand-in pack into `dir` and unzips its dbscripts next to it; returns the zip's path.
+pub fn build_pack(dir: &Path) -> PathBuf {
+    let zip = build_pack_version(dir, "4.2.0");
+    let st = Command::new("unzip")
+        .args(["-q", "-o"])
+        .arg(&zip)
+        .arg("wso2am-4.2.0/dbscripts/*")
+        .arg("-d")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "unzip of the dbscripts failed");
+    zip
+}
+
+/// Builds the stand-in pack of `version` into `dir`; returns the zip's path.
+pub fn build_pack_version(dir: &Path, version: &str) -> PathBuf {
+    let out = Command::new(repo().join("tests/pack/build"))
+        .arg(dir)
+        .arg(version)
+        .output()
+        .expect("run tests/pack/build");
+    assert!(
+        out.status.success(),
+        "tests/pack/build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The JDBC driver on the controller: Debian's MariaDB Connector/J, installed when missing.
+pub fn ensure_driver() {
+    if !Path::new(DRIVER).exists() {
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "-q", "libmariadb-java"])
+            .status()
+            .expect("run apt-get");
+        assert!(st.success() && Path::new(DRIVER).exists(), "no {DRIVER}");
+    }
+}
+
+/// `-e` arguments naming the pack, its dbscripts and the driver built in `dir`.
+pub fn pack_vars(dir: &Path, zip: &Path) -> Vec<String> {
+    let dbscripts = dir.join("wso2am-4.2.0/dbscripts");
+    [
+        format!("wso2_pack_zip={}", zip.display()),
+        format!("wso2_dbscripts_dir={}", dbscripts.display()),
+        format!("jdbc_driver_jar={DRIVER}"),
+    ]
+    .into_iter()
+    .flat_map(|v| ["-e".to_string(), v])
+    .collect()
+}
+
+/// Runs `cmd` (plan, apply, validate) on `inventory` with the `-e` arguments `vars`, then `extra`.
+pub fn run(p: &Project, inventory: &str, cmd: &str, vars: &[String], extra: &[&str]) -> Run {
+    let mut args = vec![cmd, inventory, "--no-color"];
+    args.extend(vars.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
+/// The health answer of the node at `addr`, TLS verified against the cluster CA from the controller.
+pub fn health(ca: &Path, addr: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg(format!("https://{addr}:9443/health"))
+        .output()
+        .expect("run curl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// When the host's wso2am service last entered the active state (monotonic µs; changes on a restart).
+pub fn started_at(host: &str) -> String {
+    lab::ssh(
+        host,
+        "systemctl show -p ActiveEnterTimestampMonotonic --value wso2am",
+    )
+    .1
+}
+
+/// Puts h1..h4 back to fresh for a WSO2 topology test: no product, unit, sync timer, nginx, JDK tarball
+/// or download on h2..h4 (another topology's test may have left them: a sync timer on h2 would push
+/// into the next test's nodes, nginx on h4 holds port 9443), and no product databases or account on h1.
+pub fn fresh_hosts() {
+    for h in ["h2", "h3", "h4"] {
+        lab::ssh(h, "systemctl disable --now wso2am wso2-sync.timer nginx 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am.service; systemctl daemon-reload; true");
+    }
+    lab::ssh("h1", "command -v mysql >/dev/null && mysql -e 'DROP DATABASE IF EXISTS WSO2AM_DB; DROP DATABASE IF EXISTS WSO2SHARED_DB; DROP USER IF EXISTS apimuser@\"10.231.0.%\"'; true");
+}
