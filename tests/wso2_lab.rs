@@ -45,6 +45,16 @@ fn the_playbook_validates_and_a_toml_ordering_mistake_in_an_override_fails_valid
     let r = run(&bad, "validate", &vars, &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("deployment.toml"), "{}", r.all());
+
+    // A pack that is not the one the operator pinned: caught on the controller too.
+    let wrong = format!("wso2_pack_sha256={}", "0".repeat(64));
+    let r = run(&p, "validate", &vars, &["-e", &wrong]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("wso2am-4.2.0.zip is") && r.all().contains("not the expected"),
+        "{}",
+        r.all()
+    );
 }
 
 #[test]

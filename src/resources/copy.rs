@@ -2,6 +2,7 @@
 //! engine behind `template`, which only renders its content first.
 
 use super::attrs::check_validate;
+use super::checksum;
 use super::format::{self, Format};
 use super::{
     as_text, atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx,
@@ -21,6 +22,8 @@ struct Args {
     dest: String,
     content: Option<String>,
     src: Option<String>,
+    /// Checks the controller `src` (empty: no check, so a module can pass an unset variable).
+    sha256: Option<String>,
     validate: Option<String>,
     format: Option<Format>,
     #[serde(flatten)]
@@ -64,10 +67,20 @@ impl Copy {
 
 pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args("copy", args)?;
+    let sha256 = checksum::parse_optional("copy", &a.sha256)?;
     let (content, name) = match (a.content, a.src) {
+        (Some(_), None) if sha256.is_some() => {
+            return Err(bad(
+                "copy",
+                "sha256 checks a controller `src`, not `content`",
+            ))
+        }
         (Some(c), None) => (c.into_bytes(), a.dest.clone()),
         (None, Some(src)) => {
             let path = ctx.find("files", &src).map_err(|e| bad("copy", e))?;
+            if let Some(want) = &sha256 {
+                checksum::verify_file("copy", &path, want)?;
+            }
             let bytes = std::fs::read(&path)
                 .map_err(|e| bad("copy", format!("reading {}: {e}", path.display())))?;
             (bytes, src)
@@ -288,6 +301,16 @@ mod tests {
             "copy",
             json!({"dest": "/x", "content": "x", "mode": "rw"}),
             "mode",
+        );
+        let (_d, src) = file_with("driver");
+        let pinned = |sha: &str| json!({"dest": "/x", "src": src, "sha256": sha});
+        res("copy", pinned(&crate::resources::sha256_hex(b"driver")));
+        let e = bad_args("copy", pinned(&"0".repeat(64)), &src);
+        assert!(e.contains("not the expected"), "{e}");
+        bad_args(
+            "copy",
+            json!({"dest": "/x", "content": "x", "sha256": "0".repeat(64)}),
+            "sha256",
         );
     }
 }

@@ -3,7 +3,8 @@
 //! never fetched again) and what keeps a changed or tampered upstream file from ever landing at `dest`.
 
 use super::{
-    bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError,
+    bad, checksum, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource,
+    ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -59,17 +60,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             format!("dest `{}` must be an absolute file path", a.dest),
         ));
     }
-    let sha256 = a
-        .sha256
-        .strip_prefix("sha256:")
-        .unwrap_or(&a.sha256)
-        .to_ascii_lowercase();
-    if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad(
-            KIND,
-            format!("sha256 `{}` must be 64 hex digits", a.sha256),
-        ));
-    }
+    let sha256 = checksum::parse(KIND, &a.sha256)?;
     if a.timeout == 0 {
         return Err(bad(KIND, "timeout must be at least 1 second"));
     }

@@ -5,6 +5,7 @@
 
 mod attrs;
 mod blockinfile;
+mod checksum;
 mod command;
 mod copy;
 mod edit;

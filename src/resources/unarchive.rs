@@ -5,7 +5,9 @@
 //! `dest` must exist unless `create_dest: true`; a missing `dest` is not a plan error because an earlier
 //! task of the same run may create it, so apply reports it instead.
 
-use super::{bad, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
+use super::{
+    bad, checksum, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
+};
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -28,6 +30,8 @@ enum RemoteSrc {
 struct Args {
     src: Option<String>,
     remote_src: Option<RemoteSrc>,
+    /// Checks a controller `src` (empty: no check, so a module can pass an unset variable).
+    sha256: Option<String>,
     dest: String,
     creates: String,
     #[serde(default)]
@@ -102,13 +106,25 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
     let a: Args = parse_args(KIND, args)?;
     let source = match (a.src, a.remote_src) {
         (Some(src), None | Some(RemoteSrc::Flag(false))) => {
-            Source::Controller(ctx.find("files", &src).map_err(|e| bad(KIND, format!("src: {e}")))?)
+            let path = ctx
+                .find("files", &src)
+                .map_err(|e| bad(KIND, format!("src: {e}")))?;
+            if let Some(want) = checksum::parse_optional(KIND, &a.sha256)? {
+                checksum::verify_file(KIND, &path, &want)?;
+            }
+            Source::Controller(path)
         }
         (Some(src), Some(RemoteSrc::Flag(true))) | (None, Some(RemoteSrc::Path(src))) => {
             if !src.starts_with('/') {
                 return Err(bad(
                     KIND,
                     format!("remote_src: `{src}` must be an absolute path on the host"),
+                ));
+            }
+            if checksum::parse_optional(KIND, &a.sha256)?.is_some() {
+                return Err(bad(
+                    KIND,
+                    "sha256 checks a controller `src`; pin a host file where it is downloaded (get_url)",
                 ));
             }
             Source::Host(src)
@@ -492,6 +508,18 @@ mod tests {
         let src = src.display().to_string();
         bad_args(KIND, json!({"src": src, "dest": "/opt"}), "creates");
         bad_args(KIND, json!({"src": src, "creates": "/opt/x"}), "dest");
+        let empty = crate::resources::sha256_hex(b"");
+        let pinned =
+            |sha: &str| json!({"src": src, "dest": "/opt", "creates": "/opt/x", "sha256": sha});
+        res(KIND, pinned(&empty));
+        res(KIND, pinned(""));
+        bad_args(KIND, pinned(&"0".repeat(64)), "a.tar.gz");
+        bad_args(KIND, pinned("0"), "sha256");
+        bad_args(
+            KIND,
+            json!({"remote_src": "/tmp/a.zip", "dest": "/opt", "creates": "/opt/x", "sha256": empty}),
+            "sha256",
+        );
         bad_args(
             KIND,
             json!({"dest": "/opt", "creates": "/opt/x"}),
