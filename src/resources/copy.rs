@@ -185,7 +185,7 @@ impl Resource for Copy {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
+    use super::super::testkit::{bad_args, converge, file_with, mode_of, plan_now, read, res};
     use super::super::Action;
     use crate::transport::LocalTransport;
     use serde_json::json;
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(first.diff.as_ref().unwrap().new, "a=1\n");
         assert_eq!(second.action, Action::None);
         assert_eq!(read(&dest), "a=1\n");
-        let m = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
+        let m = mode_of(&dest);
         assert_eq!(m, 0o640);
     }
 

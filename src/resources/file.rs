@@ -149,19 +149,11 @@ impl Resource for FileRes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, plan_now, res};
+    use super::super::testkit::{bad_args, converge, mode_of, plan_now, res};
     use super::super::Action;
     use crate::transport::LocalTransport;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
-
-    fn mode(path: &str) -> u32 {
-        std::fs::symlink_metadata(path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777
-    }
 
     #[tokio::test]
     async fn creates_a_directory_with_its_mode_then_plans_nothing() {
@@ -177,7 +169,7 @@ mod tests {
         assert_eq!(first.details, vec!["create directory", "mode - -> 0750"]);
         assert_eq!(second.action, Action::None);
         assert!(std::path::Path::new(&path).is_dir());
-        assert_eq!(mode(&path), 0o750);
+        assert_eq!(mode_of(&path), 0o750);
     }
 
     #[tokio::test]
@@ -192,7 +184,7 @@ mod tests {
         assert_eq!(first.action, Action::Update);
         assert_eq!(first.details, vec!["mode 0644 -> 0600"]);
         assert_eq!(second.action, Action::None);
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode_of(&path), 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
     }
 

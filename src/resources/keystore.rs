@@ -322,54 +322,30 @@ fi"#,
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, build_plain, converge, facts_from, plan_now, res};
+    use super::super::testkit::{
+        bad_args, build_plain, converge, facts_from, keytool, merged, mode_of, plan_now, res,
+    };
     use super::super::{Action, Change, ResourceError, Transport};
     use super::KIND;
     use crate::transport::{LocalTransport, Output, TransportError};
     use serde_json::{json, Value};
-    use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
     use std::process::Command;
 
     const PW: &str = "s3cret-Store-pw";
 
     fn args(state: &Path, dest: &Path, extra: Value) -> Value {
-        let mut a = json!({
-            "dest": dest.display().to_string(),
-            "state_dir": state.display().to_string(),
-            "name": "cluster-tls",
-            "common_name": "apim.example.com",
-            "sans": ["apim.example.com", "node1.example.com", "10.0.0.5"],
-            "password": PW,
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            a[k] = v.clone();
-        }
-        a
-    }
-
-    fn mode(p: &Path) -> u32 {
-        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
-    }
-
-    /// `keytool -list -v` of `alias`, as an operator would check it.
-    fn keytool_list(store: &Path, pw: &str, alias: &str) -> (bool, String) {
-        let out = Command::new("keytool")
-            .args([
-                "-list",
-                "-v",
-                "-storepass:env",
-                "T_PW",
-                "-alias",
-                alias,
-                "-keystore",
-            ])
-            .arg(store)
-            .env("T_PW", pw)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success(), text)
+        merged(
+            json!({
+                "dest": dest.display().to_string(),
+                "state_dir": state.display().to_string(),
+                "name": "cluster-tls",
+                "common_name": "apim.example.com",
+                "sans": ["apim.example.com", "node1.example.com", "10.0.0.5"],
+                "password": PW,
+            }),
+            extra,
+        )
     }
 
     fn no_password_in(r: &dyn super::Resource, changes: &[&Change]) {
@@ -398,10 +374,10 @@ mod tests {
         assert!(first.diff.is_none());
         assert_eq!(second.action, Action::None);
         no_password_in(r.as_ref(), &[&first, &second]);
-        assert_eq!(mode(&dest), 0o600);
+        assert_eq!(mode_of(&dest), 0o600);
 
         // State directory: private, one CA, one identity.
-        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode_of(&state), 0o700);
         for f in [
             "ca.key",
             "ca.pem",
@@ -409,7 +385,7 @@ mod tests {
             "cluster-tls.pem",
             "cluster-tls.p12",
         ] {
-            assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+            assert_eq!(mode_of(state.join(f)), 0o600, "{f}");
         }
         let p12 = std::fs::read(state.join("cluster-tls.p12")).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), p12);
@@ -423,7 +399,7 @@ mod tests {
             .output()
             .unwrap();
         assert!(verify.status.success(), "{verify:?}");
-        let (ok, listing) = keytool_list(&dest, PW, "wso2carbon");
+        let (ok, listing) = keytool(&dest, PW, &["-list", "-v", "-alias", "wso2carbon"]);
         assert!(ok, "{listing}");
         assert!(listing.contains("PrivateKeyEntry"), "{listing}");
         assert!(listing.contains("Certificate chain length: 2"), "{listing}");
@@ -460,9 +436,9 @@ mod tests {
             first.result["ca_fingerprint"],
             plan.result["ca_fingerprint"]
         );
-        let (_, listing) = keytool_list(&dest, PW, "wso2carbon");
+        let (_, listing) = keytool(&dest, PW, &["-list", "-v", "-alias", "wso2carbon"]);
         assert!(listing.contains("IPAddress: 0:0:0:0:0:0:0:1"), "{listing}");
-        assert_eq!(mode(&dest), 0o600);
+        assert_eq!(mode_of(&dest), 0o600);
     }
 
     #[tokio::test]
@@ -472,11 +448,10 @@ mod tests {
         let state = tmp.path().join("pki");
         let dest = tmp.path().join("wso2carbon.jks");
         let jks = |extra: Value| {
-            let mut e = json!({"format": "jks"});
-            for (k, v) in extra.as_object().unwrap() {
-                e[k] = v.clone();
-            }
-            res(KIND, args(&state, &dest, e))
+            res(
+                KIND,
+                args(&state, &dest, merged(json!({"format": "jks"}), extra)),
+            )
         };
         let r = jks(json!({}));
         let (first, second) = converge(r.as_ref(), &t).await;
@@ -486,8 +461,8 @@ mod tests {
             &std::fs::read(&dest).unwrap()[..4],
             &[0xfe, 0xed, 0xfe, 0xed]
         );
-        assert_eq!(mode(&dest), 0o600);
-        let (ok, listing) = keytool_list(&dest, PW, "wso2carbon");
+        assert_eq!(mode_of(&dest), 0o600);
+        let (ok, listing) = keytool(&dest, PW, &["-list", "-v", "-alias", "wso2carbon"]);
         assert!(
             ok && listing.contains("DNSName: apim.example.com"),
             "{listing}"
@@ -517,7 +492,7 @@ mod tests {
         );
         assert_eq!(second.action, Action::None);
         assert_eq!(first.result["fingerprint"].as_str().unwrap(), fp);
-        assert!(keytool_list(&dest, pw2, "wso2carbon").0);
+        assert!(keytool(&dest, pw2, &["-list", "-v", "-alias", "wso2carbon"]).0);
         assert!(!r.probe().contains(pw2));
 
         // Another alias (with the store's current password).
@@ -525,8 +500,8 @@ mod tests {
         let (first, second) = converge(r.as_ref(), &t).await;
         assert_eq!(first.details[1], "no entry under alias tls");
         assert_eq!(second.action, Action::None);
-        assert!(keytool_list(&dest, pw2, "tls").0);
-        assert!(!keytool_list(&dest, pw2, "wso2carbon").0);
+        assert!(keytool(&dest, pw2, &["-list", "-v", "-alias", "tls"]).0);
+        assert!(!keytool(&dest, pw2, &["-list", "-v", "-alias", "wso2carbon"]).0);
 
         // Another SAN: a new certificate.
         let r = jks(
@@ -541,7 +516,7 @@ mod tests {
         assert_eq!(second.action, Action::None);
         no_password_in(r.as_ref(), &[&first, &second]);
         assert!(!r.probe().contains(pw2));
-        let (_, listing) = keytool_list(&dest, pw2, "tls");
+        let (_, listing) = keytool(&dest, pw2, &["-list", "-v", "-alias", "tls"]);
         assert!(listing.contains("DNSName: node2.example.com"), "{listing}");
     }
 

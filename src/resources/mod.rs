@@ -372,6 +372,44 @@ pub(crate) mod testkit {
         std::fs::read_to_string(path).unwrap()
     }
 
+    /// The permission bits of `path` (not following a symlink).
+    pub(crate) fn mode_of(path: impl AsRef<std::path::Path>) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// `base` with the fields of `extra` set over it: one test's variation of the common arguments.
+    pub(crate) fn merged(mut base: Value, extra: Value) -> Value {
+        for (k, v) in extra.as_object().expect("extra arguments are an object") {
+            base[k] = v.clone();
+        }
+        base
+    }
+
+    /// Runs `keytool ARGS -storepass:env … -keystore STORE` with `password`, as an operator would check a
+    /// store: whether it succeeded, and what it printed.
+    pub(crate) fn keytool(
+        store: &std::path::Path,
+        password: &str,
+        args: &[&str],
+    ) -> (bool, String) {
+        let out = std::process::Command::new("keytool")
+            .args(args)
+            .args(["-storepass:env", "T_PW", "-keystore"])
+            .arg(store)
+            .env("T_PW", password)
+            .output()
+            .expect("run keytool");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     /// Probes (through a [`ProbeBatch`], as the engine does) and plans.
     pub(crate) async fn plan_now(
         res: &dyn Resource,

@@ -215,45 +215,34 @@ mv -f "$w/store" "$dest"
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, build_plain, converge, plan_now, res};
+    use super::super::testkit::{
+        bad_args, build_plain, converge, keytool, merged, mode_of, plan_now, res,
+    };
     use super::super::{Action, ResourceError};
     use super::KIND;
     use crate::transport::LocalTransport;
     use serde_json::{json, Value};
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
-    use std::process::Command;
 
     const PW: &str = "wso2carbon-trust";
 
     fn args(state: &Path, dest: &Path, extra: Value) -> Value {
-        let mut a = json!({
-            "dest": dest.display().to_string(),
-            "state_dir": state.display().to_string(),
-            "password": PW,
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            a[k] = v.clone();
-        }
-        a
-    }
-
-    fn keytool(store: &Path, args: &[&str]) -> (bool, String) {
-        let out = Command::new("keytool")
-            .args(args)
-            .args(["-storepass:env", "T_PW", "-keystore"])
-            .arg(store)
-            .env("T_PW", PW)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success(), text)
+        merged(
+            json!({
+                "dest": dest.display().to_string(),
+                "state_dir": state.display().to_string(),
+                "password": PW,
+            }),
+            extra,
+        )
     }
 
     /// A store with an entry this task does not own, as a product ships its client trust store.
     fn existing_store(store: &Path, alias: &str) {
         let (ok, out) = keytool(
             store,
+            PW,
             &[
                 "-genkeypair",
                 "-alias",
@@ -293,11 +282,8 @@ mod tests {
             &std::fs::read(&dest).unwrap()[..4],
             &[0xfe, 0xed, 0xfe, 0xed]
         );
-        assert_eq!(
-            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
-            0o644
-        );
-        let (ok, listing) = keytool(&dest, &["-list", "-v", "-alias", "apim-provision-ca"]);
+        assert_eq!(mode_of(&dest), 0o644);
+        let (ok, listing) = keytool(&dest, PW, &["-list", "-v", "-alias", "apim-provision-ca"]);
         assert!(ok && listing.contains("trustedCertEntry"), "{listing}");
         assert!(listing.contains("apim-provision cluster CA"), "{listing}");
 
@@ -338,15 +324,12 @@ mod tests {
             vec!["import CA under alias apim-provision-ca"]
         );
         assert_eq!(second.action, Action::None);
-        assert!(keytool(&dest, &["-list", "-alias", "gateway"]).0);
-        assert_eq!(
-            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
-            0o640
-        );
+        assert!(keytool(&dest, PW, &["-list", "-alias", "gateway"]).0);
+        assert_eq!(mode_of(&dest), 0o640);
 
         // Something else under the alias (an older CA): replaced, other entries kept.
-        assert!(keytool(&dest, &["-delete", "-alias", "apim-provision-ca"]).0);
-        let (ok, out) = keytool(&dest, &["-exportcert", "-rfc", "-alias", "gateway"]);
+        assert!(keytool(&dest, PW, &["-delete", "-alias", "apim-provision-ca"]).0);
+        let (ok, out) = keytool(&dest, PW, &["-exportcert", "-rfc", "-alias", "gateway"]);
         assert!(ok);
         let stale = tmp.path().join("stale.pem");
         std::fs::write(&stale, out).unwrap();
@@ -359,7 +342,7 @@ mod tests {
             "-file",
             &stale,
         ];
-        assert!(keytool(&dest, &import).0);
+        assert!(keytool(&dest, PW, &import).0);
         let (first, second) = converge(r.as_ref(), &t).await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
@@ -367,7 +350,7 @@ mod tests {
             vec!["replace CA under alias apim-provision-ca"]
         );
         assert_eq!(second.action, Action::None);
-        assert!(keytool(&dest, &["-list", "-alias", "gateway"]).0);
+        assert!(keytool(&dest, PW, &["-list", "-alias", "gateway"]).0);
     }
 
     #[tokio::test]
@@ -416,7 +399,11 @@ mod tests {
             &std::fs::read(&dest).unwrap()[..4],
             &[0xfe, 0xed, 0xfe, 0xed]
         );
-        let (ok, listing) = keytool(&dest, &["-list", "-storetype", "PKCS12", "-alias", "ca"]);
+        let (ok, listing) = keytool(
+            &dest,
+            PW,
+            &["-list", "-storetype", "PKCS12", "-alias", "ca"],
+        );
         assert!(ok, "{listing}");
     }
 
