@@ -46,6 +46,42 @@ fn the_playbook_validates_and_a_toml_ordering_mistake_in_an_override_fails_valid
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("deployment.toml"), "{}", r.all());
 
+    // Two sources for Java: the module says which vars clash.
+    let r = run(
+        &p,
+        "validate",
+        &vars,
+        &[
+            "-e",
+            "jdk_tarball=/tmp/jdk.tgz",
+            "-e",
+            "jdk_url=https://example.invalid/jdk.tgz",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("modules/jdk/tasks.yaml:1") && r.all().contains("jdk_url"),
+        "{}",
+        r.all()
+    );
+
+    // A download without its checksum: named by the module.
+    let r = run(
+        &p,
+        "validate",
+        &vars,
+        &[
+            "-e",
+            "wso2_pack_url=https://example.invalid/wso2am-4.2.0.zip",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("wso2_pack_url needs wso2_pack_sha256"),
+        "{}",
+        r.all()
+    );
+
     // A pack that is not the one the operator pinned: caught on the controller too.
     let wrong = format!("wso2_pack_sha256={}", "0".repeat(64));
     let r = run(&p, "validate", &vars, &["-e", &wrong]);

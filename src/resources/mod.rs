@@ -3,6 +3,7 @@
 //! the probe's facts to a [`Change`], and an `apply` that makes exactly that change. Plan, apply and drift
 //! all go through the same probe, so what plan says is what apply does.
 
+mod assert;
 mod attrs;
 mod blockinfile;
 mod checksum;
@@ -194,6 +195,7 @@ pub trait Resource: Send + Sync {
 pub type Builder = fn(Value, &BuildCtx) -> Result<Box<dyn Resource>, ResourceError>;
 
 const TYPES: &[(&str, Builder)] = &[
+    ("assert", assert::build),
     ("blockinfile", blockinfile::build),
     ("command", command::build_command),
     ("copy", copy::build),
