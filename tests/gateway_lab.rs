@@ -21,13 +21,6 @@ fn java_args(host: &str) -> String {
     .1
 }
 
-fn started(host: &str) -> u64 {
-    let s = started_at(host);
-    s.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{host}: no start time in `{s}`"))
-}
-
 #[test]
 fn the_manager_starts_first_workers_run_the_worker_profile_and_get_its_artifacts() {
     let Some((_lab, _)) = lab::acquire() else {
@@ -44,9 +37,9 @@ fn the_manager_starts_first_workers_run_the_worker_profile_and_get_its_artifacts
     assert_eq!(first.code, 0, "{}", first.all());
 
     // The guide's start order: each worker's product came up after the manager's.
-    let manager = started("h2");
+    let manager = started_at("h2");
     for (w, _) in WORKERS {
-        assert!(started(w) > manager, "{w} started before the manager");
+        assert!(started_at(w) > manager, "{w} started before the manager");
     }
     let margs = java_args("h2");
     assert!(!margs.contains("-Dprofile"), "manager: {margs}");
@@ -73,9 +66,9 @@ fn the_manager_starts_first_workers_run_the_worker_profile_and_get_its_artifacts
     }
 
     // Nothing to do the second time, and nothing restarted.
-    let before: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started(h)).collect();
+    let before: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started_at(h)).collect();
     let again = run(&p, INVENTORY, "apply", &vars, &["--json"]);
     again.assert_no_changes();
-    let after: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started(h)).collect();
+    let after: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started_at(h)).collect();
     assert_eq!(before, after, "a no-op apply restarted wso2am");
 }

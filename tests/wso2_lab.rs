@@ -151,12 +151,12 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     );
 
     // A second apply changes nothing and restarts nothing.
-    let since: Vec<String> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
+    let since: Vec<u64> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
     let t1 = Instant::now();
     let again = run(&p, "apply", &vars, &["--json"]);
     let t_again = t1.elapsed();
     again.assert_no_changes();
-    let now: Vec<String> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
+    let now: Vec<u64> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
     assert_eq!(since, now, "a no-op apply restarted wso2am");
 
     // A wrong database password on h3 only: h3's health gate fails naming the host and the datasource,
@@ -260,8 +260,7 @@ impl Drop for Mirror {
 }
 
 fn sha256_of(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
+    apim_provision::resources::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// A Java runtime with only `modules`, made with jlink from the controller's JDK, as `www/<name>.tar.gz`

@@ -53,6 +53,12 @@ fn digest_of(path: &Path) -> std::io::Result<String> {
 /// Fails, naming the file and both digests, unless the controller file at `path` has digest `want`.
 pub fn verify_file(kind: &str, path: &Path, want: &str) -> Result<(), ResourceError> {
     let got = digest_of(path).map_err(|e| bad(kind, format!("reading {}: {e}", path.display())))?;
+    expect(kind, path, &got, want)
+}
+
+/// Fails, naming the file and both digests, unless `got` (the digest of the controller file at `path`,
+/// already computed by the caller) is `want`.
+pub fn expect(kind: &str, path: &Path, got: &str, want: &str) -> Result<(), ResourceError> {
     if got != want {
         return Err(bad(
             kind,

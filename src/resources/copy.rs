@@ -68,29 +68,28 @@ impl Copy {
 pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args("copy", args)?;
     let sha256 = checksum::parse_optional("copy", &a.sha256)?;
-    let (content, name) = match (a.content, a.src) {
+    let (content, name, path) = match (a.content, a.src) {
         (Some(_), None) if sha256.is_some() => {
             return Err(bad(
                 "copy",
                 "sha256 checks a controller `src`, not `content`",
             ))
         }
-        (Some(c), None) => (c.into_bytes(), a.dest.clone()),
+        (Some(c), None) => (c.into_bytes(), a.dest.clone(), None),
         (None, Some(src)) => {
             let path = ctx.find("files", &src).map_err(|e| bad("copy", e))?;
-            if let Some(want) = &sha256 {
-                checksum::verify_file("copy", &path, want)?;
-            }
             let bytes = std::fs::read(&path)
                 .map_err(|e| bad("copy", format!("reading {}: {e}", path.display())))?;
-            (bytes, src)
+            (bytes, src, Some(path))
         }
         _ => return Err(bad("copy", "exactly one of `content` or `src` is required")),
     };
     format::check("copy", &name, a.format, &content)?;
-    Ok(Box::new(Copy::new(
-        "copy", a.dest, content, a.attrs, a.validate,
-    )?))
+    let copy = Copy::new("copy", a.dest, content, a.attrs, a.validate)?;
+    if let (Some(want), Some(path)) = (&sha256, &path) {
+        checksum::expect("copy", path, &copy.sha, want)?;
+    }
+    Ok(Box::new(copy))
 }
 
 #[async_trait]

@@ -104,13 +104,14 @@ struct Unarchive {
 /// checks the paths before any host is touched.
 pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
+    let sha256 = checksum::parse_optional(KIND, &a.sha256)?;
     let source = match (a.src, a.remote_src) {
         (Some(src), None | Some(RemoteSrc::Flag(false))) => {
             let path = ctx
                 .find("files", &src)
                 .map_err(|e| bad(KIND, format!("src: {e}")))?;
-            if let Some(want) = checksum::parse_optional(KIND, &a.sha256)? {
-                checksum::verify_file(KIND, &path, &want)?;
+            if let Some(want) = &sha256 {
+                checksum::verify_file(KIND, &path, want)?;
             }
             Source::Controller(path)
         }
@@ -121,7 +122,7 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
                     format!("remote_src: `{src}` must be an absolute path on the host"),
                 ));
             }
-            if checksum::parse_optional(KIND, &a.sha256)?.is_some() {
+            if sha256.is_some() {
                 return Err(bad(
                     KIND,
                     "sha256 checks a controller `src`; pin a host file where it is downloaded (get_url)",

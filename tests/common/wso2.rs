@@ -102,13 +102,16 @@ pub fn health(ca: &Path, addr: &str) -> String {
     )
 }
 
-/// When the host's wso2am service last entered the active state (monotonic µs; changes on a restart).
-pub fn started_at(host: &str) -> String {
-    lab::ssh(
+/// When the host's wso2am service last entered the active state (monotonic µs, one clock for every lab
+/// host; changes on a restart).
+pub fn started_at(host: &str) -> u64 {
+    let (_, out) = lab::ssh(
         host,
         "systemctl show -p ActiveEnterTimestampMonotonic --value wso2am",
-    )
-    .1
+    );
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{host}: no start time in `{out}`"))
 }
 
 /// Puts h1..h4 back to fresh for a WSO2 topology test: no product, unit, sync timer, nginx, JDK tarball
