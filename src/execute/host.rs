@@ -2,6 +2,7 @@
 //! handlers, and the batch of probes taken in one round trip — valid until something on the host changes.
 
 use crate::model::Vars;
+use crate::resources::HostView;
 use crate::transport::{BatchAnswer, ProbeBatch, Transport};
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeSet, HashMap};
@@ -22,6 +23,8 @@ pub struct HostState {
     pub unknown: Mutex<BTreeSet<String>>,
     /// Handler (short) name → tasks that notified it.
     pub notified: Mutex<HashMap<String, Vec<String>>>,
+    /// Plan mode: what the pending changes of earlier tasks will leave on the host.
+    pub view: Mutex<HostView>,
     /// Number of changes made on this host; a batch taken before the first change stays valid.
     changes: AtomicU64,
     /// Plan mode: a change is pending on this host, so results probed after it may differ after apply.
@@ -37,6 +40,7 @@ impl HostState {
             registers: Mutex::new(Vars::new()),
             unknown: Mutex::new(BTreeSet::new()),
             notified: Mutex::new(HashMap::new()),
+            view: Mutex::new(HostView::default()),
             changes: AtomicU64::new(0),
             pending: AtomicBool::new(false),
             batch: OnceCell::new(),

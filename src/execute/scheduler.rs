@@ -6,7 +6,7 @@ use super::host::HostState;
 use super::{Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::model::Vars;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
-use crate::resources::Resource;
+use crate::resources::{Action, Change, Effect, Resource};
 use crate::transport::{connect, BatchAnswer, ProbeBatch};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -170,11 +170,7 @@ impl Run {
                     unknown.extend(self.unknown_upstream(node));
                 }
                 if !unknown.is_empty() {
-                    hs.plan_pending();
-                    if let Some(r) = &t.register {
-                        hs.unknown.lock().expect("unknown").insert(r.clone());
-                    }
-                    self.notify(node, hs);
+                    self.pending(node, hs, vec![Effect::Other]);
                     return Outcome::Unknown(format!(
                         "reads `{}`, known after apply",
                         unknown.join("`, `")
@@ -231,8 +227,23 @@ impl Run {
                 answer.messages.join("\n")
             ));
         }
-        let change = match resource.plan(&answer.facts) {
-            Ok(c) => c,
+        let planned = match self.mode {
+            Mode::Plan => {
+                let view = hs.view.lock().expect("view").clone();
+                resource.plan_in(&answer.facts, &view)
+            }
+            Mode::Apply => resource.plan(&answer.facts).map(Some),
+        };
+        let change = match planned {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                // A change of a kind only apply will tell: it may do anything the resource can do.
+                let unknown = Change::new(Action::Run, Vec::new());
+                self.pending(node, hs, resource.effects(&unknown));
+                return Outcome::Unknown(
+                    "an earlier task changes what it checks on this host; known after apply".into(),
+                );
+            }
             Err(e) => return Outcome::Failed(e.to_string()),
         };
         if !change.is_pending() {
@@ -246,11 +257,7 @@ impl Run {
         };
         match self.mode {
             Mode::Plan => {
-                hs.plan_pending();
-                if let Some(r) = &t.register {
-                    hs.unknown.lock().expect("unknown").insert(r.clone());
-                }
-                self.notify(node, hs);
+                self.pending(node, hs, resource.effects(&change));
                 outcome
             }
             Mode::Apply => {
@@ -263,6 +270,18 @@ impl Run {
                 )
             }
         }
+    }
+
+    /// Plan mode: records a pending change of `node` with its `effects` on the host, so later tasks
+    /// there are planned against what it leaves, its registered value is known only after apply, and
+    /// the handlers it notifies will run.
+    fn pending(&self, node: NodeIndex, hs: &HostState, effects: Vec<Effect>) {
+        hs.view.lock().expect("view").record(effects);
+        hs.plan_pending();
+        if let Some(r) = &self.p.task(node).register {
+            hs.unknown.lock().expect("unknown").insert(r.clone());
+        }
+        self.notify(node, hs);
     }
 
     /// Records an apply's result: registers and notifies on success; either way the host has changed.

@@ -46,7 +46,7 @@ impl<'de> Deserialize<'de> for Mode {
 }
 
 /// Mode, owner and group of a path; unset fields are left as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Attrs {
     /// Permission bits.
     pub mode: Option<Mode>,
@@ -76,6 +76,30 @@ impl Attrs {
             }
         }
         out
+    }
+
+    /// These attributes with the fields `later` sets taken from it: what a path looks like after two
+    /// writers in turn, for the plan's view of the host.
+    pub fn overlay(&self, later: &Attrs) -> Attrs {
+        Attrs {
+            mode: later.mode.or(self.mode),
+            owner: later.owner.clone().or_else(|| self.owner.clone()),
+            group: later.group.clone().or_else(|| self.group.clone()),
+        }
+    }
+
+    /// The probed `fact_stat` facts as they will be after a write with these attributes: the fields set
+    /// here replace the probed ones.
+    pub fn onto(&self, facts: &mut Facts) {
+        if let Some(m) = self.mode {
+            facts.set("mode", &format!("{:o}", m.0));
+        }
+        if let Some(o) = &self.owner {
+            facts.set("owner", o);
+        }
+        if let Some(g) = &self.group {
+            facts.set("group", g);
+        }
     }
 
     /// Shell lines setting these attributes on `path_expr` (an already quoted word or `"$var"`).

@@ -2,7 +2,9 @@
 //! `creates` (skip when a path exists), `removes` (skip when it is absent), `unless` (skip when a read-only
 //! check command succeeds) — which the probe evaluates, so a converged host plans nothing for them.
 
-use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
+use super::{
+    bad, parse_args, Action, BuildCtx, Change, Effect, Outcome, Reads, Resource, ResourceError,
+};
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -135,6 +137,30 @@ impl Resource for Command {
         }
         s.push_str("true");
         s
+    }
+
+    fn reads(&self) -> Reads {
+        if self.args.unless.is_some() {
+            return Reads::Anything;
+        }
+        let paths: Vec<String> = [&self.args.creates, &self.args.removes]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if paths.is_empty() {
+            Reads::Nothing
+        } else {
+            Reads::Paths(paths)
+        }
+    }
+
+    fn effects(&self, _change: &Change) -> Vec<Effect> {
+        let mut out = vec![Effect::Other];
+        if let Some(c) = &self.args.creates {
+            out.push(Effect::Touch(c.clone()));
+        }
+        out
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {

@@ -6,7 +6,7 @@ use super::checksum;
 use super::format::{self, Format};
 use super::{
     as_text, atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx,
-    Change, ContentDiff, Outcome, Resource, ResourceError,
+    Change, ContentDiff, Effect, FileSim, HostView, Outcome, Reads, Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -92,6 +92,16 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
     Ok(Box::new(copy))
 }
 
+impl Copy {
+    /// The directory the file goes into, which must exist: the atomic write makes its temp file there.
+    fn parent(&self) -> String {
+        match std::path::Path::new(&self.dest).parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+            _ => "/".into(),
+        }
+    }
+}
+
 #[async_trait]
 impl Resource for Copy {
     fn describe(&self) -> String {
@@ -102,12 +112,65 @@ impl Resource for Copy {
         let d = sh_quote(&self.dest);
         format!(
             "fact_stat {d}\nif [ -f {d} ] && [ ! -L {d} ]; then s=$(sha256sum < {d} | cut -c1-64); fact sha256 \"$s\"; \
-             if [ \"$s\" != {sha} ] && [ \"$(stat -c %s {d})\" -le {DIFF_LIMIT} ]; then fact_b64 old {d}; fi; fi",
-            sha = self.sha
+             if [ \"$s\" != {sha} ] && [ \"$(stat -c %s {d})\" -le {DIFF_LIMIT} ]; then fact_b64 old {d}; fi; fi\n\
+             [ -d {parent} ] || fact parent absent",
+            sha = self.sha,
+            parent = sh_quote(&self.parent()),
         )
     }
 
+    fn reads(&self) -> Reads {
+        Reads::Paths(vec![self.dest.clone()])
+    }
+
+    fn effects(&self, _change: &Change) -> Vec<Effect> {
+        vec![Effect::Write {
+            path: self.dest.clone(),
+            content: Some(self.content.clone()),
+            attrs: self.attrs.clone(),
+        }]
+    }
+
+    fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
+        let facts = match view.file(&self.dest, facts) {
+            FileSim::AsProbed if facts.is("parent", "absent") => {
+                if view.dir_will_exist(&self.parent()) {
+                    let mut f = facts.clone();
+                    f.unset("parent");
+                    f
+                } else if view.opaque() {
+                    // A package or command of an earlier task may well make the missing directory.
+                    return Ok(None);
+                } else {
+                    facts.clone()
+                }
+            }
+            FileSim::AsProbed => facts.clone(),
+            FileSim::Absent => {
+                let mut f = Facts::default();
+                f.set("type", "absent");
+                f
+            }
+            FileSim::File { mut facts, content } => {
+                let sha = sha256_hex(&content);
+                if sha != self.sha && content.len() as u64 <= DIFF_LIMIT {
+                    facts.set_bytes("old", &content);
+                }
+                facts.set("sha256", &sha);
+                facts
+            }
+            FileSim::Unknown => return Ok(None),
+        };
+        self.plan(&facts).map(Some)
+    }
+
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
+        if facts.is("parent", "absent") {
+            return Err(ResourceError::Failed(format!(
+                "directory {} does not exist (create it with an earlier `file` task, state: directory)",
+                self.parent()
+            )));
+        }
         let new_text = as_text(&self.content);
         let (action, mut details, old) = match facts.get("type") {
             Some("absent") | None => (

@@ -6,7 +6,7 @@
 use super::attrs::check_validate;
 use super::{
     as_text, atomic_write_script, bad, probe_now, run_ok, sha256_hex, Action, Attrs, Change,
-    ContentDiff, Outcome, Resource, ResourceError,
+    ContentDiff, Effect, FileSim, HostView, Outcome, Reads, Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use regex::bytes::Regex;
@@ -167,6 +167,43 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         )
     }
 
+    /// What a pending change leaves for later tasks: the file with the new content when the plan shows
+    /// it as a diff, a changed file of unknown content otherwise.
+    fn effects(&self, change: &Change) -> Vec<Effect> {
+        let (path, content) = match &change.diff {
+            Some(d) => (d.path.clone(), Some(d.new.clone().into_bytes())),
+            None => (self.path.clone(), None),
+        };
+        vec![Effect::Write {
+            path,
+            content,
+            attrs: self.attrs.clone(),
+        }]
+    }
+
+    /// The probe's facts as the file will be when this task runs, after the earlier pending changes of
+    /// the run; `None` when the plan cannot know them.
+    fn simulated(&self, facts: &Facts, view: &HostView) -> Option<Facts> {
+        let target = facts.get("target").unwrap_or(&self.path).to_string();
+        match view.file(&target, facts) {
+            FileSim::AsProbed => Some(facts.clone()),
+            FileSim::Absent => {
+                let mut f = Facts::default();
+                f.set("type", "absent");
+                Some(f)
+            }
+            FileSim::File { mut facts, content } => {
+                if target != self.path {
+                    facts.set("target", &target);
+                }
+                facts.set("size", &content.len().to_string());
+                facts.set_bytes("content", &content);
+                Some(facts)
+            }
+            FileSim::Unknown => None,
+        }
+    }
+
     /// The change `edit` makes to the probed file.
     pub fn plan(&self, facts: &Facts, edit: &EditFn<'_>) -> Result<Change, ResourceError> {
         Ok(self.decide(facts, edit)?.0)
@@ -325,6 +362,21 @@ impl<T: TextEditor> Resource for T {
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
         self.file().plan(facts, &|old| self.edit(old))
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Paths(vec![self.file().path.clone()])
+    }
+
+    fn effects(&self, change: &Change) -> Vec<Effect> {
+        self.file().effects(change)
+    }
+
+    fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
+        let Some(facts) = self.file().simulated(facts, view) else {
+            return Ok(None);
+        };
+        self.plan(&facts).map(Some)
     }
 
     async fn apply(

@@ -1,7 +1,8 @@
 //! `file`: a path that must be a directory, a regular file, a symlink, or absent, with mode and owner.
 
 use super::{
-    bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError,
+    bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Effect, FileSim, HostView, Outcome,
+    Reads, Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -62,6 +63,36 @@ impl Resource for FileRes {
 
     fn probe(&self) -> String {
         format!("fact_stat {}", sh_quote(&self.args.path))
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Paths(vec![self.args.path.clone()])
+    }
+
+    fn effects(&self, change: &Change) -> Vec<Effect> {
+        let path = self.args.path.clone();
+        match (self.args.state, change.action) {
+            (State::Directory, Action::Create) => vec![Effect::NewDir(path)],
+            (State::File, Action::Create) => vec![Effect::Write {
+                path,
+                content: Some(Vec::new()),
+                attrs: self.args.attrs.clone(),
+            }],
+            _ => vec![Effect::Touch(path)],
+        }
+    }
+
+    fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
+        match view.file(&self.args.path, facts) {
+            FileSim::AsProbed => self.plan(facts).map(Some),
+            FileSim::Absent => {
+                let mut f = Facts::default();
+                f.set("type", "absent");
+                self.plan(&f).map(Some)
+            }
+            FileSim::File { facts, .. } => self.plan(&facts).map(Some),
+            FileSim::Unknown => Ok(None),
+        }
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {

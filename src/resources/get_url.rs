@@ -3,8 +3,8 @@
 //! never fetched again) and what keeps a changed or tampered upstream file from ever landing at `dest`.
 
 use super::{
-    bad, checksum, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource,
-    ResourceError,
+    bad, checksum, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Effect, Outcome, Reads,
+    Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -139,6 +139,18 @@ impl Resource for GetUrl {
     fn probe(&self) -> String {
         let d = sh_quote(&self.dest);
         format!("fact_stat {d}\nfact_sha {d}")
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Paths(vec![self.dest.clone()])
+    }
+
+    fn effects(&self, _change: &Change) -> Vec<Effect> {
+        vec![Effect::Write {
+            path: self.dest.clone(),
+            content: None,
+            attrs: self.attrs.clone(),
+        }]
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {

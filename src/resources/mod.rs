@@ -25,6 +25,7 @@ mod mysql_user;
 mod package;
 mod pki;
 mod service;
+mod sim;
 mod slurp;
 mod template;
 mod truststore;
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use attrs::{atomic_write_script, Attrs, Mode};
+pub use sim::{Effect, FileSim, HostView, Pending, Reads};
 
 /// The registered result of a task (`register:`), as templates see it.
 pub type Outcome = Map<String, Value>;
@@ -189,6 +191,29 @@ pub trait Resource: Send + Sync {
 
     /// Makes exactly `change` on the host and returns what `register:` should see.
     async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError>;
+
+    /// What the probe looks at, so a plan knows when an earlier pending change of the same run makes
+    /// the probe's answer stale. Most types look at nothing another task writes.
+    fn reads(&self) -> Reads {
+        Reads::Nothing
+    }
+
+    /// What a pending `change` of this resource will do to the host, for the plan of later tasks on it.
+    /// Unless a type says better, a change may do anything a free-form check could notice.
+    fn effects(&self, _change: &Change) -> Vec<Effect> {
+        vec![Effect::Other]
+    }
+
+    /// Plans against the host as the earlier pending changes of the run (`view`) will leave it; `None`
+    /// when that cannot be known before apply. Types whose probe can be affected and whose state the
+    /// view can describe (files) override this to plan with the simulated state.
+    fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
+        if view.unaffected(&self.reads()) {
+            self.plan(facts).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// Builds a resource from its (already templated) arguments.

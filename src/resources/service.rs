@@ -8,7 +8,10 @@
 //! stop/disable of a missing unit plans nothing: a unit that does not exist is neither running nor enabled,
 //! and planning a change for it would never converge on hosts that simply lack it.
 
-use super::{bad, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
+use super::{
+    bad, parse_args, run_ok, Action, BuildCtx, Change, Effect, HostView, Outcome, Resource,
+    ResourceError,
+};
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -34,6 +37,14 @@ struct Args {
     #[serde(default)]
     daemon_reload: bool,
 }
+
+/// Where unit files live; writing below one of them is what makes a daemon-reload necessary.
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
 
 struct Service {
     name: String,
@@ -164,6 +175,20 @@ fact enabled "$(systemctl is-enabled "$u" 2>/dev/null)"
 fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's/^NeedDaemonReload=//')""#,
             u = sh_quote(&self.name)
         )
+    }
+
+    fn effects(&self, _change: &Change) -> Vec<Effect> {
+        vec![Effect::Unit(self.name.clone())]
+    }
+
+    /// A unit file written by an earlier task of the run makes systemd want a daemon-reload by the time
+    /// this task runs, which the probe (taken before) cannot see yet.
+    fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
+        let mut facts = facts.clone();
+        if self.daemon_reload && UNIT_DIRS.iter().any(|d| view.writes_under(d)) {
+            facts.set("need_reload", "yes");
+        }
+        self.plan(&facts).map(Some)
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
@@ -334,6 +359,30 @@ exit 0"#
             assert_eq!(second.action, Action::Run);
             assert_eq!(log(&fake).last().map(String::as_str), Some(call));
         }
+    }
+
+    #[tokio::test]
+    async fn plan_expects_a_daemon_reload_after_an_earlier_task_writes_a_unit_file() {
+        use super::super::{Attrs, Effect, HostView};
+        let fake = fake_systemd(&["app"]).await;
+        std::fs::write(fake.dir().join("db/active/app"), "").unwrap();
+        let r = res(
+            KIND,
+            json!({"name": "app", "state": "started", "daemon_reload": true}),
+        );
+        let facts = super::super::probe_now(r.as_ref(), &fake).await.unwrap();
+        let mut view = HostView::default();
+        assert!(!r.plan_in(&facts, &view).unwrap().unwrap().is_pending());
+        view.record(vec![Effect::Write {
+            path: "/etc/systemd/system/app.service".into(),
+            content: Some(b"[Service]\n".to_vec()),
+            attrs: Attrs::default(),
+        }]);
+        let change = r.plan_in(&facts, &view).unwrap().unwrap();
+        assert_eq!(
+            change.details,
+            vec!["daemon-reload (unit files changed on disk)"]
+        );
     }
 
     #[tokio::test]

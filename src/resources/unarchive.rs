@@ -6,7 +6,8 @@
 //! task of the same run may create it, so apply reports it instead.
 
 use super::{
-    bad, checksum, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
+    bad, checksum, parse_args, run_ok, Action, BuildCtx, Change, Effect, Outcome, Reads, Resource,
+    ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -282,6 +283,22 @@ impl Resource for Unarchive {
             c = sh_quote(&self.creates),
             d = sh_quote(&self.dest)
         )
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Paths(vec![self.creates.clone()])
+    }
+
+    /// The unpacked tree: the top directory of `creates` below `dest` (a pack unpacks into one
+    /// versioned directory), or `dest` itself when the marker lies elsewhere.
+    fn effects(&self, _change: &Change) -> Vec<Effect> {
+        let dest = self.dest.trim_end_matches('/');
+        let top = self
+            .creates
+            .strip_prefix(&format!("{dest}/"))
+            .and_then(|rest| rest.split('/').next())
+            .map_or_else(|| self.dest.clone(), |first| format!("{dest}/{first}"));
+        vec![Effect::Touch(top)]
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {

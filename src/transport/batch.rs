@@ -50,8 +50,23 @@ impl Facts {
         self.0.iter()
     }
 
-    fn insert(&mut self, key: &str, value: &str) {
+    /// Sets (or replaces) the fact `key`: how a plan describes a host as earlier pending changes will
+    /// leave it, in the facts a probe would then print.
+    pub fn set(&mut self, key: &str, value: &str) {
         self.0.insert(key.to_string(), value.to_string());
+    }
+
+    /// Removes the fact `key`, for the same simulation (a file that will exist has no `absent` marker).
+    pub fn unset(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// Sets the fact `key` to `bytes`, encoded as a probe's `fact_b64` prints them.
+    pub fn set_bytes(&mut self, key: &str, bytes: &[u8]) {
+        self.set(
+            key,
+            &base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
     }
 }
 
@@ -133,7 +148,7 @@ fn parse(out: &Output, nonce: &str, count: usize) -> Vec<BatchAnswer> {
         } else if let Some(i) = current {
             if let Some(fact) = line.strip_prefix("@f ") {
                 if let Some((k, v)) = fact.split_once('=') {
-                    answers[i].facts.insert(k, v);
+                    answers[i].facts.set(k, v);
                 }
             } else if !line.trim().is_empty() {
                 answers[i].messages.push(line.to_string());

@@ -1,0 +1,171 @@
+//! Plan equals apply: the plan sees each host as the pending changes of earlier tasks in the same run
+//! will leave it, so later tasks are diffed against that, not against the host before the run, and tasks
+//! that run because something changed count as changes.
+
+mod common;
+use common::{Project, Run};
+
+/// The pending (plan) or made (apply) changes of a `--json` run, from its summary.
+fn changes(run: &Run) -> u64 {
+    let s = run.summary();
+    s["add"].as_u64().unwrap() + s["change"].as_u64().unwrap()
+}
+
+/// The names of the tasks of a `--json` run whose status is not `unchanged` or a skip, sorted (events come
+/// in completion order).
+fn changed_tasks(run: &Run) -> Vec<String> {
+    run.json()
+        .into_iter()
+        .filter(|e| e["type"] == "task")
+        .filter(|e| {
+            !matches!(
+                e["status"].as_str(),
+                Some("unchanged") | Some("skipped") | Some("not_notified")
+            )
+        })
+        .map(|e| e["task"].as_str().unwrap().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn project(playbook: &str) -> Project {
+    let p = Project::new();
+    p.local_inventory(&["a"], "");
+    p.write("playbooks/main.yaml", playbook);
+    p
+}
+
+#[test]
+fn an_edit_of_a_file_an_earlier_task_creates_is_planned_against_that_file() {
+    let p = project(
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - name: dir
+        file: { path: "{{ root }}", state: directory }
+      - name: conf
+        file: { path: "{{ root }}/app.conf", state: file }
+      - name: line a
+        lineinfile: { path: "{{ root }}/app.conf", line: "a=1" }
+      - name: line b
+        lineinfile: { path: "{{ root }}/app.conf", line: "b=2" }
+"#,
+    );
+    let plan = p.run(&["plan", "inventory.yaml", "--no-color"]);
+    // The file does not exist before the run and lineinfile has no `create`: without the simulation
+    // this plan said "would fail" although apply succeeds.
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(!plan.stdout.contains("would fail"), "{}", plan.stdout);
+    // Each edit is diffed against the content the tasks before it leave: `line b` keeps `a=1`.
+    let b = plan
+        .stdout
+        .split("~ line b")
+        .nth(1)
+        .expect("line b planned as a change");
+    assert!(b.contains(" a=1\n") && b.contains("+b=2"), "{b}");
+    assert!(
+        !b.contains("+a=1"),
+        "line b diffed against the old file:\n{b}"
+    );
+
+    let json = p.run(&["plan", "inventory.yaml", "--json"]);
+    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(changes(&json), changes(&apply));
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("app.conf")).unwrap(),
+        "a=1\nb=2\n"
+    );
+    p.run(&["apply", "inventory.yaml", "--json"])
+        .assert_no_changes();
+}
+
+#[test]
+fn a_copy_into_a_missing_directory_fails_in_plan_unless_an_earlier_task_makes_it() {
+    let p = project(
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - name: conf
+        copy: { dest: "{{ root }}/conf/app.conf", content: "a=1\n" }
+"#,
+    );
+    let plan = p.run(&["plan", "inventory.yaml", "--no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("conf does not exist"),
+        "{}",
+        plan.stdout
+    );
+    let apply = p.run(&["apply", "inventory.yaml", "--no-color"]);
+    assert_eq!(
+        apply.code,
+        1,
+        "plan said it fails, so must apply: {}",
+        apply.all()
+    );
+
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - name: conf dir
+        file: { path: "{{ root }}/conf", state: directory }
+      - name: conf
+        copy: { dest: "{{ root }}/conf/app.conf", content: "a=1\n" }
+"#,
+    );
+    let plan = p.run(&["plan", "inventory.yaml", "--json"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert_eq!(plan.event("a", "conf")["status"], "create");
+    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(changes(&plan), changes(&apply));
+}
+
+#[test]
+fn checks_after_a_change_count_as_changes_in_plan_as_they_do_in_apply() {
+    // A converged host, then one variable changes: the config, its handler and the gate whose check
+    // follows the change all run in apply, so plan must count all three.
+    let p = Project::new();
+    p.local_inventory(&["a"], "vars:\n  heap: 1g\n");
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - name: dir
+        file: { path: "{{ root }}", state: directory }
+      - name: conf
+        copy: { dest: "{{ root }}/app.conf", content: "heap={{ heap }}\n" }
+        notify: restart
+      - name: other
+        copy: { dest: "{{ root }}/other", content: "x\n" }
+    handlers:
+      - name: restart
+        shell: { cmd: "rm -f {{ root }}/healthy; cp {{ root }}/app.conf {{ root }}/running" }
+  - hosts: all
+    tasks:
+      - name: gate
+        shell: { cmd: "touch {{ root }}/healthy", unless: "test -e {{ root }}/healthy" }
+"#,
+    );
+    assert_eq!(p.run(&["apply", "inventory.yaml"]).code, 0);
+    p.run(&["apply", "inventory.yaml", "--json"])
+        .assert_no_changes();
+
+    let plan = p.run(&["plan", "inventory.yaml", "-e", "heap=2g", "--json"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert_eq!(plan.event("a", "gate")["status"], "known_after_apply");
+    let apply = p.run(&["apply", "inventory.yaml", "-e", "heap=2g", "--json"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(changed_tasks(&plan), changed_tasks(&apply));
+    assert_eq!(changes(&plan), 3, "{}", plan.stdout);
+    assert_eq!(changes(&plan), changes(&apply));
+}
