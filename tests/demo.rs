@@ -25,7 +25,7 @@ fn demo_plans_applies_and_converges() {
     assert!(plans[0].starts_with("Plan: 12 to add"), "{}", plans[0]);
     assert_eq!(plans[1], "Plan: 0 to add, 0 to change, 17 unchanged.");
     assert!(r.stdout.contains("password = \"(sensitive)\"") && !r.stdout.contains("demo-S3cret!"));
-    let pid = dir.join(".scratch/wkr2/opt/wso2am-4.2.0/wso2carbon.pid");
+    let pid = dir.join("local/.scratch/wkr2/opt/wso2am-4.2.0/wso2carbon.pid");
     assert_eq!(
         std::fs::read_to_string(pid).unwrap(),
         "started wkr2 as gateway-worker\n"
@@ -40,4 +40,26 @@ fn demo_plans_applies_and_converges() {
     ]);
     assert_eq!(again.code, 0);
     assert!(again.stdout.contains("Plan: 12 to add"));
+}
+
+#[test]
+fn the_local_demo_leaves_the_lab_demos_project_alone() {
+    let p = Project::new();
+    let dir = p.path().join("demo");
+    let lab_state = dir.join("lab/inventory/.apim-state/pki/ca.key");
+    std::fs::create_dir_all(lab_state.parent().unwrap()).unwrap();
+    std::fs::write(&lab_state, "the lab cluster's CA key").unwrap();
+    let r = p.run(&[
+        "demo",
+        "--local",
+        "--no-color",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(&lab_state).unwrap(),
+        "the lab cluster's CA key",
+        "demo --local deleted the lab demo's state"
+    );
 }

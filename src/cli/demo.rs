@@ -35,10 +35,13 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Runs the lab demo when the lab can run here and `local` is not asked for, else the local one.
+/// Runs the lab demo when the lab can run here and `local` is not asked for, else the local one. Each
+/// keeps its project in its own subdirectory of `dir` (`lab`, `local`), so starting one afresh never
+/// deletes the other's state (the lab cluster's CA and keys).
 pub async fn run(dir: &Path, keep: bool, local: bool, verbosity: Verbosity) -> Result<i32> {
     if !local {
-        if let Some(inventory) = prepare_lab(dir)? {
+        let dir = dir.join("lab");
+        if let Some(inventory) = prepare_lab(&dir)? {
             let code = cycle(&inventory, verbosity).await?;
             let ca = dir.join("inventory/.apim-state/pki/ca.pem");
             println!(
@@ -48,7 +51,7 @@ pub async fn run(dir: &Path, keep: bool, local: bool, verbosity: Verbosity) -> R
             return Ok(code);
         }
     }
-    run_local(dir, keep, verbosity).await
+    run_local(&dir.join("local"), keep, verbosity).await
 }
 
 /// Brings the lab up and writes the active-active project and a stand-in pack under `dir`; `None` when

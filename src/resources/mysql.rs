@@ -320,7 +320,7 @@ pub(crate) mod testdb {
     fn start() -> Server {
         if !Path::new("/usr/sbin/mariadbd").exists() || !Path::new("/usr/bin/mariadb").exists() {
             let out = sh(
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends \
                  mariadb-server mariadb-client 2>&1",
             );
             assert!(

@@ -59,7 +59,8 @@ pub fn build_pack_version(dir: &Path, version: &str) -> PathBuf {
 pub fn ensure_driver() {
     if !Path::new(DRIVER).exists() {
         let st = Command::new("apt-get")
-            .args(["install", "-y", "-q", "libmariadb-java"])
+            .args(["-o", "DPkg::Lock::Timeout=120", "install", "-y", "-q"])
+            .arg("libmariadb-java")
             .status()
             .expect("run apt-get");
         assert!(st.success() && Path::new(DRIVER).exists(), "no {DRIVER}");
