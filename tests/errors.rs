@@ -152,3 +152,239 @@ fn errors_in_json_mode_are_a_json_object() {
     assert_eq!(e["type"], "error");
     assert!(e["message"].as_str().unwrap().contains("main.yaml:4"));
 }
+
+/// Runs `args` and checks for exit 1 with every `expect` in stderr, once, and no panic.
+fn refused(p: &Project, args: &[&str], expect: &[&str]) -> String {
+    let r = p.run(args);
+    assert_eq!(r.code, 1, "{args:?}: expected exit 1\n{}", r.all());
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    for e in expect {
+        assert!(
+            r.stderr.contains(e),
+            "{args:?}: `{e}` not in stderr:\n{}",
+            r.stderr
+        );
+    }
+    assert!(p.untouched(), "{args:?} touched a host");
+    r.stderr
+}
+
+const ONE_TASK: &str = "plays:\n  - hosts: all\n    tasks:\n      - name: t\n        file: {path: \"{{ root }}\", state: directory}\n";
+
+#[test]
+fn a_limit_that_matches_no_host_is_an_error() {
+    let p = project(ONE_TASK);
+    for cmd in ["plan", "apply", "validate", "graph"] {
+        refused(
+            &p,
+            &[cmd, "inventory.yaml", "--limit", "all:!a:!b"],
+            &["--limit", "matches no host"],
+        );
+        refused(
+            &p,
+            &[cmd, "inventory.yaml", "--limit", "g:&b"],
+            &["matches no host"],
+        );
+    }
+    let p = project("plays:\n  - hosts: g\n    tasks:\n      - name: t\n        file: {path: \"{{ root }}\", state: directory}\n");
+    refused(
+        &p,
+        &["apply", "inventory.yaml", "--limit", "b"],
+        &["`b` selects b, on which no play runs"],
+    );
+}
+
+#[test]
+fn a_host_or_var_given_twice_in_the_inventory_is_refused() {
+    let p = project(ONE_TASK);
+    p.write(
+        "inventory.yaml",
+        "playbook: playbooks/main.yaml\nhosts:\n  a:\n    connection: local\n  a:\n    connection: local\n",
+    );
+    refused(
+        &p,
+        &["plan", "inventory.yaml"],
+        &["inventory.yaml:5: duplicate key `hosts.a` (first given at line 3)"],
+    );
+    p.write(
+        "inventory.yaml",
+        "playbook: playbooks/main.yaml\nvars:\n  port: 1\n  port: 2\nhosts:\n  a: {connection: local}\n",
+    );
+    refused(
+        &p,
+        &["validate", "inventory.yaml"],
+        &["inventory.yaml:4: duplicate key `vars.port`"],
+    );
+}
+
+#[test]
+fn a_handler_name_given_twice_is_refused() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - name: t\n        file: {path: \"{{ root }}\", state: directory}\n        notify: h\n    handlers:\n      - name: h\n        file: {path: \"{{ root }}\", state: directory}\n      - name: h\n        file: {path: \"{{ root }}/x\", state: directory}\n");
+    every_command(
+        &p,
+        &[
+            "main.yaml:10",
+            "handler `h` is already defined at playbooks/main.yaml:8",
+        ],
+    );
+}
+
+#[test]
+fn a_module_included_twice_brings_its_handler_once() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - include: m\n        vars: {n: 1}\n      - include: m\n        vars: {n: 2}\n");
+    p.write(
+        "modules/m/tasks.yaml",
+        "- name: t{{ n }}\n  file: {path: \"{{ root }}\", state: directory}\n  notify: h\n",
+    );
+    p.write(
+        "modules/m/handlers.yaml",
+        "- name: h\n  file: {path: \"{{ root }}\", state: directory}\n",
+    );
+    let r = p.run(&["validate", "inventory.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_with_its_line() {
+    // 100 levels pass serde_yaml's own limit (128) and reach the engine's; 30000 are refused by the
+    // parsers themselves. Either way: exit 1 at the line, no stack overflow.
+    for (n, why) in [(100, "nested deeper than 64"), (30000, "")] {
+        let deep = format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let p = project(ONE_TASK);
+        p.write(
+            "inventory.yaml",
+            &format!("playbook: playbooks/main.yaml\nhosts:\n  a: {{connection: local}}\nvars:\n  x: {deep}\n"),
+        );
+        refused(
+            &p,
+            &["plan", "inventory.yaml"],
+            &["inventory.yaml:5: ", why],
+        );
+        let p = project(&format!(
+            "plays:\n  - hosts: all\n    tasks:\n      - copy: {{dest: /x, content: {deep}}}\n"
+        ));
+        refused(&p, &["graph", "inventory.yaml"], &["main.yaml:4: ", why]);
+        let p = project(ONE_TASK);
+        p.write("deep.yaml", &format!("x: {deep}\n"));
+        refused(
+            &p,
+            &["plan", "inventory.yaml", "-e", "@deep.yaml"],
+            &["deep.yaml:1: ", why],
+        );
+    }
+}
+
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let p = project(ONE_TASK);
+    let fifo = p.path().join("fifo.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    refused(
+        &p,
+        &["plan", "fifo.yaml"],
+        &["fifo.yaml: not a regular file"],
+    );
+    refused(
+        &p,
+        &["plan", "inventory.yaml", "--playbook", "fifo.yaml"],
+        &["fifo.yaml: not a regular file"],
+    );
+    refused(
+        &p,
+        &["plan", "inventory.yaml", "-e", "@fifo.yaml"],
+        &["fifo.yaml: not a regular file"],
+    );
+}
+
+#[test]
+fn extra_vars_must_name_a_variable() {
+    let p = project(ONE_TASK);
+    for bad in ["=x", "a b=1", "1a=2", "a-b=1"] {
+        refused(
+            &p,
+            &["plan", "inventory.yaml", "-e", bad],
+            &["is not a variable name"],
+        );
+    }
+    p.write("bad.yaml", "\"a b\": 1\n");
+    refused(
+        &p,
+        &["plan", "inventory.yaml", "-e", "@bad.yaml"],
+        &["`a b` is not a variable name"],
+    );
+    let r = p.run(&["validate", "inventory.yaml", "-e", "ok_1=2"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn a_missing_file_is_reported_once() {
+    let p = project(ONE_TASK);
+    let err = refused(
+        &p,
+        &["plan", "/nonexistent.yaml"],
+        &["/nonexistent.yaml: No such file or directory"],
+    );
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+#[test]
+fn include_takes_a_module_name_not_a_path() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - include: ../../x\n");
+    p.write(
+        "../x/tasks.yaml",
+        "- file: {path: /tmp/x, state: directory}\n",
+    );
+    every_command(
+        &p,
+        &[
+            "main.yaml:4",
+            "`include: ../../x`: a module is named, not a path",
+        ],
+    );
+    for name in ["a/b", "..", ".hidden", "/abs"] {
+        let p = project(&format!(
+            "plays:\n  - hosts: all\n    tasks:\n      - include: \"{name}\"\n"
+        ));
+        check(&p, "validate", &["a module is named, not a path"]);
+    }
+}
+
+#[test]
+fn modules_are_found_on_the_inventory_module_path() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - include: mine\n");
+    p.write(
+        "ops/modules/mine/tasks.yaml",
+        "- name: own\n  file: {path: \"{{ root }}\", state: directory}\n",
+    );
+    check(&p, "validate", &["unknown module `mine`"]);
+    let inv = std::fs::read_to_string(p.path().join("inventory.yaml")).unwrap();
+    p.write(
+        "inventory.yaml",
+        &format!("{inv}module_path: [ops/modules]\n"),
+    );
+    let r = p.run(&["plan", "inventory.yaml", "--no-color"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("mine | own"), "{}", r.stdout);
+}
+
+#[test]
+fn paths_in_errors_are_normalised() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - include: m\n");
+    p.write("modules/m/tasks.yaml", "- name: t\n  flie: {}\n");
+    std::fs::create_dir_all(p.path().join("sub")).unwrap();
+    let err = refused(
+        &p,
+        &[
+            "plan",
+            "inventory.yaml",
+            "--playbook",
+            "./sub/../playbooks/./main.yaml",
+        ],
+        &["modules/m/tasks.yaml:1", "unknown resource type `flie`"],
+    );
+    assert!(!err.contains("..") && !err.contains("/./"), "{err}");
+}

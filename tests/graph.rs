@@ -79,3 +79,44 @@ fn json_graph_has_nodes_and_dependency_edges() {
     );
     assert_eq!(edges.iter().filter(|e| e["kind"] == "order").count(), 1);
 }
+
+#[test]
+fn dot_labels_hold_names_without_added_quotes() {
+    let p = project();
+    let r = p.run(&["graph", "inventory.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains(r#"label = "m: start \"manager\"""#),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(r#"label = "w: start worker""#),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_an_error_not_a_panic() {
+    let p = project();
+    for args in [
+        &["graph", "inventory.yaml"][..],
+        &["validate", "inventory.yaml"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-provision"))
+            .args(args)
+            .current_dir(p.path())
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("writing to standard output"), "{err}");
+    }
+}

@@ -6,7 +6,8 @@ mod logging;
 
 use anyhow::{bail, Context, Result};
 use apim_provision::execute::{self, Mode, Sink};
-use apim_provision::model::Vars;
+use apim_provision::model::location::Lines;
+use apim_provision::model::{error, Vars};
 use apim_provision::plan::{prepare, Options, Prepared};
 use apim_provision::report::human::{self, HumanSink, Verbosity};
 use apim_provision::report::{json, Summary};
@@ -140,23 +141,40 @@ impl Cli {
     }
 }
 
+/// `-e` values: `key=value` (the value read as YAML) or `@file.yaml`, whose file is checked like any
+/// other input (regular file, no duplicate keys, bounded nesting). A key must be a variable name, so that
+/// `-e =x` or `-e 'a b=1'` is refused instead of defining a variable no template can read.
 fn extra_vars(list: &[String]) -> Result<Vars> {
     let mut out = Vars::new();
     for item in list {
         if let Some(file) = item.strip_prefix('@') {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading extra vars {file}"))?;
-            let v: Vars =
-                serde_yaml::from_str(&text).with_context(|| format!("extra vars file {file}"))?;
-            out.extend(v);
+            let path = std::path::Path::new(file);
+            let text = error::read(path).context("-e @file")?;
+            let v: Option<Vars> = error::parse_yaml(path, &text).context("-e @file")?;
+            Lines::index(path, &text).context("-e @file")?;
+            for (k, value) in v.unwrap_or_default() {
+                if !is_var_name(&k) {
+                    bail!("-e {item}: `{k}` is not a variable name (letters, digits and '_', not starting with a digit)");
+                }
+                out.insert(k, value);
+            }
         } else if let Some((k, v)) = item.split_once('=') {
+            if !is_var_name(k) {
+                bail!("-e `{item}`: `{k}` is not a variable name (letters, digits and '_', not starting with a digit)");
+            }
             let value: serde_json::Value = serde_yaml::from_str(v).unwrap_or_else(|_| v.into());
-            out.insert(k.trim().to_string(), value);
+            out.insert(k.to_string(), value);
         } else {
             bail!("-e `{item}`: expected key=value or @file.yaml");
         }
     }
     Ok(out)
+}
+
+fn is_var_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 fn load(t: &Target) -> Result<Prepared> {
@@ -201,16 +219,26 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
     Ok(summary.exit_code(mode))
 }
 
+/// Writes `text` and a newline to stdout. A closed reader (`graph | head -1`) is an error to report,
+/// not a panic as `println!` makes it.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}
+
 fn validate(t: &Target) -> Result<i32> {
     let p = load(t)?;
-    println!(
+    print_out(&format!(
         "Valid: {} hosts, {} plays, {} tasks, {} graph nodes ({}).",
         p.graph.hosts.len(),
         p.pb.plays.len(),
         p.pb.tasks.len(),
         p.graph.graph.node_count(),
         p.pb.path.display()
-    );
+    ))?;
     for w in &p.graph.warnings {
         eprintln!("warning: {w}");
     }
@@ -220,8 +248,8 @@ fn validate(t: &Target) -> Result<i32> {
 fn graph(t: &Target, format: GraphFormat) -> Result<i32> {
     let p = load(t)?;
     match format {
-        GraphFormat::Dot => println!("{}", p.graph.to_dot(&p.pb)),
-        GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&p.graph.to_json(&p.pb))?),
+        GraphFormat::Dot => print_out(&p.graph.to_dot(&p.pb))?,
+        GraphFormat::Json => print_out(&serde_json::to_string_pretty(&p.graph.to_json(&p.pb))?)?,
     }
     Ok(0)
 }

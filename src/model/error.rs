@@ -8,14 +8,21 @@ use thiserror::Error;
 /// A problem in the user's input.
 #[derive(Debug, Error)]
 pub enum ModelError {
-    /// A file could not be read.
-    #[error("{path}: {source}", path = path.display())]
+    /// A file could not be read. The reason is part of the message and not a `source`, so that an
+    /// error chain prints it once.
+    #[error("{path}: {reason}", path = path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
+    },
+    /// A path names a FIFO, device, socket or directory: reading one could block forever or means
+    /// nothing, so only regular files are read.
+    #[error("{path}: not a regular file", path = path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
     },
     /// Anything wrong at a known place: syntax, unknown names, bad arguments, undefined variables.
     #[error("{loc}: {msg}")]
@@ -60,7 +67,7 @@ pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
     }
     ModelError::At {
         loc: Location {
-            file: path.to_path_buf(),
+            file: super::location::clean(path),
             line,
         },
         msg: if col > 0 {
@@ -71,10 +78,15 @@ pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
     }
 }
 
-/// Reads a file, naming it on failure.
+/// Reads a regular file, naming it (as the user wrote it, normalised) on failure.
 pub fn read(path: &std::path::Path) -> Result<String, ModelError> {
-    std::fs::read_to_string(path).map_err(|source| ModelError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    let shown = super::location::clean(path);
+    let failed = |reason| ModelError::Read {
+        path: shown.clone(),
+        reason,
+    };
+    if !std::fs::metadata(path).map_err(failed)?.is_file() {
+        return Err(ModelError::NotAFile { path: shown });
+    }
+    std::fs::read_to_string(path).map_err(failed)
 }

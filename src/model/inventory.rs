@@ -3,7 +3,7 @@
 //! then by name), host vars. Groups may also name hosts that have no entry of their own.
 
 use super::error::{parse_yaml, read, ModelError};
-use super::location::{Lines, Location};
+use super::location::{clean, Lines, Location};
 use super::Vars;
 use indexmap::{IndexMap, IndexSet};
 use serde::Deserialize;
@@ -70,6 +70,8 @@ struct InventoryFile {
     #[serde(default)]
     secrets: Vec<String>,
     #[serde(default)]
+    module_path: Vec<PathBuf>,
+    #[serde(default)]
     ssh: SshDefaults,
     #[serde(default)]
     hosts: IndexMap<String, Option<HostDef>>,
@@ -120,6 +122,9 @@ pub struct Inventory {
     pub vars: Vars,
     /// Names of vars whose values must never be shown.
     pub secrets: Vec<String>,
+    /// The operator's own module directories (`module_path:`, relative to the inventory), searched
+    /// after the project's `modules/`, like Ansible's `roles_path`.
+    pub module_path: Vec<PathBuf>,
     /// Hosts in declaration order.
     pub hosts: Vec<Host>,
     /// Groups in declaration order (the implicit `all` is not stored).
@@ -132,8 +137,9 @@ impl Inventory {
     /// inventory's project (the inventory dir or its parent).
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let text = read(path)?;
-        let lines = Lines::index(path, &text);
         let raw: InventoryFile = parse_yaml(path, &text)?;
+        let lines = Lines::index(path, &text)?;
+        let path = &clean(path);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -150,10 +156,10 @@ impl Inventory {
                     format!("no playbook for pattern `{p}` (looked for playbooks/{p}.yaml next to the inventory and in its parent)"),
                 )
             })?),
-            (None, Some(p)) => Some(dir.join(p)),
+            (None, Some(p)) => Some(clean(&dir.join(p))),
             (None, None) => None,
         };
-        let rel = |p: &Option<PathBuf>| p.as_ref().map(|p| dir.join(p));
+        let rel = |p: &Option<PathBuf>| p.as_ref().map(|p| clean(&dir.join(p)));
         let mut hosts: Vec<Host> = Vec::new();
         for (name, def) in raw.hosts {
             let def = def.unwrap_or(HostDef {
@@ -215,12 +221,18 @@ impl Inventory {
                 },
             );
         }
+        let module_path = raw
+            .module_path
+            .iter()
+            .map(|p| clean(&dir.join(p)))
+            .collect();
         let inv = Inventory {
             path: path.to_path_buf(),
             dir,
             playbook,
             vars: raw.vars,
             secrets: raw.secrets,
+            module_path,
             hosts,
             groups,
             lines,
@@ -398,6 +410,7 @@ fn find_pattern(dir: &Path, name: &str) -> Option<PathBuf> {
         dir.join("..").join("playbooks").join(&file),
     ]
     .into_iter()
+    .map(|p| clean(&p))
     .find(|p| p.is_file())
 }
 

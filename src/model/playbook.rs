@@ -4,7 +4,7 @@
 //! Everything here is checked when loading: unknown resource types, unknown modules, unknown handlers.
 
 use super::error::{parse_yaml, read, ModelError};
-use super::location::{Lines, Location};
+use super::location::{clean, Lines, Location};
 use super::Vars;
 use crate::resources;
 use serde::Deserialize;
@@ -158,12 +158,14 @@ struct Frame {
 }
 
 impl Playbook {
-    /// Loads a playbook and every module it includes. Modules are looked up in `modules/` next to the
-    /// playbook and in its parent directory.
-    pub fn load(path: &Path) -> Result<Self, ModelError> {
+    /// Loads a playbook and every module it includes. Modules are found by name on the module path:
+    /// the project's `modules/` (next to the playbook, or in its parent directory), then each of
+    /// `module_path` (the operator's own, from the inventory).
+    pub fn load(path: &Path, module_path: &[PathBuf]) -> Result<Self, ModelError> {
         let text = read(path)?;
-        let lines = Arc::new(Lines::index(path, &text));
         let mut value: Y = parse_yaml(path, &text)?;
+        let lines = Arc::new(Lines::index(path, &text)?);
+        let path = &clean(path);
         let prefix = if value.is_sequence() {
             value = Y::Mapping(Mapping::from_iter([(Y::from("plays"), value)]));
             ""
@@ -186,8 +188,17 @@ impl Playbook {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
+        let mut modules = vec![
+            clean(&dir.join("modules")),
+            clean(&dir.join("..").join("modules")),
+        ];
+        for m in module_path {
+            if !modules.contains(m) {
+                modules.push(m.clone());
+            }
+        }
         let mut l = Loader {
-            modules: vec![dir.join("modules"), dir.join("..").join("modules")],
+            modules,
             pb: Playbook {
                 path: path.to_path_buf(),
                 dir: dir.clone(),
@@ -402,13 +413,26 @@ impl Loader {
             format!("{} | {short}", f.label)
         };
         let id = self.pb.tasks.len();
-        if f.handler
-            && self.pb.plays[f.play]
+        if f.handler {
+            let play = &self.pb.plays[f.play];
+            if let Some(other) = play
                 .handlers
                 .iter()
-                .any(|h| self.pb.tasks[*h].short == short)
-        {
-            return Ok(());
+                .map(|h| &self.pb.tasks[*h])
+                .find(|h| h.short == short)
+            {
+                // A module included twice in a play brings the same handler twice: one is enough.
+                if other.loc == *loc {
+                    return Ok(());
+                }
+                return Err(ModelError::at(
+                    loc,
+                    format!(
+                        "handler `{short}` is already defined at {} in play `{}`; handler names must be unique",
+                        other.loc, play.name
+                    ),
+                ));
+            }
         }
         let scope = self.scope(f);
         self.pb.tasks.push(TaskSpec {
@@ -460,6 +484,15 @@ impl Loader {
         loc: &Location,
         f: &Frame,
     ) -> Result<(), ModelError> {
+        if !is_module_name(module) {
+            return Err(ModelError::at(
+                loc,
+                format!(
+                    "`include: {module}`: a module is named, not a path: letters, digits, '-', '_' and '.' (no `/` or `..`); it is found on the module path ({})",
+                    self.looked(module).join(", ")
+                ),
+            ));
+        }
         if self.stack.iter().any(|m| m == module) {
             return Err(ModelError::at(
                 loc,
@@ -475,16 +508,11 @@ impl Loader {
             .map(|d| d.join(module))
             .find(|d| d.join("tasks.yaml").is_file())
             .ok_or_else(|| {
-                let looked: Vec<_> = self
-                    .modules
-                    .iter()
-                    .map(|d| d.join(module).join("tasks.yaml").display().to_string())
-                    .collect();
                 ModelError::at(
                     loc,
                     format!(
                         "unknown module `{module}` (looked for {})",
-                        looked.join(", ")
+                        self.looked(module).join(", ")
                     ),
                 )
             })?;
@@ -492,6 +520,7 @@ impl Loader {
             p if p.is_file() => {
                 let t = read(&p)?;
                 let v: Option<Vars> = parse_yaml(&p, &t)?;
+                Lines::index(&p, &t)?;
                 v.unwrap_or_default()
             }
             _ => Vars::new(),
@@ -517,8 +546,9 @@ impl Loader {
             }
             let t = read(&p)?;
             let list: Option<Vec<Y>> = parse_yaml(&p, &t)?;
+            let file_lines = Lines::index(&p, &t)?;
             let mut fr = sub.clone();
-            fr.lines = Arc::new(Lines::index(&p, &t));
+            fr.lines = Arc::new(file_lines);
             fr.prefix = String::new();
             fr.handler = f.handler || handler;
             if handler {
@@ -536,6 +566,14 @@ impl Loader {
         }
         self.stack.pop();
         Ok(())
+    }
+
+    /// Where `module`'s tasks file would be on the module path.
+    fn looked(&self, module: &str) -> Vec<String> {
+        self.modules
+            .iter()
+            .map(|d| d.join(module).join("tasks.yaml").display().to_string())
+            .collect()
     }
 
     fn check_notify(&self) -> Result<(), ModelError> {
@@ -594,6 +632,14 @@ fn strip_braces(s: &str) -> String {
         .and_then(|x| x.strip_suffix("}}"))
         .map(|x| x.trim().to_string())
         .unwrap_or_else(|| t.to_string())
+}
+
+/// A module name: what may follow `include:`, never a path that could reach outside the module path.
+fn is_module_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn is_ident(s: &str) -> bool {

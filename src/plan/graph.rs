@@ -29,6 +29,16 @@ pub enum Edge {
     Depends,
 }
 
+/// The edge kind's name, as in the JSON graph (and what DOT requires of edge weights).
+impl std::fmt::Display for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Edge::Order => "order",
+            Edge::Depends => "depends_on",
+        })
+    }
+}
+
 /// The whole run as a DAG.
 #[derive(Debug, Clone, Default)]
 pub struct TaskGraph {
@@ -44,14 +54,24 @@ impl TaskGraph {
     /// Builds the graph for the hosts `limit` selects (all when `None`), checking every host pattern and
     /// dependency and rejecting cycles.
     pub fn build(inv: &Inventory, pb: &Playbook, limit: Option<&str>) -> Result<Self, ModelError> {
+        let limit_error = |msg: String| ModelError::At {
+            loc: crate::model::Location {
+                file: "--limit".into(),
+                line: 0,
+            },
+            msg,
+        };
         let allowed: Option<Vec<String>> = match limit {
-            Some(l) => Some(inv.select(l).map_err(|e| ModelError::At {
-                loc: crate::model::Location {
-                    file: "--limit".into(),
-                    line: 0,
-                },
-                msg: e,
-            })?),
+            Some(l) => {
+                let hosts = inv.select(l).map_err(limit_error)?;
+                if hosts.is_empty() {
+                    return Err(limit_error(format!(
+                        "`{l}` matches no host of {}",
+                        inv.path.display()
+                    )));
+                }
+                Some(hosts)
+            }
             None => None,
         };
         let mut g = TaskGraph::default();
@@ -115,6 +135,14 @@ impl TaskGraph {
                 }
             }
         }
+        if let Some(l) = limit {
+            if g.graph.node_count() == 0 {
+                return Err(limit_error(format!(
+                    "`{l}` selects {}, on which no play runs",
+                    g.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
         g.check_cycles(pb)?;
         Ok(g)
     }
@@ -166,7 +194,8 @@ impl TaskGraph {
         Err(ModelError::Cycle(text.join(" -> ")))
     }
 
-    /// Graphviz DOT: one box per (host, task), dashed edges for explicit dependencies.
+    /// Graphviz DOT: one box per (host, task), labelled `host: task` (quotes in names escaped, never
+    /// added), dashed edges for explicit dependencies.
     pub fn to_dot(&self, pb: &Playbook) -> String {
         let labelled = self.graph.map(
             |_, n| format!("{}: {}", n.host, pb.tasks[n.task].name),
@@ -177,8 +206,9 @@ impl TaskGraph {
             Edge::Depends => "style=dashed color=blue".to_string(),
         };
         let node_attr = |_: &_, _: (NodeIndex, &String)| "shape=box".to_string();
+        // Display, not Debug: Debug would quote each label a second time, so the quotes showed.
         format!(
-            "{:?}",
+            "{}",
             Dot::with_attr_getters(&labelled, &[Config::EdgeNoLabel], &edge_attr, &node_attr)
         )
     }
@@ -197,7 +227,7 @@ impl TaskGraph {
         let edges: Vec<_> = self
             .graph
             .edge_references()
-            .map(|e| serde_json::json!({"from": e.source().index(), "to": e.target().index(), "kind": match e.weight() { Edge::Order => "order", Edge::Depends => "depends_on" }}))
+            .map(|e| serde_json::json!({"from": e.source().index(), "to": e.target().index(), "kind": e.weight().to_string()}))
             .collect();
         serde_json::json!({"playbook": pb.name, "nodes": nodes, "edges": edges})
     }

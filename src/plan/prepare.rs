@@ -132,7 +132,7 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
             ))
         }
     };
-    let pb = Playbook::load(&pb_path)?;
+    let pb = Playbook::load(&pb_path, &inv.module_path)?;
     let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref())?;
     let templates = Arc::new(Templates::new());
 
