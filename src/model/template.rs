@@ -43,11 +43,17 @@ fn json_of(v: &Value) -> Result<serde_json::Value, Error> {
 }
 
 impl Templates {
-    /// An engine with strict undefined, no HTML escaping, kept trailing newlines and the extra filters.
+    /// An engine with strict undefined, no HTML escaping, kept trailing newlines, `trim_blocks` (the
+    /// newline after a block tag is dropped, as Ansible's template module does, so Ansible templates
+    /// render byte-identically), `{% include %}` of files next to the including template, and the extra
+    /// filters.
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        env.set_trim_blocks(true);
+        env.set_path_join_callback(|name, parent| join_include(name, parent).into());
+        env.set_loader(load_include);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.add_filter("bool", |v: Value| truthy(&v));
         env.add_filter("to_json", |v: Value| -> Result<String, Error> {
@@ -220,6 +226,24 @@ impl Templates {
         Ok(e.undeclared_variables(false).into_iter().collect())
     }
 
+    /// Top-level names that the templated strings inside `v` only guard: `x | default(…)`, `x is defined`,
+    /// `x is not defined`, `x is undefined`. Such a name may be undefined; reading it unguarded still
+    /// fails when the template renders.
+    pub fn guarded_in(&self, v: &serde_json::Value) -> BTreeSet<String> {
+        use serde_json::Value as J;
+        match v {
+            J::String(s) if is_templated(s) => guarded(s),
+            J::Array(a) => a.iter().flat_map(|x| self.guarded_in(x)).collect(),
+            J::Object(m) => m.values().flat_map(|x| self.guarded_in(x)).collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// [`Templates::guarded_in`] for a bare expression (a `when:` condition).
+    pub fn guarded_in_expr(&self, expr: &str) -> BTreeSet<String> {
+        guarded(expr)
+    }
+
     fn collect_names(
         &self,
         v: &serde_json::Value,
@@ -275,6 +299,49 @@ impl Templates {
         names.sort();
         names.into_iter().find(|n| !resolves(ctx, n))
     }
+}
+
+/// Names that `src` tests for definedness or gives a default: the name, any `.attr` / `[key]` after it,
+/// then `| default`/`| d` or `is [not] defined`/`is undefined`.
+fn guarded(src: &str) -> BTreeSet<String> {
+    static GUARD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?:^|[^\w.])([A-Za-z_]\w*)(?:\s*\.\s*\w+|\s*\[[^\]]*\])*\s*(?:\|\s*(?:default|d)\b|is\s+(?:not\s+)?(?:defined|undefined)\b)",
+        )
+        .expect("static regex")
+    });
+    GUARD.captures_iter(src).map(|c| c[1].to_string()).collect()
+}
+
+/// Resolves `{% include name %}` against the including template's directory. Only a plain relative
+/// name (no `..`, not absolute) of a template rendered from a file is joined; anything else is marked so
+/// that [`load_include`] refuses it by name.
+fn join_include(name: &str, parent: &str) -> String {
+    let p = std::path::Path::new(name);
+    let plain = p
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    match std::path::Path::new(parent).parent() {
+        Some(dir) if plain && !name.is_empty() && std::path::Path::new(parent).is_file() => {
+            dir.join(p).display().to_string()
+        }
+        _ => format!("{REFUSED}{name}"),
+    }
+}
+
+/// Prefix of include names [`join_include`] refused.
+const REFUSED: &str = "\u{0}refused:";
+
+fn load_include(name: &str) -> Result<Option<String>, Error> {
+    if let Some(asked) = name.strip_prefix(REFUSED) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("include `{asked}`: only a file next to the including template file can be included (a relative name without `..`)"),
+        ));
+    }
+    super::error::read(std::path::Path::new(name))
+        .map(Some)
+        .map_err(|e| Error::new(ErrorKind::TemplateNotFound, e.to_string()))
 }
 
 fn resolves(ctx: &Value, dotted: &str) -> bool {
@@ -353,5 +420,71 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["a", "b"]
         );
+    }
+
+    #[test]
+    fn default_and_definedness_tests_accept_undefined_names() {
+        let t = Templates::new();
+        let c = ctx();
+        assert_eq!(t.render_str("{{ nope | default('d') }}", &c).unwrap(), "d");
+        assert_eq!(
+            t.render_str("{{ db.port | default(3306) }}", &c).unwrap(),
+            "3306"
+        );
+        assert_eq!(
+            t.render_value(&json!("{{ nope | d(7) }}"), &c).unwrap(),
+            json!(7)
+        );
+        assert!(t.truth("nope is not defined", &c).unwrap());
+        assert!(!t.truth("nope is defined", &c).unwrap());
+        assert!(t.truth("nope is undefined and a is defined", &c).unwrap());
+        let e = t.render_str("{{ nope }}", &c).unwrap_err();
+        assert!(e.contains("undefined variable `nope`"), "{e}");
+    }
+
+    #[test]
+    fn guarded_names_are_found_and_plain_reads_are_not() {
+        let t = Templates::new();
+        let g = t.guarded_in(&json!({
+            "a": "{{ x | default('') }}{{ y.z['k'] |d(1) }}",
+            "b": ["{% if w is not defined %}{% endif %}{{ plain }}{{ q.r | upper }}"],
+        }));
+        assert_eq!(g.into_iter().collect::<Vec<_>>(), vec!["w", "x", "y"]);
+        assert_eq!(
+            t.guarded_in_expr("v is defined and u")
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["v"]
+        );
+    }
+
+    #[test]
+    fn block_tags_eat_their_newline_as_in_ansible() {
+        let t = Templates::new();
+        let src = "a\n{% if flag %}\nb\n{% endif %}\nc\n";
+        assert_eq!(t.render_str(src, &ctx()).unwrap(), "a\nb\nc\n");
+    }
+
+    #[test]
+    fn a_template_file_includes_a_file_next_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.j2");
+        std::fs::write(&main, "top {% include 'part.j2' %}end\n").unwrap();
+        std::fs::write(dir.path().join("part.j2"), "{{ name }}\n").unwrap();
+        let t = Templates::new();
+        let name = main.display().to_string();
+        let src = std::fs::read_to_string(&main).unwrap();
+        assert_eq!(t.render_named(&name, &src, &ctx()).unwrap(), "top x\nend\n");
+        for bad in ["../part.j2", "/etc/hostname"] {
+            let e = t
+                .render_named(&name, &format!("{{% include '{bad}' %}}"), &ctx())
+                .unwrap_err();
+            assert!(
+                e.contains(&format!("include `{bad}`: only a file next to")),
+                "{e}"
+            );
+        }
+        let e = t.render_str("{% include 'part.j2' %}", &ctx()).unwrap_err();
+        assert!(e.contains("only a file next to"), "{e}");
     }
 }

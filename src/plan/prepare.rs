@@ -238,12 +238,14 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
         .templates
         .names_in(&t.args)
         .map_err(|e| here(format!("template syntax: {e}")))?;
+    let mut guarded = p.templates.guarded_in(&t.args);
     for w in &t.when {
         names.extend(
             p.templates
                 .names_in_expr(w)
                 .map_err(|e| here(format!("when `{w}`: {e}")))?,
         );
+        guarded.extend(p.templates.guarded_in_expr(w));
     }
     let mut reads = BTreeSet::new();
     for name in names {
@@ -251,7 +253,10 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
             reads.insert(name);
         } else if let Some(why) = ctx_vars.broken.get(&name) {
             return Err(here(format!("variable `{name}` cannot be resolved: {why}")));
-        } else if !ctx_vars.vars.contains_key(&name) && !p.templates.is_global(&name) {
+        } else if !ctx_vars.vars.contains_key(&name)
+            && !p.templates.is_global(&name)
+            && !guarded.contains(&name)
+        {
             return Err(here(format!("undefined variable `{name}`")));
         }
     }
