@@ -388,3 +388,32 @@ fn paths_in_errors_are_normalised() {
     );
     assert!(!err.contains("..") && !err.contains("/./"), "{err}");
 }
+
+#[test]
+fn no_color_removes_every_colour_code_logs_included() {
+    let p = project(ONE_TASK);
+    let force = [("CLICOLOR_FORCE", "1")];
+    let coloured = p.run_env(&["apply", "inventory.yaml", "-vv"], &force);
+    assert!(
+        coloured.all().contains('\x1b'),
+        "the test must see colours when forced:\n{}",
+        coloured.all()
+    );
+    assert!(
+        coloured.stderr.contains("DEBUG"),
+        "-vv logs expected:\n{}",
+        coloured.stderr
+    );
+    for cmd in ["plan", "apply"] {
+        let r = p.run_env(&[cmd, "inventory.yaml", "-vv", "--no-color"], &force);
+        assert!(r.stderr.contains("DEBUG"), "{}", r.stderr);
+        assert!(
+            !r.all().contains('\x1b'),
+            "{cmd}: colour codes with --no-color:\n{}",
+            r.all()
+        );
+    }
+    let r = p.run_env(&["plan", "nosuch.yaml", "--no-color"], &force);
+    assert_eq!(r.code, 1);
+    assert!(!r.all().contains('\x1b'), "{}", r.all());
+}

@@ -19,6 +19,7 @@ impl Write for MaskedStderr {
 }
 
 /// Installs the subscriber: warnings by default, info with -v, debug with -vv, errors only with -q.
+/// Colours only where `console` would colour stderr (a terminal, and no `--no-color`).
 pub fn init(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -31,5 +32,6 @@ pub fn init(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_writer(|| MaskedStderr)
         .with_target(false)
+        .with_ansi(console::colors_enabled_stderr())
         .try_init();
 }

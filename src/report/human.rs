@@ -141,17 +141,16 @@ pub fn print_plan(reports: &[NodeReport], summary: &Summary, verbosity: Verbosit
                     )
             })
             .collect();
-        if verbosity == Verbosity::Quiet
-            && mine
-                .iter()
-                .all(|r| matches!(r.outcome, Outcome::Unchanged | Outcome::Skipped { .. }))
-        {
+        // Quiet: failures only, then the totals.
+        let shown = |r: &NodeReport| {
+            verbosity != Verbosity::Quiet || matches!(r.outcome, Outcome::Failed(_))
+        };
+        if !mine.iter().any(|r| shown(r)) {
             continue;
         }
         out.push_str(&format!("{}\n", style(host).bold().underlined()));
         for r in mine {
-            let pending = !matches!(r.outcome, Outcome::Unchanged | Outcome::Skipped { .. });
-            if verbosity == Verbosity::Quiet && !pending {
+            if !shown(r) {
                 continue;
             }
             let target = r
