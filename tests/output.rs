@@ -12,8 +12,10 @@ fn quiet_plan_prints_only_failures_and_the_summary() {
         r#"plays:
   - hosts: all
     tasks:
+      - name: root
+        file: { path: "{{ root }}", state: directory }
       - name: conf file
-        copy: { dest: "{{ root }}.conf", content: "secret-free line\n" }
+        copy: { dest: "{{ root }}/conf", content: "secret-free line\n" }
       - name: broken
         when: inventory_hostname == 'b'
         lineinfile: { path: "{{ root }}/missing/file", line: "x" }
@@ -42,7 +44,7 @@ fn quiet_plan_prints_only_failures_and_the_summary() {
         r.stdout
     );
     assert!(normal.stdout.contains("! broken"), "{}", normal.stdout);
-    assert!(r.stdout.contains("Plan: 2 to add"), "{}", r.stdout);
+    assert!(r.stdout.contains("Plan: 4 to add"), "{}", r.stdout);
     assert!(
         r.stdout.starts_with("b\n"),
         "the failing host's name first:\n{}",
