@@ -56,3 +56,35 @@ fn quiet_plan_prints_only_failures_and_the_summary() {
         r.stdout
     );
 }
+
+#[test]
+fn a_closed_stdout_never_panics_and_never_stops_an_apply() {
+    use std::process::{Command, Stdio};
+    let p = Project::new();
+    p.local_inventory(&["a"], "");
+    p.write(
+        "playbooks/main.yaml",
+        "plays:\n  - hosts: all\n    tasks:\n      - name: root\n        file: { path: \"{{ root }}\", state: directory }\n      - name: conf\n        copy: { dest: \"{{ root }}/conf\", content: \"x\\n\" }\n",
+    );
+    for cmd in ["plan", "apply"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-provision"))
+            .args([cmd, "inventory.yaml"])
+            .current_dir(p.path())
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+        assert!(err.contains("writing to standard output"), "{cmd}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("conf")).unwrap(),
+        "x\n",
+        "the apply did not finish"
+    );
+}

@@ -213,6 +213,7 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
             Mode::Plan => human::print_plan(&reports, &summary, verbosity),
             Mode::Apply => human::print_recap(&reports, &summary, elapsed),
         }
+        .context("writing to standard output")?;
     } else {
         json::print_summary(mode, &summary, elapsed, &p.graph.warnings);
     }

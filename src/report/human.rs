@@ -7,6 +7,7 @@ use crate::execute::{Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::resources::{Action, ContentDiff};
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
 use std::time::Duration;
 
 /// How much to print.
@@ -51,7 +52,10 @@ impl HumanSink {
     }
 
     fn line(&self, text: String) {
-        self.bar.suspend(|| println!("{}", mask(&text)));
+        // A reader that went away (`apply | head`) must not stop an apply half-way: the line is lost.
+        self.bar.suspend(|| {
+            let _ = writeln!(std::io::stdout().lock(), "{}", mask(&text));
+        });
     }
 }
 
@@ -115,6 +119,12 @@ fn symbol(o: &Outcome) -> console::StyledObject<&'static str> {
     }
 }
 
+fn write_out(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
 /// Unified diff of a file's content, indented under its task.
 pub fn unified(d: &ContentDiff) -> String {
     similar::TextDiff::from_lines(&d.old, &d.new)
@@ -124,8 +134,13 @@ pub fn unified(d: &ContentDiff) -> String {
         .to_string()
 }
 
-/// Prints the plan, grouped by host in inventory order, then the totals line.
-pub fn print_plan(reports: &[NodeReport], summary: &Summary, verbosity: Verbosity) {
+/// Prints the plan, grouped by host in inventory order, then the totals line. Fails when stdout is
+/// closed (`plan | head -1`) instead of panicking.
+pub fn print_plan(
+    reports: &[NodeReport],
+    summary: &Summary,
+    verbosity: Verbosity,
+) -> std::io::Result<()> {
     let mut out = String::new();
     for host in summary.hosts.keys() {
         let mine: Vec<&NodeReport> = reports
@@ -199,11 +214,15 @@ pub fn print_plan(reports: &[NodeReport], summary: &Summary, verbosity: Verbosit
     if summary.failed > 0 {
         out.push_str(&format!(" {} would fail.", summary.failed));
     }
-    println!("{}", mask(&out));
+    write_out(&mask(&out))
 }
 
-/// Prints the apply recap and every failure with its place.
-pub fn print_recap(reports: &[NodeReport], summary: &Summary, elapsed: Duration) {
+/// Prints the apply recap and every failure with its place; fails, not panics, on a closed stdout.
+pub fn print_recap(
+    reports: &[NodeReport],
+    summary: &Summary,
+    elapsed: Duration,
+) -> std::io::Result<()> {
     let mut out = String::from("\nRecap:\n");
     for (host, t) in &summary.hosts {
         out.push_str(&format!(
@@ -231,5 +250,5 @@ pub fn print_recap(reports: &[NodeReport], summary: &Summary, elapsed: Duration)
         summary.unchanged,
         elapsed.as_secs_f64()
     ));
-    println!("{}", mask(&out));
+    write_out(&mask(&out))
 }
