@@ -125,3 +125,49 @@ fn an_include_outside_the_template_directory_is_refused() {
     );
     assert!(p.untouched());
 }
+
+#[test]
+fn shipped_templates_render_as_ansible_renders_them() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = repo.join("tests/fixtures/ansible");
+    let templates = [
+        ("wso2_config", "deployment.toml"),
+        ("nginx_lb", "nginx.conf"),
+        ("wso2_service", "wso2am.service"),
+    ];
+    for scenario in ["on", "off"] {
+        let p = Project::new();
+        let vars = std::fs::read_to_string(fixtures.join(format!("vars-{scenario}.json"))).unwrap();
+        p.write(
+            "inventory.yaml",
+            &format!(
+                "playbook: playbooks/main.yaml\nhosts:\n  a: {{connection: local, address: 10.0.0.1}}\n  b: {{connection: local, address: 10.0.0.2}}\nvars: {vars}\n"
+            ),
+        );
+        let mut tasks = String::from(
+            "plays:\n  - hosts: a\n    tasks:\n      - file: { path: \"@ROOT@\", state: directory }\n",
+        );
+        for (module, file) in templates {
+            let src = repo.join(format!("modules/{module}/templates/{file}.j2"));
+            p.write(
+                &format!("playbooks/templates/{file}.j2"),
+                &std::fs::read_to_string(src).unwrap(),
+            );
+            tasks.push_str(&format!(
+                "      - template: {{ src: {file}.j2, dest: \"@ROOT@/{file}\" }}\n"
+            ));
+        }
+        p.write("playbooks/main.yaml", &tasks);
+        let r = p.run(&["apply", "inventory.yaml", "--no-color"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        for (_, file) in templates {
+            let got = std::fs::read_to_string(p.path().join("hosts").join(file)).unwrap();
+            let want =
+                std::fs::read_to_string(fixtures.join(format!("{scenario}-{file}"))).unwrap();
+            assert_eq!(
+                got, want,
+                "{scenario}: {file} differs from what Ansible renders"
+            );
+        }
+    }
+}
