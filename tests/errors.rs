@@ -417,3 +417,80 @@ fn no_color_removes_every_colour_code_logs_included() {
     assert_eq!(r.code, 1);
     assert!(!r.all().contains('\x1b'), "{}", r.all());
 }
+
+/// Runs `args` in `p`, failing the test if the binary takes longer than `secs` (a hang, not an error).
+fn run_within(p: &Project, args: &[&str], secs: u64) -> common::Run {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apim-provision"))
+        .args(args)
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > secs {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?} still running after {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn deeply_nested_groups_are_refused_and_wide_ones_load_quickly() {
+    let p = project(ONE_TASK);
+    let inv = std::fs::read_to_string(p.path().join("inventory.yaml")).unwrap();
+    let mut chain = inv.replace("groups:\n  g:\n    hosts: [a]\n", "groups:\n");
+    for i in 0..2400 {
+        chain.push_str(&format!("  g{i}: {{children: [g{}]}}\n", i + 1));
+    }
+    chain.push_str("  g2400: {hosts: [a]}\n");
+    p.write("inventory.yaml", &chain);
+    let r = run_within(&p, &["validate", "inventory.yaml"], 20);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("groups nested deeper than 64 levels: g0 -> g1 -> g2"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("inventory.yaml:"), "{}", r.stderr);
+
+    // 30 levels of two groups, each the parent of both groups below: 2^30 paths, 60 groups.
+    let mut lattice = inv.replace("groups:\n  g:\n    hosts: [a]\n", "groups:\n");
+    for i in 0..30 {
+        for side in ["l", "r"] {
+            lattice.push_str(&format!(
+                "  {side}{i}: {{children: [l{n}, r{n}], vars: {{lvl: {i}}}}}\n",
+                n = i + 1
+            ));
+        }
+    }
+    lattice.push_str("  l30: {hosts: [a], vars: {lvl: 30}}\n  r30: {hosts: [b]}\n");
+    p.write("inventory.yaml", &lattice);
+    p.write(
+        "playbooks/main.yaml",
+        "plays:\n  - hosts: all\n    tasks:\n      - file: {path: \"{{ root }}\", state: directory}\n      - name: t\n        copy: {dest: \"{{ root }}/lvl\", content: \"lvl={{ lvl }}\"}\n",
+    );
+    let r = run_within(&p, &["plan", "inventory.yaml", "--json"], 20);
+    assert_eq!(r.code, 2, "{}", r.all());
+    // The deepest group's vars win on a; b's deepest group sets none, so the level above it wins.
+    assert!(
+        r.event("a", "t").to_string().contains("lvl=30"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.event("b", "t").to_string().contains("lvl=29"),
+        "{}",
+        r.stdout
+    );
+}

@@ -3,10 +3,11 @@
 //! then by name), host vars. Groups may also name hosts that have no entry of their own.
 
 use super::error::{parse_yaml, read, ModelError};
-use super::location::{clean, Lines, Location};
+use super::location::{clean, Lines, Location, MAX_DEPTH};
 use super::Vars;
 use indexmap::{IndexMap, IndexSet};
 use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// How the engine reaches a host.
@@ -107,6 +108,8 @@ pub struct Group {
     pub vars: Vars,
     /// Where the group is declared.
     pub loc: Location,
+    /// The longest chain of parent groups above it: a parent's vars come before its children's.
+    pub depth: usize,
 }
 
 /// A loaded, checked inventory.
@@ -218,6 +221,7 @@ impl Inventory {
                     children: def.children,
                     vars: def.vars,
                     loc,
+                    depth: 0,
                 },
             );
         }
@@ -226,7 +230,7 @@ impl Inventory {
             .iter()
             .map(|p| clean(&dir.join(p)))
             .collect();
-        let inv = Inventory {
+        let mut inv = Inventory {
             path: path.to_path_buf(),
             dir,
             playbook,
@@ -241,7 +245,9 @@ impl Inventory {
         Ok(inv)
     }
 
-    fn check_groups(&self) -> Result<(), ModelError> {
+    /// Checks child names, refuses cycles and nesting deeper than [`MAX_DEPTH`], and sets each group's
+    /// depth. Every walk visits a group once, so a large or diamond-shaped hierarchy stays linear.
+    fn check_groups(&mut self) -> Result<(), ModelError> {
         for (name, g) in &self.groups {
             for c in &g.children {
                 if !self.groups.contains_key(c) {
@@ -251,24 +257,76 @@ impl Inventory {
                     ));
                 }
             }
-            let mut seen = IndexSet::new();
-            self.check_acyclic(name, &mut seen)?;
+        }
+        let mut done = HashSet::new();
+        for name in self.groups.keys() {
+            let mut path = IndexSet::new();
+            self.check_below(name, &mut path, &mut done)?;
+        }
+        let mut depth: HashMap<String, usize> = HashMap::new();
+        for _ in 0..=MAX_DEPTH {
+            let mut moved = false;
+            for (p, g) in &self.groups {
+                let below = depth.get(p).copied().unwrap_or(0) + 1;
+                for c in &g.children {
+                    let d = depth.entry(c.clone()).or_insert(0);
+                    if *d < below {
+                        *d = below;
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (name, g) in self.groups.iter_mut() {
+            g.depth = depth.get(name).copied().unwrap_or(0);
         }
         Ok(())
     }
 
-    fn check_acyclic(&self, name: &str, path: &mut IndexSet<String>) -> Result<(), ModelError> {
-        if !path.insert(name.to_string()) {
-            let chain: Vec<_> = path.iter().cloned().chain([name.to_string()]).collect();
+    fn check_below(
+        &self,
+        name: &str,
+        path: &mut IndexSet<String>,
+        done: &mut HashSet<String>,
+    ) -> Result<(), ModelError> {
+        if done.contains(name) {
+            return Ok(());
+        }
+        let chain = |path: &IndexSet<String>| {
+            path.iter()
+                .cloned()
+                .chain([name.to_string()])
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        };
+        if path.contains(name) {
             return Err(ModelError::at(
                 &self.groups[name].loc,
-                format!("group cycle: {}", chain.join(" -> ")),
+                format!("group cycle: {}", chain(path)),
             ));
         }
+        if path.len() >= MAX_DEPTH {
+            return Err(ModelError::at(
+                &self.groups[name].loc,
+                format!(
+                    "groups nested deeper than {MAX_DEPTH} levels: {} -> …",
+                    path.iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" -> ")
+                ),
+            ));
+        }
+        path.insert(name.to_string());
         for c in &self.groups[name].children {
-            self.check_acyclic(c, path)?;
+            self.check_below(c, path, done)?;
         }
         path.pop();
+        done.insert(name.to_string());
         Ok(())
     }
 
@@ -292,10 +350,15 @@ impl Inventory {
     }
 
     fn collect(&self, group: &str, out: &mut IndexSet<String>) {
-        if let Some(g) = self.groups.get(group) {
-            out.extend(g.hosts.iter().cloned());
-            for c in &g.children {
-                self.collect(c, out);
+        let mut seen = HashSet::new();
+        let mut todo = vec![group];
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            if let Some(g) = self.groups.get(name) {
+                out.extend(g.hosts.iter().cloned());
+                todo.extend(g.children.iter().map(String::as_str));
             }
         }
     }
@@ -306,19 +369,10 @@ impl Inventory {
             .groups
             .keys()
             .filter(|g| self.members(g).iter().any(|h| h == host))
-            .map(|g| (self.depth(g), g.clone()))
+            .map(|g| (self.groups[g].depth, g.clone()))
             .collect();
         gs.sort();
         gs.into_iter().map(|(_, g)| g).collect()
-    }
-
-    fn depth(&self, group: &str) -> usize {
-        self.groups
-            .iter()
-            .filter(|(_, g)| g.children.iter().any(|c| c == group))
-            .map(|(p, _)| self.depth(p) + 1)
-            .max()
-            .unwrap_or(0)
     }
 
     /// Variable layers of `host`, lowest precedence first.
