@@ -494,3 +494,20 @@ fn deeply_nested_groups_are_refused_and_wide_ones_load_quickly() {
         r.stdout
     );
 }
+
+#[test]
+fn pattern_takes_a_playbook_name_not_a_path() {
+    let p = project(ONE_TASK);
+    p.write("elsewhere.yaml", ONE_TASK);
+    for bad in ["../elsewhere", "a/b", ".hidden"] {
+        p.write(
+            "inventory.yaml",
+            &format!("pattern: \"{bad}\"\nhosts:\n  a: {{connection: local}}\n"),
+        );
+        refused(
+            &p,
+            &["validate", "inventory.yaml"],
+            &["inventory.yaml:1", "names a shipped playbook"],
+        );
+    }
+}

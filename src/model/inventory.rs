@@ -153,6 +153,12 @@ impl Inventory {
             (Some(_), Some(_)) => {
                 return Err(ModelError::at(&lines.at("pattern"), "set either `pattern` or `playbook`, not both"))
             }
+            (Some(p), None) if p.is_empty() || p.starts_with('.') || !p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => {
+                return Err(ModelError::at(
+                    &lines.at("pattern"),
+                    format!("`pattern: {p}` names a shipped playbook (letters, digits, '-', '_', '.'; no `/` or `..`); use `playbook: FILE` for a path"),
+                ))
+            }
             (Some(p), None) => Some(find_pattern(&dir, p).ok_or_else(|| {
                 ModelError::at(
                     &lines.at("pattern"),
