@@ -511,3 +511,39 @@ fn pattern_takes_a_playbook_name_not_a_path() {
         );
     }
 }
+
+#[test]
+fn a_fifo_as_template_or_copy_source_is_refused_without_blocking() {
+    let p = project(ONE_TASK);
+    let fifo = p.path().join("src.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for kind in ["template", "copy"] {
+        p.write(
+            "playbooks/main.yaml",
+            &format!("plays:\n  - hosts: all\n    tasks:\n      - name: t\n        {kind}: {{src: \"{}\", dest: \"{{{{ root }}}}/x\"}}\n", fifo.display()),
+        );
+        let r = run_within(&p, &["plan", "inventory.yaml", "--no-color"], 20);
+        assert_eq!(r.code, 1, "{}", r.all());
+        assert!(
+            r.stderr.contains("main.yaml:4") && r.stderr.contains("src.fifo is not a regular file"),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn template_paths_in_errors_are_normalised() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - name: t\n        template: {src: ../templates/./bad.j2, dest: \"{{ root }}/x\"}\n");
+    p.write("playbooks/templates/bad.j2", "line\n{{ nope }}\n");
+    let err = refused(
+        &p,
+        &["plan", "inventory.yaml", "--no-color"],
+        &["undefined variable `nope`", "playbooks/templates/bad.j2:2"],
+    );
+    assert!(!err.contains("/../") && !err.contains("/./"), "{err}");
+}

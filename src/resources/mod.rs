@@ -152,20 +152,23 @@ pub struct BuildCtx<'a> {
 }
 
 impl BuildCtx<'_> {
-    /// Finds a controller-side file, looking in `sub` (e.g. `templates`) of each search dir and then in
-    /// the dir itself, as Ansible roles do.
+    /// Finds a controller-side regular file (never a FIFO, which would block the read), looking in
+    /// `sub` (e.g. `templates`) of each search dir and then in the dir itself, as Ansible roles do. The
+    /// path comes back normalised (no `a/../b`), as errors and reports show it.
     pub fn find(&self, sub: &str, rel: &str) -> Result<PathBuf, String> {
         let p = Path::new(rel);
         if p.is_absolute() {
-            return if p.exists() {
-                Ok(p.to_path_buf())
+            return if p.is_file() {
+                Ok(path_clean::clean(p))
+            } else if p.exists() {
+                Err(format!("{rel} is not a regular file"))
             } else {
                 Err(format!("{rel} does not exist on the controller"))
             };
         }
         let mut tried = Vec::new();
         for dir in self.search {
-            for cand in [dir.join(sub).join(rel), dir.join(rel)] {
+            for cand in [dir.join(sub).join(rel), dir.join(rel)].map(|c| path_clean::clean(&c)) {
                 if cand.is_file() {
                     return Ok(cand);
                 }
