@@ -111,7 +111,9 @@ impl SshTransport {
     fn shell(&self, inner: &str) -> String {
         let wrapped = format!(
             "setsid -w sh -c {}",
-            super::sh_quote(&format!("printf '{PGID_MARK}%s\\n' \"$$\" >&2; exec {inner}"))
+            super::sh_quote(&format!(
+                "printf '{PGID_MARK}%s\\n' \"$$\" >&2; exec {inner}"
+            ))
         );
         let become_root = self.host.ssh.become_root.unwrap_or(false)
             && self.host.ssh.user.as_deref().is_some_and(|u| u != "root");
