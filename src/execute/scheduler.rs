@@ -498,3 +498,84 @@ impl Run {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{prepare, Options};
+    use crate::resources::{Change, Outcome as Registered, ResourceError};
+    use crate::transport::{Facts, Transport};
+    use async_trait::async_trait;
+
+    /// A resource whose planning panics: the only way to provoke a panic inside a node on purpose.
+    struct PanicsWhilePlanning;
+
+    #[async_trait]
+    impl Resource for PanicsWhilePlanning {
+        fn describe(&self) -> String {
+            "panics".into()
+        }
+        fn probe(&self) -> String {
+            "true".into()
+        }
+        fn plan(&self, _facts: &Facts) -> Result<Change, ResourceError> {
+            panic!("planning blew up")
+        }
+        async fn apply(
+            &self,
+            _change: &Change,
+            _host: &dyn Transport,
+        ) -> Result<Registered, ResourceError> {
+            unreachable!("never planned")
+        }
+    }
+
+    struct Quiet;
+    impl Sink for Quiet {
+        fn done(&self, _report: &NodeReport) {}
+    }
+
+    #[tokio::test]
+    async fn a_panicking_node_fails_and_its_dependents_are_skipped_instead_of_waiting_forever() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("h1").display().to_string();
+        std::fs::write(
+            d.path().join("inventory.yaml"),
+            format!("playbook: main.yaml\nhosts:\n  h1:\n    connection: local\n    vars: {{ root: \"{root}\" }}\n  h2:\n    connection: local\n    vars: {{ root: \"{root}2\" }}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("main.yaml"),
+            "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: first\n        file: { path: \"{{ root }}\", state: directory }\n      - name: second\n        depends_on: [{ task: first, hosts: h1 }]\n        file: { path: \"{{ root }}/x\", state: directory }\n",
+        )
+        .unwrap();
+        let mut p = prepare(&d.path().join("inventory.yaml"), &Options::default()).unwrap();
+        let first = p.graph.hosts["h1"][0];
+        p.nodes[first.index()].resource = Some(Arc::new(PanicsWhilePlanning));
+        let run = run(Arc::new(p), Mode::Apply, 4, Arc::new(Quiet));
+        let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("the run hung on a panicked node");
+        let of = |host: &str, task: &str| {
+            reports
+                .iter()
+                .find(|r| r.host == host && r.task == task)
+                .map(|r| r.outcome.clone())
+                .unwrap()
+        };
+        match of("h1", "first") {
+            Outcome::Failed(m) => assert!(m.contains("planning blew up"), "{m}"),
+            o => panic!("{o:?}"),
+        }
+        for host in ["h1", "h2"] {
+            match of(host, "second") {
+                Outcome::Skipped {
+                    cause: SkipCause::Dependency,
+                    reason,
+                } => assert!(reason.contains("`first` on h1"), "{reason}"),
+                o => panic!("{host}: {o:?}"),
+            }
+        }
+        assert!(of("h2", "first").succeeded());
+    }
+}

@@ -45,7 +45,8 @@ impl LocalTransport {
 }
 
 /// A running script's process group: stopped when the run of the script is abandoned (the future
-/// dropped on cancel or timeout) before the script finished.
+/// dropped on cancel or timeout) before the script finished. This, not tokio's `kill_on_drop`, stops
+/// it: SIGKILL to the shell alone would leave its children running and skip its traps (temp files).
 struct Group<'a> {
     pgid: i32,
     finished: bool,
@@ -108,7 +109,6 @@ impl Transport for LocalTransport {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .process_group(0);
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent; it
         // makes the script's sh get SIGTERM (and run its traps) when the controller dies, even by SIGKILL.
