@@ -109,12 +109,7 @@ impl SshTransport {
     /// become root, in a session (and so a process group) of its own whose id it reports as the first
     /// line of stderr, so that a cancelled run or a timeout can stop everything the script started.
     fn shell(&self, inner: &str) -> String {
-        let wrapped = format!(
-            "setsid -w sh -c {}",
-            super::sh_quote(&format!(
-                "printf '{PGID_MARK}%s\\n' \"$$\" >&2; exec {inner}"
-            ))
-        );
+        let wrapped = grouped(inner);
         let become_root = self.host.ssh.become_root.unwrap_or(false)
             && self.host.ssh.user.as_deref().is_some_and(|u| u != "root");
         if become_root {
@@ -257,6 +252,16 @@ impl Transport for SshTransport {
     }
 }
 
+/// `inner` run by `sh -c` in a new session, printing its process group id as the first stderr line.
+fn grouped(inner: &str) -> String {
+    format!(
+        "setsid -w sh -c {}",
+        super::sh_quote(&format!(
+            "printf '{PGID_MARK}%s\\n' \"$$\" >&2; exec {inner}"
+        ))
+    )
+}
+
 /// A remote script's process group: stopped (TERM, then KILL after two seconds, on a channel of its
 /// own) when the run of the script is abandoned before it finished (cancel or timeout).
 struct Group<'a> {
@@ -384,4 +389,58 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remote wrapper, run by this machine's sh as sshd would run it: the script's exit status and
+    /// output come through, the first stderr line names the script's own process group (not ours), and
+    /// that line is taken off stderr.
+    #[tokio::test]
+    async fn the_remote_wrapper_reports_its_process_group_and_keeps_the_exit_status() {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(grouped("sh -s"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let script: &[u8] = b"ps -o pgid= -p $$ | tr -d ' '; echo oops >&2; exit 7\n";
+        let pgid = std::sync::Mutex::new(None);
+        let (sent, out, err) = tokio::join!(
+            feed(child.stdin.take().unwrap(), script),
+            drain(child.stdout.take().unwrap()),
+            stderr_with_pgid(child.stderr.take().unwrap(), &pgid)
+        );
+        let status = child.wait().await.unwrap();
+        sent.unwrap();
+        assert_eq!(status.code(), Some(7));
+        let reported = pgid.lock().unwrap().expect("no process group reported");
+        let own: i32 = String::from_utf8(out.unwrap())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(reported, own);
+        // SAFETY: getpgrp(2) only reads.
+        assert_ne!(reported, unsafe { libc::getpgrp() });
+        assert_eq!(String::from_utf8(err.unwrap()).unwrap(), "oops\n");
+    }
+
+    /// An upload is checked against the digest of what was streamed, so that digest must be the file's.
+    #[tokio::test]
+    async fn the_streamed_upload_is_hashed_on_the_way() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("pack");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let mut hashing = Hashing::new(tokio::fs::File::open(&path).await.unwrap());
+        let mut sent = Vec::new();
+        tokio::io::copy(&mut hashing, &mut sent).await.unwrap();
+        assert_eq!(sent, content);
+        assert_eq!(hashing.hex(), crate::resources::sha256_hex(&content));
+    }
 }
