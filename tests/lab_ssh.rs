@@ -294,7 +294,7 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
         let tmp = std::fs::read_dir(&dir).unwrap().flatten().find(|e| {
             e.file_name()
                 .to_string_lossy()
-                .starts_with(".apim-provision.")
+                .starts_with(".big.apim-provision.tmp.")
         });
         if let Some(t) = tmp {
             if t.metadata().map(|m| m.len() > 0).unwrap_or(false) {
@@ -321,6 +321,13 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
         std::fs::read(lab::on_disk("h4", "/opt/torn/big")).unwrap(),
         new
     );
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "big")
+        .collect();
+    assert!(left.is_empty(), "temp files left after the next run: {left:?}");
 }
 
 #[test]
