@@ -34,7 +34,7 @@ mod user;
 mod wait_for;
 mod xml;
 
-use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
+use crate::transport::{sh_quote, Facts, ProbeBatch, Transport, TransportError};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -96,6 +96,204 @@ pub struct Change {
     pub diff: Option<ContentDiff>,
     /// What `register:` sees when the task makes no change (probe facts worth exposing).
     pub result: Outcome,
+    /// What apply runs, in order, decided here from the same facts as `action` and `details`: apply
+    /// executes exactly these, so what plan showed and what apply does cannot diverge.
+    pub steps: Vec<Step>,
+}
+
+/// A fact the probe saw that a step relies on, checked again on the host in the same script as the step.
+/// When it no longer holds, the step fails with "X changed on the host since it was probed" instead of
+/// overwriting someone else's edit with a decision made from older facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// The regular file `path` has content with this sha256, or (`None`) nothing exists at `path`.
+    File {
+        /// The file on the host.
+        path: String,
+        /// sha256 of the content the decision was made from; `None` when the path was absent.
+        sha256: Option<String>,
+    },
+    /// A read-only script (see [`digest_probe`]) still prints output with the sha256 the probe saw.
+    Digest {
+        /// What the script reads, for the message (`group app`).
+        what: String,
+        /// The read-only script.
+        script: String,
+        /// sha256 of its output at probe time.
+        sha256: String,
+    },
+}
+
+impl Guard {
+    /// A digest guard from the fact `key` that [`digest_probe`] printed; `None` when the probe did not
+    /// print it (then there is nothing to check against and the plan fails instead of guessing).
+    pub fn digest(
+        what: &str,
+        script: &str,
+        facts: &Facts,
+        key: &str,
+    ) -> Result<Self, ResourceError> {
+        let sha256 = facts.get(key).ok_or_else(|| {
+            ResourceError::Failed(format!("the probe of {what} printed no `{key}`"))
+        })?;
+        Ok(Guard::Digest {
+            what: what.to_string(),
+            script: script.to_string(),
+            sha256: sha256.to_string(),
+        })
+    }
+
+    /// The thing the guard is about, as the error names it.
+    fn what(&self) -> &str {
+        match self {
+            Guard::File { path, .. } => path,
+            Guard::Digest { what, .. } => what,
+        }
+    }
+
+    /// A shell condition true while the guarded fact still holds.
+    fn condition(&self) -> String {
+        match self {
+            Guard::File {
+                path,
+                sha256: Some(sha),
+            } => {
+                let p = sh_quote(path);
+                format!(
+                    "[ -f {p} ] && [ ! -L {p} ] && [ \"$(sha256sum < {p} | cut -c1-64)\" = {sha} ]"
+                )
+            }
+            Guard::File { path, sha256: None } => {
+                let p = sh_quote(path);
+                format!("[ ! -e {p} ] && [ ! -L {p} ]")
+            }
+            Guard::Digest { script, sha256, .. } => {
+                format!("[ \"$({})\" = {sha256} ]", digest_cmd(script))
+            }
+        }
+    }
+}
+
+/// Exit status of a step whose guard failed, kept apart from the step's own failures.
+const GUARD_FAILED: i32 = 97;
+
+/// How a failed guard's line ends, after the name of what changed.
+const GUARD_MESSAGE: &str = " changed on the host since it was probed; run plan again";
+
+/// The shell pipeline printing the sha256 of `script`'s output (stderr dropped, so a warning does not
+/// count as a change).
+fn digest_cmd(script: &str) -> String {
+    format!("{{ {script}\n}} 2>/dev/null | sha256sum | cut -c1-64")
+}
+
+/// A probe line printing, as fact `key`, the sha256 of what the read-only `script` prints: the identity
+/// of the state a decision was made from, for a [`Guard::Digest`].
+pub fn digest_probe(key: &str, script: &str) -> String {
+    format!("fact {} \"$({})\"", sh_quote(key), digest_cmd(script))
+}
+
+/// One action of apply, decided in plan. Scripts travel on the transport's standard input (never on a
+/// command line), so a payload inside one, such as a password, stays out of the host's process list.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Runs `script` after checking `guards`; a non-zero exit fails the task naming `what`.
+    Run {
+        /// What the step does, for errors (`writing /etc/hosts`).
+        what: String,
+        /// Facts the script relies on.
+        guards: Vec<Guard>,
+        /// The script.
+        script: String,
+    },
+    /// Like `Run`, and the script's exit status, stdout and stderr become `rc`, `stdout` and `stderr` of
+    /// the registered result: run-time data (a command's output) the plan cannot know.
+    Capture {
+        /// What the step does, for errors (the command line).
+        what: String,
+        /// Facts the script relies on.
+        guards: Vec<Guard>,
+        /// The script.
+        script: String,
+    },
+}
+
+impl Step {
+    /// A script step guarded by `guards`.
+    pub fn run(what: impl Into<String>, guards: Vec<Guard>, script: impl Into<String>) -> Self {
+        Step::Run {
+            what: what.into(),
+            guards,
+            script: script.into(),
+        }
+    }
+
+    /// The script as sent: every guard checked first, in the same round trip.
+    fn script(&self) -> (&str, String) {
+        let (what, guards, script) = match self {
+            Step::Run {
+                what,
+                guards,
+                script,
+            }
+            | Step::Capture {
+                what,
+                guards,
+                script,
+            } => (what, guards, script),
+        };
+        let mut s = String::new();
+        for g in guards {
+            let msg = sh_quote(&format!("{}{GUARD_MESSAGE}", g.what()));
+            s.push_str(&format!(
+                "if ! {{ {}; }}; then echo {msg} >&2; exit {GUARD_FAILED}; fi\n",
+                g.condition()
+            ));
+        }
+        s.push_str(script);
+        s.push('\n');
+        (what, s)
+    }
+}
+
+/// Runs `change`'s steps in order on `host` and returns the registered result: the one way apply makes a
+/// change, whatever the resource type. A failed guard or step stops there.
+pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    let mut result = change.result.clone();
+    for step in &change.steps {
+        let (what, script) = step.script();
+        let out = host.run(&script).await?;
+        if out.status == GUARD_FAILED {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if let Some(line) = stderr.lines().find(|l| l.ends_with(GUARD_MESSAGE)) {
+                return Err(ResourceError::Stale {
+                    what: what.to_string(),
+                    message: line.to_string(),
+                });
+            }
+        }
+        if out.status != 0 {
+            return Err(ResourceError::Failed(format!(
+                "{what} failed (exit {}): {}",
+                out.status,
+                out.tail()
+            )));
+        }
+        if let Step::Capture { .. } = step {
+            result.insert("rc".into(), out.status.into());
+            result.insert(
+                "stdout".into(),
+                out.stdout_text().trim_end().to_string().into(),
+            );
+            result.insert(
+                "stderr".into(),
+                String::from_utf8_lossy(&out.stderr)
+                    .trim_end()
+                    .to_string()
+                    .into(),
+            );
+        }
+    }
+    Ok(result)
 }
 
 impl Change {
@@ -106,7 +304,14 @@ impl Change {
             details,
             diff: None,
             result: Outcome::new(),
+            steps: Vec::new(),
         }
+    }
+
+    /// This change, made by `step` after the ones it already has.
+    pub fn then(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
     }
 
     /// Nothing to do.
@@ -137,6 +342,14 @@ pub enum ResourceError {
     /// The probe or the apply ran but did not succeed.
     #[error("{0}")]
     Failed(String),
+    /// A step's guard found the host no longer as probed, so the step was not run.
+    #[error("{what}: {message}")]
+    Stale {
+        /// The step (`writing /etc/hosts`).
+        what: String,
+        /// The guard's line, naming what changed.
+        message: String,
+    },
     /// The host could not be reached.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -192,8 +405,11 @@ pub trait Resource: Send + Sync {
     /// Decides the change from the probe's facts, without touching the host.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError>;
 
-    /// Makes exactly `change` on the host and returns what `register:` should see.
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError>;
+    /// Makes exactly `change` on the host and returns what `register:` should see: by default its
+    /// [`Change::steps`], through [`execute`].
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        execute(change, host).await
+    }
 
     /// What the probe looks at, so a plan knows when an earlier pending change of the same run makes
     /// the probe's answer stale. Most types look at nothing another task writes.
