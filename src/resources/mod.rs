@@ -34,7 +34,7 @@ mod user;
 mod wait_for;
 mod xml;
 
-use crate::transport::{sh_quote, Facts, ProbeBatch, Transport, TransportError};
+use crate::transport::{sh_quote, Facts, Transport, TransportError};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -215,6 +215,19 @@ pub enum Step {
         /// The script.
         script: String,
     },
+    /// Uploads the controller file `local` to a fresh temporary file on the host, runs `script` with
+    /// `$upload` naming it, and removes it whatever the script's outcome: payloads too large for a
+    /// script (packs, SQL dumps) stream instead.
+    Upload {
+        /// What the step does, for errors.
+        what: String,
+        /// The controller file.
+        local: PathBuf,
+        /// Facts the script relies on.
+        guards: Vec<Guard>,
+        /// The script using `$upload`.
+        script: String,
+    },
 }
 
 impl Step {
@@ -239,6 +252,12 @@ impl Step {
                 what,
                 guards,
                 script,
+            }
+            | Step::Upload {
+                what,
+                guards,
+                script,
+                ..
             } => (what, guards, script),
         };
         let mut s = String::new();
@@ -255,13 +274,46 @@ impl Step {
     }
 }
 
+/// Uploads `local` to a temporary file, runs `script` with `$upload` set to it, and removes the file.
+async fn upload_and_run(
+    host: &dyn Transport,
+    what: &str,
+    local: &Path,
+    script: &str,
+) -> Result<crate::transport::Output, ResourceError> {
+    let tmp = run_ok(
+        host,
+        &format!("{what}: making a temp file"),
+        "mktemp /tmp/.apim-provision.upload.XXXXXX",
+    )
+    .await?
+    .stdout_text()
+    .trim()
+    .to_string();
+    let q = sh_quote(&tmp);
+    let out = match host.upload(local, &tmp).await {
+        Ok(()) => host.run(&format!("upload={q}\n{script}")).await,
+        Err(e) => Err(e),
+    };
+    run_ok(
+        host,
+        &format!("{what}: removing the upload"),
+        &format!("rm -f -- {q}"),
+    )
+    .await?;
+    Ok(out?)
+}
+
 /// Runs `change`'s steps in order on `host` and returns the registered result: the one way apply makes a
 /// change, whatever the resource type. A failed guard or step stops there.
 pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
     let mut result = change.result.clone();
     for step in &change.steps {
         let (what, script) = step.script();
-        let out = host.run(&script).await?;
+        let out = match step {
+            Step::Upload { local, .. } => upload_and_run(host, what, local, &script).await?,
+            _ => host.run(&script).await?,
+        };
         if out.status == GUARD_FAILED {
             let stderr = String::from_utf8_lossy(&out.stderr);
             if let Some(line) = stderr.lines().find(|l| l.ends_with(GUARD_MESSAGE)) {
@@ -532,25 +584,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs `res`'s probe on its own and returns its facts. Read-modify-write resources (`lineinfile`,
-/// `blockinfile`, `user`, `group`) call it from `apply`, so they edit what is on the host now rather than
-/// what the run's up-front probe batch saw: an earlier task of the same run may have edited the same file
-/// or account since, and writing a result computed from the older facts would undo that task's work.
-async fn probe_now(res: &dyn Resource, host: &dyn Transport) -> Result<Facts, ResourceError> {
-    let mut batch = ProbeBatch::default();
-    batch.push(res.probe());
-    let answer = batch.run(host).await?.pop().unwrap_or_default();
-    if answer.status != 0 {
-        return Err(ResourceError::Failed(format!(
-            "probing {} failed (exit {}): {}",
-            res.describe(),
-            answer.status,
-            answer.messages.join("\n")
-        )));
-    }
-    Ok(answer.facts)
-}
-
 /// Deserializes a field that Ansible users write either as one string or as a list of strings (package
 /// names, supplementary groups), so both spellings work and the resource only sees a list.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -575,7 +608,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
-    use crate::transport::{sh_quote, LocalTransport, Output};
+    use crate::transport::{sh_quote, LocalTransport, Output, ProbeBatch};
 
     /// Builds `kind` the way the engine would, with no search directories and templates left as they are
     /// (tests pass absolute controller paths).
@@ -654,6 +687,25 @@ pub(crate) mod testkit {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// Runs `res`'s probe on its own (through a [`ProbeBatch`], as the engine does) and returns its facts.
+    pub(crate) async fn probe_now(
+        res: &dyn Resource,
+        host: &dyn Transport,
+    ) -> Result<Facts, ResourceError> {
+        let mut batch = ProbeBatch::default();
+        batch.push(res.probe());
+        let answer = batch.run(host).await?.pop().unwrap_or_default();
+        if answer.status != 0 {
+            return Err(ResourceError::Failed(format!(
+                "probing {} failed (exit {}): {}",
+                res.describe(),
+                answer.status,
+                answer.messages.join("\n")
+            )));
+        }
+        Ok(answer.facts)
     }
 
     /// Probes (through a [`ProbeBatch`], as the engine does) and plans.

@@ -370,7 +370,9 @@ exit 0"#
             KIND,
             json!({"name": "app", "state": "started", "daemon_reload": true}),
         );
-        let facts = super::super::probe_now(r.as_ref(), &fake).await.unwrap();
+        let facts = super::super::testkit::probe_now(r.as_ref(), &fake)
+            .await
+            .unwrap();
         let mut view = HostView::default();
         assert!(!r.plan_in(&facts, &view).unwrap().unwrap().is_pending());
         view.record(vec![Effect::Write {
