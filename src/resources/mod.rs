@@ -834,3 +834,122 @@ pub(crate) mod testkit {
         port
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{file_with, plan_now, read, res, FakeTools};
+    use super::*;
+    use crate::transport::{LocalTransport, Output};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A real transport that counts its round trips, to show what apply sends.
+    struct Counting<T> {
+        inner: T,
+        runs: AtomicUsize,
+    }
+
+    impl<T> Counting<T> {
+        fn new(inner: T) -> Self {
+            Self {
+                inner,
+                runs: AtomicUsize::new(0),
+            }
+        }
+
+        fn take(&self) -> usize {
+            self.runs.swap(0, Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl<T: Transport> Transport for Counting<T> {
+        fn host(&self) -> &str {
+            self.inner.host()
+        }
+
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            self.inner.run(script).await
+        }
+
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            self.inner.upload(local, remote).await
+        }
+    }
+
+    /// Plans `r` through `t`, then applies: apply must send exactly the planned steps, one round trip
+    /// each, and no probe of its own.
+    async fn apply_round_trips<T: Transport>(r: &dyn Resource, t: &Counting<T>) -> usize {
+        let change = plan_now(r, t).await.unwrap();
+        assert!(change.is_pending(), "{} has nothing to do", r.describe());
+        assert_eq!(change.steps.len(), 1, "{}", r.describe());
+        t.take();
+        r.apply(&change, t)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", r.describe()));
+        t.take()
+    }
+
+    /// The types that used to probe again inside apply (the editors, mount, group) now send their one
+    /// planned step and nothing else.
+    #[tokio::test]
+    async fn the_former_re_probers_apply_in_one_round_trip() {
+        let t = Counting::new(LocalTransport::new("t"));
+        let (_d, path) = file_with("a\n<r><x>1</x></r>\n");
+        let (_x, xml) = file_with("<r><x>1</x></r>\n");
+        let (_f, fstab) = file_with("UUID=1 / ext4 defaults 0 1\n");
+        for (kind, args) in [
+            ("lineinfile", json!({"path": path, "line": "b"})),
+            ("blockinfile", json!({"path": path, "block": "c"})),
+            (
+                "hosts_entry",
+                json!({"ip": "10.0.0.9", "names": "db", "path": path}),
+            ),
+            ("xml", json!({"path": xml, "xpath": "/r/x", "value": "2"})),
+            (
+                "mount",
+                json!({"path": "/srv/x", "src": "h:/e", "fstype": "nfs", "state": "present",
+                       "fstab": fstab}),
+            ),
+        ] {
+            let r = res(kind, args);
+            assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "{kind}");
+        }
+        assert!(read(&path).contains("10.0.0.9"));
+
+        let fake = FakeTools::new();
+        fake.tool("getent", "exit 2").await;
+        fake.tool("groupadd", "exit 0").await;
+        let t = Counting::new(fake);
+        let r = res("group", json!({"name": "app"}));
+        assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "group");
+    }
+
+    /// A step runs only while the facts it was decided from hold, checked in the same round trip.
+    #[tokio::test]
+    async fn a_guard_that_no_longer_holds_stops_the_step() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with("old\n");
+        let marker = format!("{path}.ran");
+        let step = Step::run(
+            "touching",
+            vec![Guard::File {
+                path: path.clone(),
+                sha256: Some(sha256_hex(b"old\n")),
+            }],
+            format!("touch {}", sh_quote(&marker)),
+        );
+        let change = Change::new(Action::Update, vec![]).then(step);
+        std::fs::write(&path, "new\n").unwrap();
+        let err = execute(&change, &t).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("touching: {path} changed on the host since it was probed; run plan again")
+        );
+        assert!(!Path::new(&marker).exists());
+        std::fs::write(&path, "old\n").unwrap();
+        execute(&change, &t).await.unwrap();
+        assert!(Path::new(&marker).exists());
+    }
+}
