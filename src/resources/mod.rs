@@ -334,11 +334,10 @@ pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Outcome, R
             }
         }
         if out.status != 0 {
-            return Err(ResourceError::Failed(format!(
-                "{what} failed (exit {}): {}",
-                out.status,
-                out.tail()
-            )));
+            return Err(ResourceError::Failed(match step {
+                Step::Capture { .. } => format!("{what} exited {}: {}", out.status, out.tail()),
+                _ => format!("{what} failed (exit {}): {}", out.status, out.tail()),
+            }));
         }
         if let Step::Capture { .. } = step {
             result.insert("rc".into(), out.status.into());
