@@ -225,14 +225,17 @@ pub enum Step {
         /// The script.
         script: String,
     },
-    /// Uploads the controller file `local` to a fresh temporary file on the host, runs `script` with
-    /// `$upload` naming it, and removes it whatever the script's outcome: payloads too large for a
+    /// Uploads the controller file `local` to a fresh temporary file in `dir` on the host, runs `script`
+    /// with `$upload` naming it, and removes it whatever the script's outcome: payloads too large for a
     /// script (packs, SQL dumps) stream instead.
     Upload {
         /// What the step does, for errors.
         what: String,
         /// The controller file.
         local: PathBuf,
+        /// The host directory the temporary file goes in (next to where it is used, so a large pack
+        /// does not fill a small `/tmp` and a rename stays on one filesystem).
+        dir: String,
         /// Facts the script relies on.
         guards: Vec<Guard>,
         /// The script using `$upload`.
@@ -284,17 +287,24 @@ impl Step {
     }
 }
 
-/// Uploads `local` to a temporary file, runs `script` with `$upload` set to it, and removes the file.
+/// Uploads `local` to a temporary file in `dir`, runs `script` with `$upload` set to it, and removes the file.
 async fn upload_and_run(
     host: &dyn Transport,
     what: &str,
     local: &Path,
+    dir: &str,
     script: &str,
 ) -> Result<crate::transport::Output, ResourceError> {
     let tmp = run_ok(
         host,
         &format!("{what}: making a temp file"),
-        "mktemp /tmp/.apim-provision.upload.XXXXXX",
+        &format!(
+            "mktemp {}",
+            sh_quote(&format!(
+                "{}/.apim-provision.upload.XXXXXX",
+                dir.trim_end_matches('/')
+            ))
+        ),
     )
     .await?
     .stdout_text()
@@ -321,7 +331,9 @@ pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Outcome, R
     for step in &change.steps {
         let (what, script) = step.script();
         let out = match step {
-            Step::Upload { local, .. } => upload_and_run(host, what, local, &script).await?,
+            Step::Upload { local, dir, .. } => {
+                upload_and_run(host, what, local, dir, &script).await?
+            }
             _ => host.run(&script).await?,
         };
         if out.status == GUARD_FAILED {

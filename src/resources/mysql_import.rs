@@ -173,6 +173,7 @@ impl Resource for MysqlImport {
             (None, Source::Controller(local)) => Step::Upload {
                 what,
                 local: local.clone(),
+                dir: "/tmp".into(),
                 guards: Vec::new(),
                 script: self.import_script("\"$upload\""),
             },
