@@ -201,7 +201,7 @@ mod tests {
         std::fs::read_dir("/tmp")
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("apim-import."))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".apim-provision.upload."))
             .count()
     }
 
