@@ -201,7 +201,11 @@ mod tests {
         std::fs::read_dir("/tmp")
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".apim-provision.upload."))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".apim-provision.upload.")
+            })
             .count()
     }
 
