@@ -1,7 +1,7 @@
 //! What `lineinfile` and `blockinfile` share: the probe sends the file's content back, a pure function
-//! computes the whole new content on the controller (so plan shows the exact diff), and apply writes exactly
-//! that, atomically, unless the file changed since the probe. Kept in one place so both editors treat missing files, symlinks, attributes and concurrent
-//! edits of the same file the same way.
+//! computes the whole new content on the controller (so plan shows the exact diff), and apply writes
+//! exactly that, atomically, unless the file changed since the probe. Kept in one place so both editors
+//! treat missing files, symlinks, attributes and concurrent edits of the same file the same way.
 
 use super::attrs::check_validate;
 use super::{

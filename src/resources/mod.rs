@@ -1,7 +1,9 @@
 //! Built-in resource types. Each type lives in its own file and implements [`Resource`]: a read-only probe
 //! (a shell snippet, so the engine can batch every probe of a host into one round trip), a pure `plan` from
-//! the probe's facts to a [`Change`], and an `apply` that makes exactly that change. Plan, apply and drift
-//! all go through the same probe, so what plan says is what apply does.
+//! the probe's facts to a [`Change`] that carries its apply [`Step`]s, and an `apply` that runs exactly
+//! those steps ([`execute`]). Plan, apply and drift all go through the same probe and the same decision,
+//! so what plan says is what apply does; each step is guarded by the facts it was decided from, so a
+//! host changed in between is refused rather than overwritten.
 
 mod assert;
 mod attrs;
@@ -475,7 +477,8 @@ pub trait Resource: Send + Sync {
     /// change anything: plan and drift run it too.
     fn probe(&self) -> String;
 
-    /// Decides the change from the probe's facts, without touching the host.
+    /// Decides the change from the probe's facts, without touching the host: what it shows and the
+    /// steps apply will run for it.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError>;
 
     /// Makes exactly `change` on the host and returns what `register:` should see: by default its
