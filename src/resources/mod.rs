@@ -905,8 +905,8 @@ mod tests {
         t.take()
     }
 
-    /// The types that used to probe again inside apply (the editors, mount, group) now send their one
-    /// planned step and nothing else.
+    /// The types that used to probe again inside apply (the editors, mount, group, user) now send their
+    /// one planned step and nothing else.
     #[tokio::test]
     async fn the_former_re_probers_apply_in_one_round_trip() {
         let t = Counting::new(LocalTransport::new("t"));
@@ -935,9 +935,12 @@ mod tests {
         let fake = FakeTools::new();
         fake.tool("getent", "exit 2").await;
         fake.tool("groupadd", "exit 0").await;
+        fake.tool("useradd", "exit 0").await;
         let t = Counting::new(fake);
         let r = res("group", json!({"name": "app"}));
         assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "group");
+        let r = res("user", json!({"name": "app"}));
+        assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "user");
     }
 
     /// A step runs only while the facts it was decided from hold, checked in the same round trip.

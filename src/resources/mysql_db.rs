@@ -190,6 +190,30 @@ mod tests {
         args
     }
 
+    /// Apply sends the planned statement and nothing else: no second probe of the server.
+    #[tokio::test]
+    async fn apply_is_the_planned_statement_in_one_round_trip() {
+        let rec = Recorder::default();
+        let db = res(KIND, on_server(json!({"name": "apim_db_once"})));
+        let change = plan_now(db.as_ref(), &rec).await.unwrap();
+        assert_eq!(change.action, Action::Create);
+        rec.scripts.lock().unwrap().clear();
+        db.apply(&change, &rec).await.unwrap();
+        let sent = rec.scripts.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        assert!(
+            sent[0].contains("CREATE DATABASE IF NOT EXISTS `apim_db_once`"),
+            "{}",
+            sent[0]
+        );
+        assert_eq!(
+            root_sql(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='apim_db_once'"
+            ),
+            "1"
+        );
+    }
+
     #[tokio::test]
     async fn creates_then_alters_only_what_differs() {
         let t = LocalTransport::new("t");
