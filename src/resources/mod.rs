@@ -205,8 +205,9 @@ pub fn digest_probe(key: &str, script: &str) -> String {
 }
 
 /// One action of apply, decided in plan. Scripts travel on the transport's standard input (never on a
-/// command line), so a payload inside one, such as a password, stays out of the host's process list.
-#[derive(Debug, Clone)]
+/// command line), so a payload inside one, such as a password, stays out of the host's process list; for
+/// the same reason `Debug` shows what a step does, never its script.
+#[derive(Clone)]
 pub enum Step {
     /// Runs `script` after checking `guards`; a non-zero exit fails the task naming `what`.
     Run {
@@ -243,6 +244,19 @@ pub enum Step {
         /// The script using `$upload`.
         script: String,
     },
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, what) = match self {
+            Step::Run { what, .. } => ("Run", what),
+            Step::Capture { what, .. } => ("Capture", what),
+            Step::Upload { what, .. } => ("Upload", what),
+        };
+        f.debug_struct(kind)
+            .field("what", what)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Step {
@@ -941,6 +955,29 @@ mod tests {
         assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "group");
         let r = res("user", json!({"name": "app"}));
         assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "user");
+    }
+
+    /// A planned change carries its scripts, secrets included, but its `Debug` (what a log line would
+    /// show) never does.
+    #[tokio::test]
+    async fn a_change_shows_what_its_steps_do_never_their_scripts() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("pw").display().to_string();
+        let r = res(
+            "copy",
+            json!({"dest": dest, "content": "hunter2-very-secret\n"}),
+        );
+        let change = plan_now(r.as_ref(), &t).await.unwrap();
+        let Step::Run { script, .. } = &change.steps[0] else {
+            panic!("{:?}", change.steps)
+        };
+        assert!(
+            script.contains("aHVudGVyMi12ZXJ5LXNlY3JldAo="),
+            "the step writes the content"
+        );
+        let shown = format!("{:?}", change.steps);
+        assert_eq!(shown, format!("[Run {{ what: \"writing {dest}\", .. }}]"));
     }
 
     /// A step runs only while the facts it was decided from hold, checked in the same round trip.
