@@ -127,8 +127,8 @@ pub enum Guard {
 }
 
 impl Guard {
-    /// A digest guard from the fact `key` that [`digest_probe`] printed; `None` when the probe did not
-    /// print it (then there is nothing to check against and the plan fails instead of guessing).
+    /// A digest guard from the fact `key` that [`digest_probe`] printed. A probe that did not print it
+    /// leaves nothing to check against, so the plan fails instead of guessing.
     pub fn digest(
         what: &str,
         script: &str,
@@ -303,7 +303,8 @@ impl Step {
     }
 }
 
-/// Uploads `local` to a temporary file in `dir`, runs `script` with `$upload` set to it, and removes the file.
+/// Uploads `local` to a temporary file in `dir`, runs `script` with `$upload` set to it, and removes
+/// the file whatever happened.
 async fn upload_and_run(
     host: &dyn Transport,
     what: &str,
