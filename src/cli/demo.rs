@@ -106,6 +106,7 @@ async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> 
 
 /// Plan, apply, plan again; the exit code is the final plan's (0 when converged) or the failed apply's.
 async fn cycle(inventory: &Path, verbosity: Verbosity) -> Result<i32> {
+    let defaults = apim_provision::execute::Control::default();
     let args = super::RunArgs {
         target: super::Target {
             inventory: inventory.to_path_buf(),
@@ -115,6 +116,8 @@ async fn cycle(inventory: &Path, verbosity: Verbosity) -> Result<i32> {
         },
         forks: None,
         json: false,
+        command_timeout: defaults.command_timeout.as_secs(),
+        probe_timeout: defaults.probe_timeout.as_secs(),
     };
     let steps = [
         ("plan (fresh hosts: everything to create)", Mode::Plan),

@@ -2,7 +2,9 @@
 //! library below returns typed errors.
 
 mod demo;
+mod lock;
 mod logging;
+mod signals;
 
 use anyhow::{bail, Context, Result};
 use apim_provision::execute::{self, Mode, Sink};
@@ -14,7 +16,7 @@ use apim_provision::report::{json, Summary};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Plan and apply WSO2 API Manager clusters over SSH, idempotently, through a dependency graph.
 #[derive(Parser)]
@@ -96,6 +98,12 @@ struct RunArgs {
     /// One JSON object per event on stdout, then a summary object.
     #[arg(long)]
     json: bool,
+    /// Seconds a `command` or `shell` task may run when it sets no `timeout:` of its own.
+    #[arg(long, default_value_t = execute::Control::default().command_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    command_timeout: u64,
+    /// Seconds a host's probes may take.
+    #[arg(long, default_value_t = execute::Control::default().probe_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    probe_timeout: u64,
 }
 
 impl Cli {
@@ -204,7 +212,17 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
         let h = Arc::new(HumanSink::new(mode, verbosity, total));
         (h.clone(), Some(h))
     };
-    let reports = execute::run(p.clone(), mode, forks, sink).await;
+    let _lock = match mode {
+        Mode::Apply => Some(lock::RunLock::acquire(&a.target.inventory)?),
+        Mode::Plan => None,
+    };
+    let (signals, cancel) = signals::Signals::watch().context("watching for SIGINT/SIGTERM")?;
+    let ctl = execute::Control {
+        cancel,
+        command_timeout: Duration::from_secs(a.command_timeout),
+        probe_timeout: Duration::from_secs(a.probe_timeout),
+    };
+    let reports = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
     let summary = Summary::of(hosts, &reports);
     let elapsed = started.elapsed();
     if let Some(h) = human {
@@ -217,7 +235,9 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
     } else {
         json::print_summary(mode, &summary, elapsed, &p.graph.warnings);
     }
-    Ok(summary.exit_code(mode))
+    Ok(signals
+        .exit_code()
+        .unwrap_or_else(|| summary.exit_code(mode)))
 }
 
 /// Writes `text` and a newline to stdout. A closed reader (`graph | head -1`) is an error to report,

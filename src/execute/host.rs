@@ -8,6 +8,7 @@ use petgraph::graph::NodeIndex;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// Probe answers of a host's batch, or why the batch could not run.
@@ -21,8 +22,9 @@ pub struct HostState {
     pub registers: Mutex<Vars>,
     /// Plan mode: registered names whose value depends on a pending change.
     pub unknown: Mutex<BTreeSet<String>>,
-    /// Handler (short) name → tasks that notified it.
-    pub notified: Mutex<HashMap<String, Vec<String>>>,
+    /// (play index, handler short name) → tasks that notified it: a notify reaches only the handlers of
+    /// its own play.
+    pub notified: Mutex<HashMap<(usize, String), Vec<String>>>,
     /// Plan mode: what the pending changes of earlier tasks will leave on the host.
     pub view: Mutex<HostView>,
     /// Number of changes made on this host; a batch taken before the first change stays valid.
@@ -62,8 +64,13 @@ impl HostState {
         self.changes.load(Ordering::SeqCst) == 0
     }
 
-    /// The host's batched probe answers, taking the batch on first call with `probes`.
-    pub async fn batch(&self, probes: impl FnOnce() -> Vec<(NodeIndex, String)>) -> &BatchResult {
+    /// The host's batched probe answers, taking the batch on first call with `probes`; a batch that takes
+    /// longer than `limit` is stopped and fails every task that waited for it.
+    pub async fn batch(
+        &self,
+        probes: impl FnOnce() -> Vec<(NodeIndex, String)>,
+        limit: Duration,
+    ) -> &BatchResult {
         self.batch
             .get_or_init(|| async {
                 let t = &self.transport;
@@ -77,7 +84,17 @@ impl HostState {
                     probes = list.len(),
                     "probe round trip (batch)"
                 );
-                let answers = b.run(t.as_ref()).await.map_err(|e| e.to_string())?;
+                let answers = tokio::time::timeout(limit, b.run(t.as_ref()))
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "{}: the probe batch timed out after {}s (probe timeout), and what it \
+                             started there was stopped",
+                            t.host(),
+                            limit.as_secs()
+                        )
+                    })?
+                    .map_err(|e| e.to_string())?;
                 Ok(list.into_iter().map(|(n, _)| n).zip(answers).collect())
             })
             .await

@@ -5,11 +5,86 @@
 mod host;
 mod scheduler;
 
-pub use scheduler::run;
+pub use scheduler::{run, run_with};
 
 use crate::resources::{Action, ContentDiff};
 use petgraph::graph::NodeIndex;
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// Asks a run to stop: tasks not started yet are not started, running ones are stopped (what their
+/// scripts started on the host included) and reported as failed. Held by whoever catches the signal.
+#[derive(Debug)]
+pub struct Canceller(watch::Sender<Option<String>>);
+
+impl Canceller {
+    /// A canceller and the token a run watches.
+    pub fn new() -> (Self, Cancel) {
+        let (tx, rx) = watch::channel(None);
+        (Self(tx), Cancel(Some(rx)))
+    }
+
+    /// Stops the run; `why` (e.g. `SIGINT`) is named in the report of every task it stops.
+    pub fn cancel(&self, why: &str) {
+        self.0.send_if_modified(|w| {
+            if w.is_none() {
+                *w = Some(why.to_string());
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// What a run watches to learn that it must stop.
+#[derive(Debug, Clone)]
+pub struct Cancel(Option<watch::Receiver<Option<String>>>);
+
+impl Cancel {
+    /// A token that is never cancelled, for runs nobody interrupts (tests, the demo).
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    /// Why the run was cancelled, once it was.
+    pub fn reason(&self) -> Option<String> {
+        self.0.as_ref().and_then(|rx| rx.borrow().clone())
+    }
+
+    /// Resolves with the reason when the run is cancelled (never, when it is not).
+    pub async fn cancelled(&self) -> String {
+        if let Some(rx) = &self.0 {
+            let mut rx = rx.clone();
+            let why = rx.wait_for(Option::is_some).await.map(|w| w.clone());
+            if let Ok(why) = why {
+                return why.unwrap_or_default();
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+/// How long things may take and whether the run must stop: what bounds a run besides the graph.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// Cancelled by a signal.
+    pub cancel: Cancel,
+    /// Longest a `command` or `shell` task may run when it sets no `timeout:` of its own.
+    pub command_timeout: Duration,
+    /// Longest a probe (a host's batch, or one task's own probe) may take.
+    pub probe_timeout: Duration,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            cancel: Cancel::never(),
+            command_timeout: Duration::from_secs(3600),
+            probe_timeout: Duration::from_secs(600),
+        }
+    }
+}
 
 /// Whether changes are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! independent branches go on.
 
 use super::host::HostState;
-use super::{Mode, NodeReport, Outcome, Sink, SkipCause};
+use super::{Control, Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::model::Vars;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{Action, Change, Effect, Resource};
@@ -13,7 +13,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
 /// How a finished node looks to the nodes that wait for it.
@@ -31,6 +31,27 @@ struct Run {
     forks: Semaphore,
     done: Vec<watch::Sender<Option<Done>>>,
     sink: Arc<dyn Sink>,
+    ctl: Control,
+}
+
+/// Tells a node's dependents that it failed when the node ends without reporting (it panicked), so
+/// they never wait for a result that cannot come.
+struct Unfinished<'a> {
+    tx: &'a watch::Sender<Option<Done>>,
+    label: String,
+    reported: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.tx.send_replace(Some(Done {
+                ok: false,
+                changed: false,
+                label: self.label.clone(),
+            }));
+        }
+    }
 }
 
 /// Walks the whole graph in `mode` with at most `forks` nodes working at once, and closes every
@@ -40,6 +61,18 @@ pub async fn run(
     mode: Mode,
     forks: usize,
     sink: Arc<dyn Sink>,
+) -> Vec<NodeReport> {
+    run_with(p, mode, forks, sink, Control::default()).await
+}
+
+/// [`run`] bounded by `ctl`: its timeouts, and its cancel token, after which no task starts and the
+/// running ones are stopped.
+pub async fn run_with(
+    p: Arc<Prepared>,
+    mode: Mode,
+    forks: usize,
+    sink: Arc<dyn Sink>,
+    ctl: Control,
 ) -> Vec<NodeReport> {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
@@ -54,6 +87,7 @@ pub async fn run(
         forks: Semaphore::new(forks.max(1)),
         done: (0..count).map(|_| watch::channel(None).0).collect(),
         sink,
+        ctl,
     });
     let mut handles = Vec::with_capacity(count);
     for node in run.p.graph.graph.node_indices() {
@@ -61,8 +95,16 @@ pub async fn run(
         handles.push(tokio::spawn(async move { r.node(node).await }));
     }
     let mut reports = Vec::with_capacity(count);
-    for h in handles {
-        reports.push(h.await.expect("node task panicked"));
+    for (node, h) in run.p.graph.graph.node_indices().zip(handles) {
+        let report = match h.await {
+            Ok(r) => r,
+            Err(e) => {
+                let r = run.lost(node, e);
+                run.sink.done(&r);
+                r
+            }
+        };
+        reports.push(report);
     }
     for h in run.hosts.values() {
         h.transport().close().await;
@@ -71,8 +113,37 @@ pub async fn run(
 }
 
 impl Run {
+    /// The report of a node whose task ended without one (a panic), as a failure naming the task.
+    fn lost(&self, node: NodeIndex, e: tokio::task::JoinError) -> NodeReport {
+        let t = self.p.task(node);
+        let why = match e.try_into_panic() {
+            Ok(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into()),
+            Err(e) => e.to_string(),
+        };
+        NodeReport {
+            node,
+            host: self.p.graph.graph[node].host.clone(),
+            task: t.name.clone(),
+            kind: t.kind.clone(),
+            target: None,
+            location: t.loc.to_string(),
+            handler: t.handler,
+            outcome: Outcome::Failed(format!("internal error while running the task: {why}")),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     async fn node(&self, node: NodeIndex) -> NodeReport {
         let g = &self.p.graph.graph;
+        let mut unfinished = Unfinished {
+            tx: &self.done[node.index()],
+            label: format!("`{}` on {}", self.p.task(node).name, g[node].host),
+            reported: false,
+        };
         let mut failed_dep = None;
         let mut dep_changed = false;
         // Plan needs no cross-host order, except for a task that reads what other hosts registered.
@@ -100,15 +171,32 @@ impl Run {
         let host = &g[node].host;
         let started = Instant::now();
         let mut target = None;
-        let outcome = match failed_dep {
-            Some(l) if self.mode == Mode::Apply => Outcome::Skipped {
+        let cancel = &self.ctl.cancel;
+        let interrupted = |why: String| Outcome::Skipped {
+            cause: SkipCause::Dependency,
+            reason: format!("not started: the run was interrupted ({why})"),
+        };
+        let outcome = match (failed_dep, cancel.reason()) {
+            (_, Some(why)) => interrupted(why),
+            (Some(l), None) if self.mode == Mode::Apply => Outcome::Skipped {
                 cause: SkipCause::Dependency,
                 reason: format!("{l} did not succeed"),
             },
             _ => {
-                let _permit = self.forks.acquire().await.expect("semaphore open");
-                self.sink.started(host, &t.name);
-                self.execute(node, dep_changed, &mut target).await
+                tokio::select! {
+                    why = cancel.cancelled() => interrupted(why),
+                    permit = self.forks.acquire() => {
+                        let _permit = permit.expect("semaphore open");
+                        self.sink.started(host, &t.name);
+                        tokio::select! {
+                            why = cancel.cancelled() => Outcome::Failed(format!(
+                                "`{}` on {host}: stopped, the run was interrupted ({why})",
+                                t.name
+                            )),
+                            o = self.execute(node, dep_changed, &mut target) => o,
+                        }
+                    }
+                }
             }
         };
         let report = NodeReport {
@@ -127,6 +215,7 @@ impl Run {
             changed: report.outcome.changes(),
             label: format!("`{}` on {host}", t.name),
         }));
+        unfinished.reported = true;
         self.sink.done(&report);
         report
     }
@@ -146,7 +235,12 @@ impl Run {
             reason: reason.to_string(),
         };
         if t.handler {
-            let by = hs.notified.lock().expect("notified").get(&t.short).cloned();
+            let by = hs
+                .notified
+                .lock()
+                .expect("notified")
+                .get(&(t.play, t.short.clone()))
+                .cloned();
             if by.is_none() {
                 return skip(SkipCause::NotNotified, "not notified");
             }
@@ -197,10 +291,18 @@ impl Run {
         };
         *target = Some(resource.describe());
         let transport = hs.transport().clone();
+        let host = transport.host();
+        let timed_out = |what: &str, limit: Duration| {
+            Outcome::Failed(format!(
+                "`{}` on {host}: {what} timed out after {}s (timeout), and what it started there was stopped",
+                t.name,
+                limit.as_secs()
+            ))
+        };
         let batched = prep.resource.is_some() && hs.pristine() && !dep_changed;
         let answer = if batched {
             let all = || self.batch_probes(&p.graph.graph[node].host);
-            match hs.batch(all).await {
+            match hs.batch(all, self.ctl.probe_timeout).await {
                 Ok(map) => map.get(&node).cloned(),
                 Err(e) => return Outcome::Failed(e.clone()),
             }
@@ -213,9 +315,14 @@ impl Run {
                 tracing::debug!(host = transport.host(), task = %t.name, "probe round trip (single)");
                 let mut b = ProbeBatch::default();
                 b.push(resource.probe());
-                match b.run(transport.as_ref()).await {
-                    Ok(mut a) => a.remove(0),
-                    Err(e) => return Outcome::Failed(e.to_string()),
+                let limit = t
+                    .timeout
+                    .map(Duration::from_secs)
+                    .unwrap_or(self.ctl.probe_timeout);
+                match tokio::time::timeout(limit, b.run(transport.as_ref())).await {
+                    Ok(Ok(mut a)) => a.remove(0),
+                    Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+                    Err(_) => return timed_out("its probe", limit),
                 }
             }
         };
@@ -262,12 +369,23 @@ impl Run {
             }
             Mode::Apply => {
                 tracing::info!(host = transport.host(), task = %t.name, "applying {}", resource.describe());
-                self.applied(
-                    node,
-                    hs,
-                    resource.apply(&change, transport.as_ref()).await,
-                    outcome,
+                let limit = t.timeout.map(Duration::from_secs).or(matches!(
+                    t.kind.as_str(),
+                    "command" | "shell"
                 )
+                .then_some(self.ctl.command_timeout));
+                let applying = resource.apply(&change, transport.as_ref());
+                let result = match limit {
+                    None => applying.await,
+                    Some(limit) => match tokio::time::timeout(limit, applying).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            hs.changed();
+                            return timed_out("it", limit);
+                        }
+                    },
+                };
+                self.applied(node, hs, result, outcome)
             }
         }
     }
@@ -374,7 +492,90 @@ impl Run {
         let t = self.p.task(node);
         let mut n = hs.notified.lock().expect("notified");
         for h in &t.notify {
-            n.entry(h.clone()).or_default().push(t.name.clone());
+            n.entry((t.play, h.clone()))
+                .or_default()
+                .push(t.name.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{prepare, Options};
+    use crate::resources::{Change, Outcome as Registered, ResourceError};
+    use crate::transport::{Facts, Transport};
+    use async_trait::async_trait;
+
+    /// A resource whose planning panics: the only way to provoke a panic inside a node on purpose.
+    struct PanicsWhilePlanning;
+
+    #[async_trait]
+    impl Resource for PanicsWhilePlanning {
+        fn describe(&self) -> String {
+            "panics".into()
+        }
+        fn probe(&self) -> String {
+            "true".into()
+        }
+        fn plan(&self, _facts: &Facts) -> Result<Change, ResourceError> {
+            panic!("planning blew up")
+        }
+        async fn apply(
+            &self,
+            _change: &Change,
+            _host: &dyn Transport,
+        ) -> Result<Registered, ResourceError> {
+            unreachable!("never planned")
+        }
+    }
+
+    struct Quiet;
+    impl Sink for Quiet {
+        fn done(&self, _report: &NodeReport) {}
+    }
+
+    #[tokio::test]
+    async fn a_panicking_node_fails_and_its_dependents_are_skipped_instead_of_waiting_forever() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("h1").display().to_string();
+        std::fs::write(
+            d.path().join("inventory.yaml"),
+            format!("playbook: main.yaml\nhosts:\n  h1:\n    connection: local\n    vars: {{ root: \"{root}\" }}\n  h2:\n    connection: local\n    vars: {{ root: \"{root}2\" }}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("main.yaml"),
+            "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: first\n        file: { path: \"{{ root }}\", state: directory }\n      - name: second\n        depends_on: [{ task: first, hosts: h1 }]\n        file: { path: \"{{ root }}/x\", state: directory }\n",
+        )
+        .unwrap();
+        let mut p = prepare(&d.path().join("inventory.yaml"), &Options::default()).unwrap();
+        let first = p.graph.hosts["h1"][0];
+        p.nodes[first.index()].resource = Some(Arc::new(PanicsWhilePlanning));
+        let run = run(Arc::new(p), Mode::Apply, 4, Arc::new(Quiet));
+        let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("the run hung on a panicked node");
+        let of = |host: &str, task: &str| {
+            reports
+                .iter()
+                .find(|r| r.host == host && r.task == task)
+                .map(|r| r.outcome.clone())
+                .unwrap()
+        };
+        match of("h1", "first") {
+            Outcome::Failed(m) => assert!(m.contains("planning blew up"), "{m}"),
+            o => panic!("{o:?}"),
+        }
+        for host in ["h1", "h2"] {
+            match of(host, "second") {
+                Outcome::Skipped {
+                    cause: SkipCause::Dependency,
+                    reason,
+                } => assert!(reason.contains("`first` on h1"), "{reason}"),
+                o => panic!("{host}: {o:?}"),
+            }
+        }
+        assert!(of("h2", "first").succeeded());
     }
 }

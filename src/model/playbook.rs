@@ -58,6 +58,9 @@ pub struct TaskSpec {
     pub play: usize,
     /// True for handlers, which run only when notified.
     pub handler: bool,
+    /// `timeout:` in seconds: the longest its probe or its apply may take before the task fails and
+    /// whatever it started on the host is stopped (none: the run's default for its type).
+    pub timeout: Option<u64>,
 }
 
 /// A play: tasks and handlers for the hosts its pattern selects.
@@ -134,6 +137,7 @@ const TASK_KEYS: &[&str] = &[
     "depends_on",
     "include",
     "vars",
+    "timeout",
 ];
 
 struct Loader {
@@ -314,7 +318,7 @@ impl Loader {
             let module = module
                 .as_str()
                 .ok_or_else(|| ModelError::at(loc, "`include` takes a module name"))?;
-            for k in ["register", "notify"] {
+            for k in ["register", "notify", "timeout"] {
                 if get(k).is_some() {
                     return Err(ModelError::at(
                         loc,
@@ -406,6 +410,24 @@ impl Loader {
             }
             None => Vec::new(),
         };
+        let timeout = match get("timeout") {
+            Some(Y::Number(n)) => match n.as_u64() {
+                Some(secs) if secs > 0 => Some(secs),
+                _ => {
+                    return Err(ModelError::at(
+                        loc,
+                        "`timeout` must be a whole number of seconds above 0",
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(ModelError::at(
+                    loc,
+                    "`timeout` must be a whole number of seconds above 0",
+                ))
+            }
+            None => None,
+        };
         let short = name.unwrap_or_else(|| default_name(&kind, &args));
         let full = if f.label.is_empty() {
             short.clone()
@@ -450,6 +472,7 @@ impl Loader {
             search: f.search.clone(),
             play: f.play,
             handler: f.handler,
+            timeout,
         });
         let play = &mut self.pb.plays[f.play];
         if f.handler {

@@ -202,7 +202,108 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
     for node in p.graph.graph.node_indices() {
         p.nodes[node.index()] = check_node(&p, node)?;
     }
+    check_cross_host_reads(&p)?;
     Ok(p)
+}
+
+/// A task that reads `registered[H].NAME` must wait for the task that registers NAME on H, or it reads
+/// whatever that host happened to register by then (nothing, in a fast run). Every host that registers
+/// NAME counts when the subscript is not a literal host name. Checked before any host is touched.
+fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
+    let g = &p.graph.graph;
+    for node in g.node_indices() {
+        if !p.nodes[node.index()].reads.contains(OTHER_HOSTS) {
+            continue;
+        }
+        let t = p.task(node);
+        let mut sources = Vec::new();
+        strings_in(&t.args, &mut sources);
+        sources.extend(t.when.iter().map(String::as_str));
+        let here = &g[node].host;
+        for (subscript, name) in sources.iter().flat_map(|s| cross_host_reads(s)) {
+            let literal = subscript
+                .strip_prefix(['\'', '"'])
+                .and_then(|s| s.strip_suffix(['\'', '"']));
+            for other in g.node_indices() {
+                let (h, ot) = (&g[other].host, p.task(other));
+                if h == here
+                    || ot.register.as_deref() != Some(name.as_str())
+                    || literal.is_some_and(|l| l != h)
+                    || petgraph::algo::has_path_connecting(g, other, node, None)
+                {
+                    continue;
+                }
+                return Err(ModelError::at(
+                    &t.loc,
+                    format!(
+                        "task `{}` on {here} reads `registered[{subscript}].{name}`, which task `{}` ({}) \
+                         registers on {h}, but does not wait for it: add `depends_on: {{task: \"{}\", hosts: {h}}}`",
+                        t.name, ot.name, ot.loc, ot.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every string in a task's arguments, where its templates are.
+fn strings_in<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| strings_in(v, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
+}
+
+/// The `registered[SUBSCRIPT].NAME` (or `["NAME"]`) reads in template text: the subscript as written and
+/// the registered name.
+fn cross_host_reads(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(OTHER_HOSTS) {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + OTHER_HOSTS.len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let Some(inner) = rest.trim_start().strip_prefix('[') else {
+            continue;
+        };
+        let mut depth = 1;
+        let Some(end) = inner.char_indices().find_map(|(i, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        }) else {
+            continue;
+        };
+        let subscript = inner[..end].trim().to_string();
+        let after = inner[end + 1..].trim_start();
+        let name: String = if let Some(a) = after.strip_prefix('.') {
+            a.trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        } else if let Some(a) = after.strip_prefix('[') {
+            a.trim_start()
+                .trim_start_matches(['\'', '"'])
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        } else {
+            String::new()
+        };
+        if !name.is_empty() {
+            out.push((subscript, name));
+        }
+        rest = &inner[end + 1..];
+    }
+    out
 }
 
 /// Adds why a variable is undefined when it is one that could not be resolved (its own template failed).

@@ -129,9 +129,15 @@ pub fn check_validate(kind: &str, validate: &Option<String>) -> Result<(), Resou
     }
 }
 
-/// A script that writes `content` to `dest` atomically: temp file in the same directory, fsync, optional
-/// validation of the temp file, then rename. A crash at any point leaves the old file or the new one,
-/// never a torn one; an existing file's mode and owner carry over unless `attrs` say otherwise.
+/// A script that writes `content` to `dest` atomically: temp file in the same directory, fsync, a check
+/// that the temp file holds exactly `content` (a script cut short by a dying controller must not install
+/// half a file), optional validation of the temp file, then rename. A crash at any point leaves the old
+/// file or the new one, never a torn one; an existing file's mode and owner carry over unless `attrs`
+/// say otherwise. The temp file is named after `dest` (`.<name>.apim-provision.tmp.*` next to it) and
+/// removed on exit or on SIGINT/SIGTERM/SIGHUP; one a SIGKILL left behind is swept by the next write of
+/// the same `dest`. The temp file is made only once the whole content has arrived (the heredoc belongs
+/// to the block that makes it): while the shell is still reading a large script it cannot run traps,
+/// so a temp file made earlier would outlive a SIGTERM.
 pub fn atomic_write_script(
     dest: &str,
     content: &[u8],
@@ -156,18 +162,21 @@ pub fn atomic_write_script(
     format!(
         r#"set -e
 dest={dest}
-tmp=$(mktemp "$(dirname "$dest")/.apim-provision.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-base64 -d > "$tmp" <<'__APIM_EOF__'
+{{
+{temp}base64 -d > "$tmp"
+}} <<'__APIM_EOF__'
 {body}__APIM_EOF__
+if [ "$(sha256sum < "$tmp" | cut -c1-64)" != {sha} ]; then echo "the content for $dest arrived incomplete" >&2; exit 1; fi
 if [ -e "$dest" ]; then {keep_mode}chown --reference="$dest" "$tmp"; else chmod {new_mode} "$tmp"; fi
 {attrs}{validate}sync "$tmp" 2>/dev/null || true
 mv -f "$tmp" "$dest"
 trap - EXIT
 "#,
         dest = sh_quote(dest),
+        temp = TEMP_NEXT_TO_DEST,
+        sha = super::sha256_hex(content),
         attrs = attrs.script("\"$tmp\""),
-        // An explicit mode goes straight from mktemp's 0600 to the wanted one, so content meant to be
+        // An explicit mode goes straight from the temp file's 0600 to the wanted one, so content meant to be
         // private (keys, keystores) is never readable through a default or inherited mode in between.
         keep_mode = match attrs.mode {
             Some(_) => "",
@@ -175,4 +184,56 @@ trap - EXIT
         },
         new_mode = attrs.mode.unwrap_or(Mode(0o644)),
     )
+}
+
+/// Shell lines that make `$tmp` a fresh temp file next to `$dest`, named after it, after removing what
+/// an earlier, killed write of the same `$dest` left; it is removed again when the script exits or is
+/// stopped by SIGHUP/SIGINT/SIGTERM. For every resource that writes a file by renaming a temp file.
+/// The traps come first and the name is known before the file exists (no `$(mktemp)`, whose subshell a
+/// signal can kill after it made the file but before the name came back), so no signal falls between
+/// making the file and being able to remove it. Made 0600 with noclobber, like mktemp would. SIGPIPE is
+/// ignored: a stopped run closes the script's output first, and the shell's "Terminated" notice must not
+/// kill it before its EXIT trap ran.
+pub const TEMP_NEXT_TO_DEST: &str = r#"tmp=
+trap '' PIPE
+trap 'rm -f "$tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+tmp_dir=$(dirname "$dest"); tmp_base=$(basename "$dest"); tmp_umask=$(umask)
+rm -f -- "$tmp_dir/.$tmp_base.apim-provision.tmp."*
+tmp="$tmp_dir/.$tmp_base.apim-provision.tmp.$$"
+umask 077; set -C; : > "$tmp"; set +C; umask "$tmp_umask"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{LocalTransport, Transport};
+
+    #[tokio::test]
+    async fn a_write_sweeps_what_a_killed_write_of_the_same_file_left() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("app.conf");
+        let left = d.path().join(".app.conf.apim-provision.tmp.AbC123");
+        let other = d.path().join(".other.conf.apim-provision.tmp.AbC123");
+        std::fs::write(&left, "half").unwrap();
+        std::fs::write(&other, "someone else's").unwrap();
+        let script = atomic_write_script(
+            &dest.display().to_string(),
+            b"new\n",
+            &Attrs::default(),
+            None,
+        );
+        let out = LocalTransport::new("t").run(&script).await.unwrap();
+        assert_eq!(out.status, 0, "{}", out.tail());
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new\n");
+        assert!(!left.exists(), "the leftover of this file is still there");
+        assert!(other.exists(), "another file's temp file was removed");
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }

@@ -9,13 +9,15 @@ use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::sync::{Mutex, Semaphore};
 
 /// sshd's MaxSessions defaults to 10; staying under it leaves room for an operator's own session.
 const CHANNELS_PER_HOST: usize = 8;
 /// Connection attempts before a host is declared unreachable.
 const CONNECT_ATTEMPTS: u32 = 3;
+/// First stderr line of every remote script: the id of its process group.
+const PGID_MARK: &str = "@@apim-pgid ";
 
 /// A host reached over SSH.
 pub struct SshTransport {
@@ -23,6 +25,8 @@ pub struct SshTransport {
     session: Mutex<Option<Arc<Session>>>,
     channels: Semaphore,
     control_dir: PathBuf,
+    /// Remote process groups of abandoned scripts being stopped; close waits for them.
+    stopping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl SshTransport {
@@ -34,6 +38,7 @@ impl SshTransport {
             channels: Semaphore::new(CHANNELS_PER_HOST),
             control_dir: std::env::temp_dir()
                 .join(format!("apim-provision-ssh-{}", std::process::id())),
+            stopping: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -100,24 +105,41 @@ impl SshTransport {
         )))
     }
 
-    /// The remote shell command: `sh -s`, through `sudo -n` when the inventory asks to become root.
+    /// The remote command running `inner` through `sh -c`, through `sudo -n` when the inventory asks to
+    /// become root, in a session (and so a process group) of its own whose id it reports as the first
+    /// line of stderr, so that a cancelled run or a timeout can stop everything the script started.
     fn shell(&self, inner: &str) -> String {
+        let wrapped = grouped(inner);
+        let become_root = self.host.ssh.become_root.unwrap_or(false)
+            && self.host.ssh.user.as_deref().is_some_and(|u| u != "root");
+        if become_root {
+            format!("sudo -n {wrapped}")
+        } else {
+            wrapped
+        }
+    }
+
+    /// `script` run by `sh -c` (through `sudo -n` when becoming root), outside any new session: for
+    /// stopping a process group, which must not wait on a group of its own.
+    fn shell_plain(&self, script: &str) -> String {
+        let inner = format!("sh -c {}", super::sh_quote(script));
         let become_root = self.host.ssh.become_root.unwrap_or(false)
             && self.host.ssh.user.as_deref().is_some_and(|u| u != "root");
         if become_root {
             format!("sudo -n {inner}")
         } else {
-            inner.to_string()
+            inner
         }
     }
 
-    /// Runs `command` on one channel with `input` on its stdin and collects its output.
+    /// Runs `command` (from [`Self::shell`]) on one channel with `input` streamed to its stdin while its
+    /// output is read, and collects that output.
     async fn pipe(
         &self,
         command: String,
-        input: &[u8],
+        input: impl AsyncRead + Unpin + Send,
         what: &str,
-    ) -> Result<std::process::Output, TransportError> {
+    ) -> Result<(i32, Vec<u8>, Vec<u8>), TransportError> {
         let session = self.session().await?;
         let _channel = self.channels.acquire().await.expect("semaphore open");
         let mut child = session
@@ -128,15 +150,27 @@ impl SshTransport {
             .spawn()
             .await
             .map_err(|e| self.map(e))?;
-        let mut stdin = child.stdin().take().expect("stdin is piped");
-        let sent = async {
-            stdin.write_all(input).await?;
-            stdin.shutdown().await
+        let stdin = child.stdin().take().expect("stdin is piped");
+        let stdout = child.stdout().take().expect("stdout is piped");
+        let stderr = child.stderr().take().expect("stderr is piped");
+        let pgid = std::sync::Mutex::new(None);
+        let mut group = Group {
+            pgid: &pgid,
+            finished: false,
+            owner: self,
+            session: session.clone(),
         };
-        sent.await
-            .map_err(|e| self.conn_err(format!("{what}: {e}")))?;
-        drop(stdin);
-        child.wait_with_output().await.map_err(|e| self.map(e))
+        let (sent, out, err) = tokio::join!(
+            feed(stdin, input),
+            drain(stdout),
+            stderr_with_pgid(stderr, &pgid)
+        );
+        let status = child.wait().await.map_err(|e| self.map(e))?;
+        group.finished = true;
+        sent.map_err(|e| self.conn_err(format!("{what}: {e}")))?;
+        let out = out.map_err(|e| self.conn_err(format!("{what}: reading output: {e}")))?;
+        let err = err.map_err(|e| self.conn_err(format!("{what}: reading errors: {e}")))?;
+        Ok((status.code().unwrap_or(-1), out, err))
     }
 
     fn map(&self, e: openssh::Error) -> TransportError {
@@ -151,37 +185,35 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, script: &str) -> Result<Output, TransportError> {
-        let out = self
+        let (status, stdout, stderr) = self
             .pipe(self.shell("sh -s"), script.as_bytes(), "sending the script")
             .await?;
         Ok(Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: out.stdout,
-            stderr: out.stderr,
+            status,
+            stdout,
+            stderr,
         })
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
-        let bytes = tokio::fs::read(local)
+        let file = tokio::fs::File::open(local)
             .await
             .map_err(|e| TransportError::Io {
                 host: self.host.name.clone(),
                 context: format!("reading {}", local.display()),
                 source: e,
             })?;
-        let want = crate::resources::sha256_hex(&bytes);
-        let cmd = format!(
-            "sh -c {}",
-            super::sh_quote(&format!("cat > {}", super::sh_quote(remote)))
-        );
+        let mut hashing = Hashing::new(file);
+        let cmd = format!("cat > {}", super::sh_quote(remote));
         let what = format!("uploading {}", local.display());
-        let out = self.pipe(self.shell(&cmd), &bytes, &what).await?;
-        if !out.status.success() {
+        let (status, _, stderr) = self.pipe(self.shell(&cmd), &mut hashing, &what).await?;
+        if status != 0 {
             return Err(self.conn_err(format!(
                 "writing {remote}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&stderr).trim()
             )));
         }
+        let want = hashing.hex();
         let check = self
             .run(&format!(
                 "sha256sum < {} | cut -c1-64",
@@ -199,6 +231,10 @@ impl Transport for SshTransport {
     }
 
     async fn close(&self) {
+        let stopping: Vec<_> = std::mem::take(&mut *self.stopping.lock().expect("stopping"));
+        for h in stopping {
+            let _ = h.await;
+        }
         let Some(s) = self.session.lock().await.take() else {
             return;
         };
@@ -216,6 +252,134 @@ impl Transport for SshTransport {
     }
 }
 
+/// `inner` run by `sh -c` in a new session, printing its process group id as the first stderr line.
+fn grouped(inner: &str) -> String {
+    format!(
+        "setsid -w sh -c {}",
+        super::sh_quote(&format!(
+            "printf '{PGID_MARK}%s\\n' \"$$\" >&2; exec {inner}"
+        ))
+    )
+}
+
+/// A remote script's process group: stopped (TERM, then KILL after two seconds, on a channel of its
+/// own) when the run of the script is abandoned before it finished (cancel or timeout).
+struct Group<'a> {
+    pgid: &'a std::sync::Mutex<Option<i32>>,
+    finished: bool,
+    owner: &'a SshTransport,
+    session: Arc<Session>,
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        let pgid = *self.pgid.lock().expect("pgid");
+        let (false, Some(pgid)) = (self.finished, pgid) else {
+            return;
+        };
+        tracing::debug!(host = %self.owner.host.name, pgid, "stopping an unfinished remote script");
+        let kill = format!(
+            "kill -TERM -- -{pgid} 2>/dev/null || exit 0; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; exit 0"
+        );
+        let command = self.owner.shell_plain(&kill);
+        let session = self.session.clone();
+        let handle = tokio::spawn(async move {
+            let _ = session.raw_command(command).status().await;
+        });
+        self.owner.stopping.lock().expect("stopping").push(handle);
+    }
+}
+
+/// Streams `input` to a remote stdin and closes it. A script that exits before reading all of it closes
+/// the channel; its exit status says why.
+async fn feed(
+    mut stdin: impl AsyncWriteExt + Unpin,
+    mut input: impl AsyncRead + Unpin,
+) -> std::io::Result<()> {
+    match tokio::io::copy(&mut input, &mut stdin).await {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    stdin.shutdown().await
+}
+
+/// Reads a pipe to its end.
+async fn drain(mut pipe: impl AsyncReadExt + Unpin) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    pipe.read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Reads stderr to its end, taking the process group marker off its first line as soon as it arrives.
+async fn stderr_with_pgid(
+    mut pipe: impl AsyncReadExt + Unpin,
+    pgid: &std::sync::Mutex<Option<i32>>,
+) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut marked = false;
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if !marked {
+            if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                marked = true;
+                let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+                if let Some(id) = line.strip_prefix(PGID_MARK) {
+                    *pgid.lock().expect("pgid") = id.trim().parse().ok();
+                    buf.drain(..=end);
+                }
+            }
+        }
+    }
+}
+
+/// A reader that hashes what passes through it, so an upload is checked without a second read.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Self {
+        use sha2::Digest;
+        Self {
+            inner,
+            hash: sha2::Sha256::new(),
+        }
+    }
+
+    fn hex(self) -> String {
+        use sha2::Digest;
+        self.hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use sha2::Digest;
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            let fresh = buf.filled()[before..].to_vec();
+            self.hash.update(&fresh);
+        }
+        polled
+    }
+}
+
 /// An error with its sources, since openssh's top-level messages ("failed to connect") hide the reason.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -225,4 +389,58 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remote wrapper, run by this machine's sh as sshd would run it: the script's exit status and
+    /// output come through, the first stderr line names the script's own process group (not ours), and
+    /// that line is taken off stderr.
+    #[tokio::test]
+    async fn the_remote_wrapper_reports_its_process_group_and_keeps_the_exit_status() {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(grouped("sh -s"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let script: &[u8] = b"ps -o pgid= -p $$ | tr -d ' '; echo oops >&2; exit 7\n";
+        let pgid = std::sync::Mutex::new(None);
+        let (sent, out, err) = tokio::join!(
+            feed(child.stdin.take().unwrap(), script),
+            drain(child.stdout.take().unwrap()),
+            stderr_with_pgid(child.stderr.take().unwrap(), &pgid)
+        );
+        let status = child.wait().await.unwrap();
+        sent.unwrap();
+        assert_eq!(status.code(), Some(7));
+        let reported = pgid.lock().unwrap().expect("no process group reported");
+        let own: i32 = String::from_utf8(out.unwrap())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(reported, own);
+        // SAFETY: getpgrp(2) only reads.
+        assert_ne!(reported, unsafe { libc::getpgrp() });
+        assert_eq!(String::from_utf8(err.unwrap()).unwrap(), "oops\n");
+    }
+
+    /// An upload is checked against the digest of what was streamed, so that digest must be the file's.
+    #[tokio::test]
+    async fn the_streamed_upload_is_hashed_on_the_way() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("pack");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let mut hashing = Hashing::new(tokio::fs::File::open(&path).await.unwrap());
+        let mut sent = Vec::new();
+        tokio::io::copy(&mut hashing, &mut sent).await.unwrap();
+        assert_eq!(sent, content);
+        assert_eq!(hashing.hex(), crate::resources::sha256_hex(&content));
+    }
 }
