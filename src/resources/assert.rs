@@ -3,8 +3,8 @@
 //! is touched. Each `that` is a `{{ expression }}`, which keeps its type when templated and so arrives
 //! here as a boolean. The task never changes anything.
 
-use super::{bad, parse_args, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{Facts, Transport};
+use super::{bad, parse_args, BuildCtx, Change, Resource, ResourceError};
+use crate::transport::Facts;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -63,14 +63,6 @@ impl Resource for Assert {
 
     fn plan(&self, _facts: &Facts) -> Result<Change, ResourceError> {
         Ok(Change::none())
-    }
-
-    async fn apply(
-        &self,
-        change: &Change,
-        _host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        Ok(change.result.clone())
     }
 }
 

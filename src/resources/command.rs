@@ -3,9 +3,9 @@
 //! check command succeeds) — which the probe evaluates, so a converged host plans nothing for them.
 
 use super::{
-    bad, parse_args, Action, BuildCtx, Change, Effect, Outcome, Reads, Resource, ResourceError,
+    bad, parse_args, Action, BuildCtx, Change, Effect, Reads, Resource, ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -170,41 +170,13 @@ impl Resource for Command {
             c.result.insert("skip_reason".into(), why.into());
             return Ok(c);
         }
-        Ok(Change::new(
-            Action::Run,
-            vec![format!("run: {}", self.shown())],
-        ))
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let script = format!("{}{}\n", self.prologue(), self.line);
-        let out = host.run(&script).await?;
-        if out.status != 0 {
-            return Err(ResourceError::Failed(format!(
-                "`{}` exited {}: {}",
-                self.shown(),
-                out.status,
-                out.tail()
-            )));
-        }
-        let mut r = Outcome::new();
-        r.insert("rc".into(), out.status.into());
-        r.insert(
-            "stdout".into(),
-            out.stdout_text().trim_end().to_string().into(),
-        );
-        r.insert(
-            "stderr".into(),
-            String::from_utf8_lossy(&out.stderr)
-                .trim_end()
-                .to_string()
-                .into(),
-        );
-        Ok(r)
+        Ok(
+            Change::new(Action::Run, vec![format!("run: {}", self.shown())]).then(Step::Capture {
+                what: format!("`{}`", self.shown()),
+                guards: Vec::new(),
+                script: format!("{}{}", self.prologue(), self.line),
+            }),
+        )
     }
 }
 

@@ -5,10 +5,10 @@ use super::attrs::check_validate;
 use super::checksum;
 use super::format::{self, Format};
 use super::{
-    as_text, atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx,
-    Change, ContentDiff, Effect, FileSim, HostView, Outcome, Reads, Resource, ResourceError,
+    as_text, atomic_write_script, bad, parse_args, sha256_hex, Action, Attrs, BuildCtx, Change,
+    ContentDiff, Effect, FileSim, Guard, HostView, Reads, Resource, ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -99,6 +99,33 @@ impl Copy {
             Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
             _ => "/".into(),
         }
+    }
+
+    /// The atomic write of the whole content, guarded by what the probe saw at `dest` (its sha256, or
+    /// nothing there). Attribute-only changes rewrite the file too: one atomic path is simpler than two
+    /// and the content is identical, so the result cannot differ.
+    fn write_step(&self, facts: &Facts) -> Step {
+        let guard = match facts.get("type") {
+            Some("file") => facts.get("sha256").map(|sha| Guard::File {
+                path: self.dest.clone(),
+                sha256: Some(sha.to_string()),
+            }),
+            Some("link") => None,
+            _ => Some(Guard::File {
+                path: self.dest.clone(),
+                sha256: None,
+            }),
+        };
+        Step::run(
+            format!("writing {}", self.dest),
+            guard.into_iter().collect(),
+            atomic_write_script(
+                &self.dest,
+                &self.content,
+                &self.attrs,
+                self.validate.as_deref(),
+            ),
+        )
     }
 }
 
@@ -228,20 +255,10 @@ impl Resource for Copy {
         change
             .result
             .insert("sha256".into(), self.sha.clone().into());
+        if change.is_pending() {
+            change.steps.push(self.write_step(facts));
+        }
         Ok(change)
-    }
-
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        // Attribute-only changes rewrite the file too: one atomic path is simpler than two and the
-        // content is identical, so the result cannot differ.
-        let script = atomic_write_script(
-            &self.dest,
-            &self.content,
-            &self.attrs,
-            self.validate.as_deref(),
-        );
-        run_ok(host, &format!("writing {}", self.dest), &script).await?;
-        Ok(change.result.clone())
     }
 }
 
@@ -252,6 +269,22 @@ mod tests {
     use crate::transport::LocalTransport;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Apply writes what plan diffed against: an operator's edit made in between is refused, not lost.
+    #[tokio::test]
+    async fn a_file_edited_between_plan_and_apply_is_refused_not_overwritten() {
+        let t = LocalTransport::new("t");
+        let (_d, dest) = file_with("a=0\n");
+        let r = res("copy", json!({"dest": dest, "content": "a=1\n"}));
+        let change = plan_now(r.as_ref(), &t).await.unwrap();
+        std::fs::write(&dest, "a=0\nmine=1\n").unwrap();
+        let err = r.apply(&change, &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{dest} changed on the host since it was probed")),
+            "{err}"
+        );
+        assert_eq!(read(&dest), "a=0\nmine=1\n");
+    }
 
     #[tokio::test]
     async fn creates_the_file_then_plans_nothing() {

@@ -1,14 +1,14 @@
 //! What `lineinfile` and `blockinfile` share: the probe sends the file's content back, a pure function
-//! computes the whole new content on the controller (so plan shows the exact diff), and apply writes it
-//! atomically. Kept in one place so both editors treat missing files, symlinks, attributes and concurrent
-//! edits of the same file the same way.
+//! computes the whole new content on the controller (so plan shows the exact diff), and apply writes
+//! exactly that, atomically, unless the file changed since the probe. Kept in one place so both editors
+//! treat missing files, symlinks, attributes and concurrent edits of the same file the same way.
 
 use super::attrs::check_validate;
 use super::{
-    as_text, atomic_write_script, bad, probe_now, run_ok, sha256_hex, Action, Attrs, Change,
-    ContentDiff, Effect, FileSim, HostView, Outcome, Reads, Resource, ResourceError,
+    as_text, atomic_write_script, bad, sha256_hex, Action, Attrs, Change, ContentDiff, Effect,
+    FileSim, Guard, HostView, Reads, Resource, ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use regex::bytes::Regex;
 
 /// Largest file the editors handle: its whole content travels back in the probe, base64-encoded.
@@ -113,11 +113,14 @@ pub(super) struct TextFile {
     validate: Option<String>,
 }
 
-/// What apply has to do, decided from facts.
-enum Step {
+/// What apply has to do to the file, decided from facts.
+enum Write {
     Nothing,
-    Attrs,
-    Write {
+    /// Only attributes differ; `sha256` is the unchanged content's.
+    Attrs {
+        sha256: String,
+    },
+    Content {
         content: Vec<u8>,
         /// sha256 of the content the edit was computed from; `None` when the file did not exist.
         old_sha: Option<String>,
@@ -204,47 +207,48 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         }
     }
 
-    /// The change `edit` makes to the probed file.
+    /// The change `edit` makes to the probed file, with the step writing it: the whole new content,
+    /// guarded by the checksum (or absence) of the content it was computed from. Several editors of one
+    /// file in one run add up because apply probes each one after the previous one changed the host.
     pub fn plan(&self, facts: &Facts, edit: &EditFn<'_>) -> Result<Change, ResourceError> {
-        Ok(self.decide(facts, edit)?.0)
-    }
-
-    /// Re-reads the file and writes what `edit` makes of its current content. Computing from the
-    /// current content (not from the plan's) is what lets several editors of one file in one run
-    /// add up instead of each undoing the previous one; the write is then guarded by the checksum of
-    /// the content it was computed from.
-    pub async fn apply(
-        &self,
-        res: &dyn Resource,
-        host: &dyn Transport,
-        edit: &EditFn<'_>,
-    ) -> Result<Outcome, ResourceError> {
-        let facts = probe_now(res, host).await?;
-        let (change, target, step) = self.decide(&facts, edit)?;
+        let (mut change, target, step) = self.decide(facts, edit)?;
         let t = sh_quote(&target);
-        let script = match step {
-            Step::Nothing => return Ok(change.result),
-            Step::Attrs => format!("set -e\n{}", self.attrs.script(&t)),
-            Step::Write { content, old_sha } => {
-                let (guard, mkdir) = match old_sha {
-                    Some(sha) => (
-                        format!("[ \"$(sha256sum < {t} | cut -c1-64)\" = {sha} ]"),
-                        String::new(),
-                    ),
-                    None => (
-                        format!("[ ! -e {t} ] && [ ! -L {t} ]"),
-                        format!("mkdir -p -- \"$(dirname -- {t})\" || exit 1\n"),
-                    ),
+        let what = format!("writing {target}");
+        let step = match step {
+            Write::Nothing => return Ok(change),
+            Write::Attrs { sha256 } => Step::run(
+                what,
+                vec![Guard::File {
+                    path: target.clone(),
+                    sha256: Some(sha256),
+                }],
+                format!("set -e\n{}", self.attrs.script(&t)),
+            ),
+            Write::Content { content, old_sha } => {
+                let mkdir = match old_sha {
+                    Some(_) => String::new(),
+                    None => format!("mkdir -p -- \"$(dirname -- {t})\"\n"),
                 };
-                let msg = sh_quote(&format!("{target} changed while being edited; run again"));
-                format!(
-                    "{guard} || {{ echo {msg} >&2; exit 1; }}\n{mkdir}{}",
-                    atomic_write_script(&target, &content, &self.attrs, self.validate.as_deref())
+                Step::run(
+                    what,
+                    vec![Guard::File {
+                        path: target.clone(),
+                        sha256: old_sha,
+                    }],
+                    format!(
+                        "{mkdir}{}",
+                        atomic_write_script(
+                            &target,
+                            &content,
+                            &self.attrs,
+                            self.validate.as_deref()
+                        )
+                    ),
                 )
             }
         };
-        run_ok(host, &format!("writing {target}"), &script).await?;
-        Ok(change.result)
+        change.steps.push(step);
+        Ok(change)
     }
 
     /// The change to show, the file it is about (the symlink target when the path is a link) and what
@@ -253,7 +257,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         &self,
         facts: &Facts,
         edit: &EditFn<'_>,
-    ) -> Result<(Change, String, Step), ResourceError> {
+    ) -> Result<(Change, String, Write), ResourceError> {
         let target = facts.get("target").unwrap_or(&self.path).to_string();
         let mut change = Change::none();
         change
@@ -269,7 +273,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
                 })?;
                 (old, Action::Update)
             }
-            Some("absent") | None if self.removing => return Ok((change, target, Step::Nothing)),
+            Some("absent") | None if self.removing => return Ok((change, target, Write::Nothing)),
             Some("absent") | None if self.create != Some(true) => {
                 let hint = if self.create.is_some() {
                     " (set create: true)"
@@ -318,16 +322,18 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         };
         details.extend(self.attrs.changes(current));
         let step = if write {
-            Step::Write {
+            Write::Content {
                 content: edit.content,
                 old_sha: (action == Action::Update).then(|| sha256_hex(&old)),
             }
         } else if details.is_empty() {
-            Step::Nothing
+            Write::Nothing
         } else {
-            Step::Attrs
+            Write::Attrs {
+                sha256: sha256_hex(&old),
+            }
         };
-        if !matches!(step, Step::Nothing) {
+        if !matches!(step, Write::Nothing) {
             change.action = action;
         }
         change.details = details;
@@ -377,13 +383,5 @@ impl<T: TextEditor> Resource for T {
             return Ok(None);
         };
         self.plan(&facts).map(Some)
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        self.file().apply(self, host, &|old| self.edit(old)).await
     }
 }

@@ -1,10 +1,10 @@
 //! `file`: a path that must be a directory, a regular file, a symlink, or absent, with mode and owner.
 
 use super::{
-    bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Effect, FileSim, HostView, Outcome,
-    Reads, Resource, ResourceError,
+    bad, parse_args, Action, Attrs, BuildCtx, Change, Effect, FileSim, HostView, Reads, Resource,
+    ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -53,6 +53,35 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         _ => {}
     }
     Ok(Box::new(FileRes { args: a }))
+}
+
+impl FileRes {
+    /// The script making the path what `state` says. No guard: every branch converges whatever is there
+    /// now (`mkdir -p`, create only if missing, `ln -sfn`, `rm -rf`), and plan already refused the
+    /// types it cannot turn into the wanted one.
+    fn script(&self) -> String {
+        let a = &self.args;
+        let p = sh_quote(&a.path);
+        match a.state {
+            State::Absent => format!("rm -rf -- {p}"),
+            State::Directory => format!("set -e\nmkdir -p -- {p}\n{}", a.attrs.script(&p)),
+            State::File => format!("set -e\n[ -e {p} ] || : > {p}\n{}", a.attrs.script(&p)),
+            State::Link => {
+                let src = sh_quote(a.src.as_deref().unwrap_or_default());
+                let own = match (&a.attrs.owner, &a.attrs.group) {
+                    (Some(o), g) => format!(
+                        "chown -h {} {p}\n",
+                        sh_quote(&format!(
+                            "{o}{}",
+                            g.as_ref().map(|g| format!(":{g}")).unwrap_or_default()
+                        ))
+                    ),
+                    _ => String::new(),
+                };
+                format!("set -e\nln -sfn {src} {p}\n{own}")
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -148,33 +177,14 @@ impl Resource for FileRes {
             change.details.extend(a.attrs.changes(&Facts::default()));
         }
         change.result.insert("path".into(), a.path.clone().into());
+        if change.is_pending() {
+            change.steps.push(Step::run(
+                format!("file {}", a.path),
+                Vec::new(),
+                self.script(),
+            ));
+        }
         Ok(change)
-    }
-
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        let a = &self.args;
-        let p = sh_quote(&a.path);
-        let script = match a.state {
-            State::Absent => format!("rm -rf -- {p}"),
-            State::Directory => format!("set -e\nmkdir -p -- {p}\n{}", a.attrs.script(&p)),
-            State::File => format!("set -e\n[ -e {p} ] || : > {p}\n{}", a.attrs.script(&p)),
-            State::Link => {
-                let src = sh_quote(a.src.as_deref().unwrap_or_default());
-                let own = match (&a.attrs.owner, &a.attrs.group) {
-                    (Some(o), g) => format!(
-                        "chown -h {} {p}\n",
-                        sh_quote(&format!(
-                            "{o}{}",
-                            g.as_ref().map(|g| format!(":{g}")).unwrap_or_default()
-                        ))
-                    ),
-                    _ => String::new(),
-                };
-                format!("set -e\nln -sfn {src} {p}\n{own}")
-            }
-        };
-        run_ok(host, &format!("file {}", a.path), &script).await?;
-        Ok(change.result.clone())
     }
 }
 

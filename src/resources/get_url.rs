@@ -3,10 +3,10 @@
 //! never fetched again) and what keeps a changed or tampered upstream file from ever landing at `dest`.
 
 use super::{
-    bad, checksum, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Effect, Outcome, Reads,
-    Resource, ResourceError,
+    bad, checksum, parse_args, Action, Attrs, BuildCtx, Change, Effect, Guard, Reads, Resource,
+    ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -96,9 +96,6 @@ impl GetUrl {
 dest={dest}
 want={want}
 shown={shown}
-if [ -f "$dest" ] && [ ! -L "$dest" ] && [ "$(sha256sum < "$dest" | cut -c1-64)" = "$want" ]; then
-{keep_attrs}exit 0
-fi
 tmp=$(mktemp "$(dirname "$dest")/.apim-provision.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 if command -v curl >/dev/null 2>&1; then
@@ -121,7 +118,6 @@ trap - EXIT
 "#,
             dest = sh_quote(&self.dest),
             want = self.sha256,
-            keep_attrs = self.attrs.script("\"$dest\""),
             timeout = self.timeout,
             url = self.url,
             shown = sh_quote(&redact(&self.url)),
@@ -195,12 +191,35 @@ impl Resource for GetUrl {
             .result
             .insert("sha256".into(), self.sha256.clone().into());
         change.result.insert("url".into(), redact(&self.url).into());
+        let what = format!("fetching {}", self.dest);
+        let current = match facts.get("type") {
+            Some("file") => Some(Guard::File {
+                path: self.dest.clone(),
+                sha256: facts.get("sha256").map(str::to_string),
+            }),
+            Some("link") => None,
+            _ => Some(Guard::File {
+                path: self.dest.clone(),
+                sha256: None,
+            }),
+        };
+        let step = if !change.is_pending() {
+            None
+        } else if facts.is("type", "file") && facts.is("sha256", &self.sha256) {
+            Some(Step::run(
+                what,
+                current.into_iter().collect(),
+                format!("set -e\n{}", self.attrs.script(&sh_quote(&self.dest))),
+            ))
+        } else {
+            Some(Step::run(
+                what,
+                current.into_iter().collect(),
+                self.script(),
+            ))
+        };
+        change.steps.extend(step);
         Ok(change)
-    }
-
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        run_ok(host, &format!("fetching {}", self.dest), &self.script()).await?;
-        Ok(change.result.clone())
     }
 }
 
@@ -212,6 +231,30 @@ mod tests {
     use crate::transport::LocalTransport;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Apply downloads only what plan decided: a file that appeared at `dest` after the probe is the
+    /// operator's, not overwritten, and the shell no longer decides by itself.
+    #[tokio::test]
+    async fn a_file_written_after_the_plan_is_refused_not_replaced() {
+        let t = LocalTransport::new("t");
+        let body = b"pack contents\n".to_vec();
+        let url = format!("http://127.0.0.1:{}/pack.zip", serve_http(body.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("pack.zip").display().to_string();
+        let r = res(
+            KIND,
+            json!({"url": url, "dest": dest, "sha256": sha256_hex(&body)}),
+        );
+        let change = plan_now(r.as_ref(), &t).await.unwrap();
+        assert_eq!(change.action, Action::Create);
+        std::fs::write(&dest, "someone else's\n").unwrap();
+        let err = r.apply(&change, &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{dest} changed on the host since it was probed")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "someone else's\n");
+    }
 
     #[tokio::test]
     async fn downloads_once_then_plans_nothing() {

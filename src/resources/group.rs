@@ -2,9 +2,9 @@
 
 use super::Presence as State;
 use super::{
-    bad, parse_args, probe_now, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
+    bad, digest_probe, parse_args, Action, BuildCtx, Change, Guard, Resource, ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,6 +62,11 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
 }
 
 impl Group {
+    /// Reads the group's entry: what the change is decided from, and what its guard checks again.
+    fn entry(&self) -> String {
+        format!("getent group {}", sh_quote(&self.name))
+    }
+
     /// The change and the command making it, both from the same facts so they cannot disagree.
     fn decide(&self, facts: &Facts) -> (Change, Option<String>) {
         let n = sh_quote(&self.name);
@@ -116,33 +121,35 @@ impl Resource for Group {
 
     fn probe(&self) -> String {
         format!(
-            "if e=$(getent group {n}); then fact exists yes; fact gid \"$(printf '%s\\n' \"$e\" | cut -d: -f3)\"; else fact exists no; fi",
+            "if e=$(getent group {n}); then fact exists yes; fact gid \"$(printf '%s\\n' \"$e\" | cut -d: -f3)\"; else fact exists no; fi\n{}",
+            digest_probe("entry_sha256", &self.entry()),
             n = sh_quote(&self.name)
         )
     }
 
+    /// The command as the change's one step, guarded by the group entry it was decided from.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        Ok(self.decide(facts).0)
-    }
-
-    /// Re-reads the group first: an earlier task of the run may already have created or changed it.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let (change, command) = self.decide(&probe_now(self, host).await?);
-        if let Some(cmd) = command {
-            run_ok(host, &format!("group {}", self.name), &cmd).await?;
-        }
-        Ok(change.result)
+        let (change, command) = self.decide(facts);
+        Ok(match command {
+            Some(cmd) => change.then(Step::run(
+                format!("group {}", self.name),
+                vec![Guard::digest(
+                    &format!("group {}", self.name),
+                    &self.entry(),
+                    facts,
+                    "entry_sha256",
+                )?],
+                cmd,
+            )),
+            None => change,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, build_plain, facts_from, plan_now, res};
-    use super::super::Action;
+    use super::super::testkit::{bad_args, build_plain, facts_from, plan_now, res, FakeTools};
+    use super::super::{Action, ResourceError};
     use super::{Group, State, KIND};
     use crate::transport::LocalTransport;
     use serde_json::json;
@@ -197,6 +204,36 @@ mod tests {
         let (c, cmd) = group(State::Absent, None, false).decide(&present);
         assert_eq!(c.action, Action::Delete);
         assert_eq!(cmd.as_deref(), Some("groupdel app"));
+    }
+
+    /// The plan's step is what apply runs, and only while the group is as probed: a group changed in
+    /// between (here a stand-in `getent` that now answers differently) is refused, and groupmod never runs.
+    #[tokio::test]
+    async fn apply_runs_the_planned_command_only_while_the_group_is_as_probed() {
+        let fake = FakeTools::new();
+        let log = fake.dir().join("log").display().to_string();
+        fake.tool("getent", "echo \"app:x:$(cat $(dirname $0)/gid)\":")
+            .await;
+        fake.tool("groupmod", &format!("echo \"groupmod $*\" >> {log}"))
+            .await;
+        std::fs::write(fake.dir().join("gid"), "1500").unwrap();
+        let r = res(KIND, json!({"name": "app", "gid": 1600}));
+        let change = plan_now(r.as_ref(), &fake).await.unwrap();
+        assert_eq!(change.details, vec!["gid 1500 -> 1600"]);
+        std::fs::write(fake.dir().join("gid"), "1700").unwrap();
+        let err = r.apply(&change, &fake).await.unwrap_err();
+        assert!(
+            matches!(&err, ResourceError::Stale { message, .. }
+                if message == "group app changed on the host since it was probed; run plan again"),
+            "{err}"
+        );
+        assert!(!fake.dir().join("log").exists(), "groupmod ran");
+        std::fs::write(fake.dir().join("gid"), "1500").unwrap();
+        r.apply(&change, &fake).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "groupmod -g 1600 app\n"
+        );
     }
 
     #[test]

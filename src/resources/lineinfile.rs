@@ -138,7 +138,7 @@ impl TextEditor for LineInFile {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
-    use super::super::Action;
+    use super::super::{Action, ResourceError};
     use super::KIND;
     use crate::transport::{LocalTransport, ProbeBatch};
     use serde_json::json;
@@ -298,7 +298,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_edits_of_one_file_planned_together_both_land() {
+    async fn a_change_planned_before_the_file_changed_is_refused_then_replanned_it_lands() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with("a\n");
         let one = res(KIND, json!({"path": path, "line": "one"}));
@@ -310,7 +310,19 @@ mod tests {
         let plan_one = one.plan(&answers[0].facts).unwrap();
         let plan_two = two.plan(&answers[1].facts).unwrap();
         one.apply(&plan_one, &t).await.unwrap();
-        two.apply(&plan_two, &t).await.unwrap();
+        let err = two.apply(&plan_two, &t).await.unwrap_err();
+        assert!(
+            matches!(&err, ResourceError::Stale { message, .. }
+                if message == &format!("{path} changed on the host since it was probed; run plan again")),
+            "{err}"
+        );
+        assert_eq!(
+            read(&path),
+            "a\none\n",
+            "the stale write must not undo the first edit"
+        );
+        let fresh = plan_now(two.as_ref(), &t).await.unwrap();
+        two.apply(&fresh, &t).await.unwrap();
         assert_eq!(read(&path), "a\none\ntwo\n");
     }
 

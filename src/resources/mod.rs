@@ -1,7 +1,9 @@
 //! Built-in resource types. Each type lives in its own file and implements [`Resource`]: a read-only probe
 //! (a shell snippet, so the engine can batch every probe of a host into one round trip), a pure `plan` from
-//! the probe's facts to a [`Change`], and an `apply` that makes exactly that change. Plan, apply and drift
-//! all go through the same probe, so what plan says is what apply does.
+//! the probe's facts to a [`Change`] that carries its apply [`Step`]s, and an `apply` that runs exactly
+//! those steps ([`execute`]). Plan, apply and drift all go through the same probe and the same decision,
+//! so what plan says is what apply does; each step is guarded by the facts it was decided from, so a
+//! host changed in between is refused rather than overwritten.
 
 mod assert;
 mod attrs;
@@ -34,7 +36,7 @@ mod user;
 mod wait_for;
 mod xml;
 
-use crate::transport::{Facts, ProbeBatch, Transport, TransportError};
+use crate::transport::{sh_quote, Facts, Transport, TransportError};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -96,6 +98,292 @@ pub struct Change {
     pub diff: Option<ContentDiff>,
     /// What `register:` sees when the task makes no change (probe facts worth exposing).
     pub result: Outcome,
+    /// What apply runs, in order, decided here from the same facts as `action` and `details`: apply
+    /// executes exactly these, so what plan showed and what apply does cannot diverge.
+    pub steps: Vec<Step>,
+}
+
+/// A fact the probe saw that a step relies on, checked again on the host in the same script as the step.
+/// When it no longer holds, the step fails with "X changed on the host since it was probed" instead of
+/// overwriting someone else's edit with a decision made from older facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// The regular file `path` has content with this sha256, or (`None`) nothing exists at `path`.
+    File {
+        /// The file on the host.
+        path: String,
+        /// sha256 of the content the decision was made from; `None` when the path was absent.
+        sha256: Option<String>,
+    },
+    /// A read-only script (see [`digest_probe`]) still prints output with the sha256 the probe saw.
+    Digest {
+        /// What the script reads, for the message (`group app`).
+        what: String,
+        /// The read-only script.
+        script: String,
+        /// sha256 of its output at probe time.
+        sha256: String,
+    },
+}
+
+impl Guard {
+    /// A digest guard from the fact `key` that [`digest_probe`] printed. A probe that did not print it
+    /// leaves nothing to check against, so the plan fails instead of guessing.
+    pub fn digest(
+        what: &str,
+        script: &str,
+        facts: &Facts,
+        key: &str,
+    ) -> Result<Self, ResourceError> {
+        let sha256 = facts.get(key).ok_or_else(|| {
+            ResourceError::Failed(format!("the probe of {what} printed no `{key}`"))
+        })?;
+        Ok(Guard::Digest {
+            what: what.to_string(),
+            script: script.to_string(),
+            sha256: sha256.to_string(),
+        })
+    }
+
+    /// A digest guard for a read-only `script` whose output at probe time is known from the facts:
+    /// `expected`, byte for byte, so the probe need not print a digest of its own.
+    pub fn output(what: &str, script: &str, expected: &str) -> Self {
+        Guard::Digest {
+            what: what.to_string(),
+            script: script.to_string(),
+            sha256: sha256_hex(expected.as_bytes()),
+        }
+    }
+
+    /// The thing the guard is about, as the error names it.
+    fn what(&self) -> &str {
+        match self {
+            Guard::File { path, .. } => path,
+            Guard::Digest { what, .. } => what,
+        }
+    }
+
+    /// A shell condition true while the guarded fact still holds.
+    fn condition(&self) -> String {
+        match self {
+            Guard::File {
+                path,
+                sha256: Some(sha),
+            } => {
+                let p = sh_quote(path);
+                format!(
+                    "[ -f {p} ] && [ ! -L {p} ] && [ \"$(sha256sum < {p} | cut -c1-64)\" = {sha} ]"
+                )
+            }
+            Guard::File { path, sha256: None } => {
+                let p = sh_quote(path);
+                format!("[ ! -e {p} ] && [ ! -L {p} ]")
+            }
+            Guard::Digest { script, sha256, .. } => {
+                format!("[ \"$({})\" = {sha256} ]", digest_cmd(script))
+            }
+        }
+    }
+}
+
+/// Exit status of a step whose guard failed, kept apart from the step's own failures.
+const GUARD_FAILED: i32 = 97;
+
+/// How a failed guard's line ends, after the name of what changed.
+const GUARD_MESSAGE: &str = " changed on the host since it was probed; run plan again";
+
+/// The shell pipeline printing the sha256 of `script`'s output (stderr dropped, so a warning does not
+/// count as a change).
+fn digest_cmd(script: &str) -> String {
+    format!("{{ {script}\n}} 2>/dev/null | sha256sum | cut -c1-64")
+}
+
+/// A probe line printing, as fact `key`, the sha256 of what the read-only `script` prints: the identity
+/// of the state a decision was made from, for a [`Guard::Digest`].
+pub fn digest_probe(key: &str, script: &str) -> String {
+    format!("fact {} \"$({})\"", sh_quote(key), digest_cmd(script))
+}
+
+/// One action of apply, decided in plan. Scripts travel on the transport's standard input (never on a
+/// command line), so a payload inside one, such as a password, stays out of the host's process list; for
+/// the same reason `Debug` shows what a step does, never its script.
+#[derive(Clone)]
+pub enum Step {
+    /// Runs `script` after checking `guards`; a non-zero exit fails the task naming `what`.
+    Run {
+        /// What the step does, for errors (`writing /etc/hosts`).
+        what: String,
+        /// Facts the script relies on.
+        guards: Vec<Guard>,
+        /// The script.
+        script: String,
+    },
+    /// Like `Run`, and the script's exit status, stdout and stderr become `rc`, `stdout` and `stderr` of
+    /// the registered result: run-time data (a command's output) the plan cannot know.
+    Capture {
+        /// What the step does, for errors (the command line).
+        what: String,
+        /// Facts the script relies on.
+        guards: Vec<Guard>,
+        /// The script.
+        script: String,
+    },
+    /// Uploads the controller file `local` to a fresh temporary file in `dir` on the host, runs `script`
+    /// with `$upload` naming it, and removes it whatever the script's outcome: payloads too large for a
+    /// script (packs, SQL dumps) stream instead.
+    Upload {
+        /// What the step does, for errors.
+        what: String,
+        /// The controller file.
+        local: PathBuf,
+        /// The host directory the temporary file goes in (next to where it is used, so a large pack
+        /// does not fill a small `/tmp` and a rename stays on one filesystem).
+        dir: String,
+        /// Facts the script relies on.
+        guards: Vec<Guard>,
+        /// The script using `$upload`.
+        script: String,
+    },
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, what) = match self {
+            Step::Run { what, .. } => ("Run", what),
+            Step::Capture { what, .. } => ("Capture", what),
+            Step::Upload { what, .. } => ("Upload", what),
+        };
+        f.debug_struct(kind)
+            .field("what", what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Step {
+    /// A script step guarded by `guards`.
+    pub fn run(what: impl Into<String>, guards: Vec<Guard>, script: impl Into<String>) -> Self {
+        Step::Run {
+            what: what.into(),
+            guards,
+            script: script.into(),
+        }
+    }
+
+    /// The script as sent: every guard checked first, in the same round trip.
+    fn script(&self) -> (&str, String) {
+        let (what, guards, script) = match self {
+            Step::Run {
+                what,
+                guards,
+                script,
+            }
+            | Step::Capture {
+                what,
+                guards,
+                script,
+            }
+            | Step::Upload {
+                what,
+                guards,
+                script,
+                ..
+            } => (what, guards, script),
+        };
+        let mut s = String::new();
+        for g in guards {
+            let msg = sh_quote(&format!("{}{GUARD_MESSAGE}", g.what()));
+            s.push_str(&format!(
+                "if ! {{ {}; }}; then echo {msg} >&2; exit {GUARD_FAILED}; fi\n",
+                g.condition()
+            ));
+        }
+        s.push_str(script);
+        s.push('\n');
+        (what, s)
+    }
+}
+
+/// Uploads `local` to a temporary file in `dir`, runs `script` with `$upload` set to it, and removes
+/// the file whatever happened.
+async fn upload_and_run(
+    host: &dyn Transport,
+    what: &str,
+    local: &Path,
+    dir: &str,
+    script: &str,
+) -> Result<crate::transport::Output, ResourceError> {
+    let tmp = run_ok(
+        host,
+        &format!("{what}: making a temp file"),
+        &format!(
+            "mktemp {}",
+            sh_quote(&format!(
+                "{}/.apim-provision.upload.XXXXXX",
+                dir.trim_end_matches('/')
+            ))
+        ),
+    )
+    .await?
+    .stdout_text()
+    .trim()
+    .to_string();
+    let q = sh_quote(&tmp);
+    let out = match host.upload(local, &tmp).await {
+        Ok(()) => host.run(&format!("upload={q}\n{script}")).await,
+        Err(e) => Err(e),
+    };
+    run_ok(
+        host,
+        &format!("{what}: removing the upload"),
+        &format!("rm -f -- {q}"),
+    )
+    .await?;
+    Ok(out?)
+}
+
+/// Runs `change`'s steps in order on `host` and returns the registered result: the one way apply makes a
+/// change, whatever the resource type. A failed guard or step stops there.
+pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    let mut result = change.result.clone();
+    for step in &change.steps {
+        let (what, script) = step.script();
+        let out = match step {
+            Step::Upload { local, dir, .. } => {
+                upload_and_run(host, what, local, dir, &script).await?
+            }
+            _ => host.run(&script).await?,
+        };
+        if out.status == GUARD_FAILED {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if let Some(line) = stderr.lines().find(|l| l.ends_with(GUARD_MESSAGE)) {
+                return Err(ResourceError::Stale {
+                    what: what.to_string(),
+                    message: line.to_string(),
+                });
+            }
+        }
+        if out.status != 0 {
+            return Err(ResourceError::Failed(match step {
+                Step::Capture { .. } => format!("{what} exited {}: {}", out.status, out.tail()),
+                _ => format!("{what} failed (exit {}): {}", out.status, out.tail()),
+            }));
+        }
+        if let Step::Capture { .. } = step {
+            result.insert("rc".into(), out.status.into());
+            result.insert(
+                "stdout".into(),
+                out.stdout_text().trim_end().to_string().into(),
+            );
+            result.insert(
+                "stderr".into(),
+                String::from_utf8_lossy(&out.stderr)
+                    .trim_end()
+                    .to_string()
+                    .into(),
+            );
+        }
+    }
+    Ok(result)
 }
 
 impl Change {
@@ -106,7 +394,14 @@ impl Change {
             details,
             diff: None,
             result: Outcome::new(),
+            steps: Vec::new(),
         }
+    }
+
+    /// This change, made by `step` after the ones it already has.
+    pub fn then(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
     }
 
     /// Nothing to do.
@@ -137,6 +432,14 @@ pub enum ResourceError {
     /// The probe or the apply ran but did not succeed.
     #[error("{0}")]
     Failed(String),
+    /// A step's guard found the host no longer as probed, so the step was not run.
+    #[error("{what}: {message}")]
+    Stale {
+        /// The step (`writing /etc/hosts`).
+        what: String,
+        /// The guard's line, naming what changed.
+        message: String,
+    },
     /// The host could not be reached.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -189,11 +492,15 @@ pub trait Resource: Send + Sync {
     /// change anything: plan and drift run it too.
     fn probe(&self) -> String;
 
-    /// Decides the change from the probe's facts, without touching the host.
+    /// Decides the change from the probe's facts, without touching the host: what it shows and the
+    /// steps apply will run for it.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError>;
 
-    /// Makes exactly `change` on the host and returns what `register:` should see.
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError>;
+    /// Makes exactly `change` on the host and returns what `register:` should see: by default its
+    /// [`Change::steps`], through [`execute`].
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        execute(change, host).await
+    }
 
     /// What the probe looks at, so a plan knows when an earlier pending change of the same run makes
     /// the probe's answer stale. Most types look at nothing another task writes.
@@ -316,25 +623,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs `res`'s probe on its own and returns its facts. Read-modify-write resources (`lineinfile`,
-/// `blockinfile`, `user`, `group`) call it from `apply`, so they edit what is on the host now rather than
-/// what the run's up-front probe batch saw: an earlier task of the same run may have edited the same file
-/// or account since, and writing a result computed from the older facts would undo that task's work.
-async fn probe_now(res: &dyn Resource, host: &dyn Transport) -> Result<Facts, ResourceError> {
-    let mut batch = ProbeBatch::default();
-    batch.push(res.probe());
-    let answer = batch.run(host).await?.pop().unwrap_or_default();
-    if answer.status != 0 {
-        return Err(ResourceError::Failed(format!(
-            "probing {} failed (exit {}): {}",
-            res.describe(),
-            answer.status,
-            answer.messages.join("\n")
-        )));
-    }
-    Ok(answer.facts)
-}
-
 /// Deserializes a field that Ansible users write either as one string or as a list of strings (package
 /// names, supplementary groups), so both spellings work and the resource only sees a list.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -359,7 +647,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
-    use crate::transport::{sh_quote, LocalTransport, Output};
+    use crate::transport::{sh_quote, LocalTransport, Output, ProbeBatch};
 
     /// Builds `kind` the way the engine would, with no search directories and templates left as they are
     /// (tests pass absolute controller paths).
@@ -438,6 +726,25 @@ pub(crate) mod testkit {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// Runs `res`'s probe on its own (through a [`ProbeBatch`], as the engine does) and returns its facts.
+    pub(crate) async fn probe_now(
+        res: &dyn Resource,
+        host: &dyn Transport,
+    ) -> Result<Facts, ResourceError> {
+        let mut batch = ProbeBatch::default();
+        batch.push(res.probe());
+        let answer = batch.run(host).await?.pop().unwrap_or_default();
+        if answer.status != 0 {
+            return Err(ResourceError::Failed(format!(
+                "probing {} failed (exit {}): {}",
+                res.describe(),
+                answer.status,
+                answer.messages.join("\n")
+            )));
+        }
+        Ok(answer.facts)
     }
 
     /// Probes (through a [`ProbeBatch`], as the engine does) and plans.
@@ -554,5 +861,150 @@ pub(crate) mod testkit {
             }
         });
         port
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{file_with, plan_now, read, res, FakeTools};
+    use super::*;
+    use crate::transport::{LocalTransport, Output};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A real transport that counts its round trips, to show what apply sends.
+    struct Counting<T> {
+        inner: T,
+        runs: AtomicUsize,
+    }
+
+    impl<T> Counting<T> {
+        fn new(inner: T) -> Self {
+            Self {
+                inner,
+                runs: AtomicUsize::new(0),
+            }
+        }
+
+        fn take(&self) -> usize {
+            self.runs.swap(0, Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl<T: Transport> Transport for Counting<T> {
+        fn host(&self) -> &str {
+            self.inner.host()
+        }
+
+        async fn run(&self, script: &str) -> Result<Output, TransportError> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            self.inner.run(script).await
+        }
+
+        async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+            self.inner.upload(local, remote).await
+        }
+    }
+
+    /// Plans `r` through `t`, then applies: apply must send exactly the planned steps, one round trip
+    /// each, and no probe of its own.
+    async fn apply_round_trips<T: Transport>(r: &dyn Resource, t: &Counting<T>) -> usize {
+        let change = plan_now(r, t).await.unwrap();
+        assert!(change.is_pending(), "{} has nothing to do", r.describe());
+        assert_eq!(change.steps.len(), 1, "{}", r.describe());
+        t.take();
+        r.apply(&change, t)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", r.describe()));
+        t.take()
+    }
+
+    /// The types that used to probe again inside apply (the editors, mount, group, user) now send their
+    /// one planned step and nothing else.
+    #[tokio::test]
+    async fn the_former_re_probers_apply_in_one_round_trip() {
+        let t = Counting::new(LocalTransport::new("t"));
+        let (_d, path) = file_with("a\n<r><x>1</x></r>\n");
+        let (_x, xml) = file_with("<r><x>1</x></r>\n");
+        let (_f, fstab) = file_with("UUID=1 / ext4 defaults 0 1\n");
+        for (kind, args) in [
+            ("lineinfile", json!({"path": path, "line": "b"})),
+            ("blockinfile", json!({"path": path, "block": "c"})),
+            (
+                "hosts_entry",
+                json!({"ip": "10.0.0.9", "names": "db", "path": path}),
+            ),
+            ("xml", json!({"path": xml, "xpath": "/r/x", "value": "2"})),
+            (
+                "mount",
+                json!({"path": "/srv/x", "src": "h:/e", "fstype": "nfs", "state": "present",
+                       "fstab": fstab}),
+            ),
+        ] {
+            let r = res(kind, args);
+            assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "{kind}");
+        }
+        assert!(read(&path).contains("10.0.0.9"));
+
+        let fake = FakeTools::new();
+        fake.tool("getent", "exit 2").await;
+        fake.tool("groupadd", "exit 0").await;
+        fake.tool("useradd", "exit 0").await;
+        let t = Counting::new(fake);
+        let r = res("group", json!({"name": "app"}));
+        assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "group");
+        let r = res("user", json!({"name": "app"}));
+        assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "user");
+    }
+
+    /// A planned change carries its scripts, secrets included, but its `Debug` (what a log line would
+    /// show) never does.
+    #[tokio::test]
+    async fn a_change_shows_what_its_steps_do_never_their_scripts() {
+        let t = LocalTransport::new("t");
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("pw").display().to_string();
+        let r = res(
+            "copy",
+            json!({"dest": dest, "content": "hunter2-very-secret\n"}),
+        );
+        let change = plan_now(r.as_ref(), &t).await.unwrap();
+        let Step::Run { script, .. } = &change.steps[0] else {
+            panic!("{:?}", change.steps)
+        };
+        assert!(
+            script.contains("aHVudGVyMi12ZXJ5LXNlY3JldAo="),
+            "the step writes the content"
+        );
+        let shown = format!("{:?}", change.steps);
+        assert_eq!(shown, format!("[Run {{ what: \"writing {dest}\", .. }}]"));
+    }
+
+    /// A step runs only while the facts it was decided from hold, checked in the same round trip.
+    #[tokio::test]
+    async fn a_guard_that_no_longer_holds_stops_the_step() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with("old\n");
+        let marker = format!("{path}.ran");
+        let step = Step::run(
+            "touching",
+            vec![Guard::File {
+                path: path.clone(),
+                sha256: Some(sha256_hex(b"old\n")),
+            }],
+            format!("touch {}", sh_quote(&marker)),
+        );
+        let change = Change::new(Action::Update, vec![]).then(step);
+        std::fs::write(&path, "new\n").unwrap();
+        let err = execute(&change, &t).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("touching: {path} changed on the host since it was probed; run plan again")
+        );
+        assert!(!Path::new(&marker).exists());
+        std::fs::write(&path, "old\n").unwrap();
+        execute(&change, &t).await.unwrap();
+        assert!(Path::new(&marker).exists());
     }
 }

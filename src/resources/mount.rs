@@ -7,9 +7,9 @@
 //! kept, not mounted), `absent` (no fstab entry, not mounted).
 
 use super::edit::{body, lines, Edit, TextFile};
-use super::{bad, parse_args, probe_now, run_ok, Action, Attrs, BuildCtx, Change, Outcome};
+use super::{bad, parse_args, Action, Attrs, BuildCtx, Change, Outcome, Step};
 use super::{Resource, ResourceError};
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -247,6 +247,31 @@ impl Mount {
             )),
             MountStep::Remount => Some(format!("remount {p} with the new options")),
         };
+        // Unmounts first (so an entry that goes never leaves a mount fstab no longer knows), then writes
+        // fstab, then creates the mount point and mounts from the fstab entry.
+        let (pq, fstab) = (sh_quote(p), sh_quote(&self.fstab));
+        if matches!(step, MountStep::Unmount | MountStep::Replace) {
+            change.steps.insert(
+                0,
+                Step::run(
+                    format!("unmounting {p}"),
+                    Vec::new(),
+                    format!("umount {pq}"),
+                ),
+            );
+        }
+        let mount = match step {
+            MountStep::Mount | MountStep::Replace => {
+                Some(format!("set -e\nmkdir -p -- {pq}\nmount -T {fstab} {pq}"))
+            }
+            MountStep::Remount => Some(format!("mount -T {fstab} -o remount {pq}")),
+            MountStep::Nothing | MountStep::Unmount => None,
+        };
+        if let Some(script) = mount {
+            change
+                .steps
+                .push(Step::run(format!("mounting {p}"), Vec::new(), script));
+        }
         if let Some(w) = what {
             change.details.push(w);
             if change.action == Action::None {
@@ -295,41 +320,6 @@ true"#,
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
         Ok(self.decide(facts)?.0)
-    }
-
-    /// Unmounts first (so an entry that goes never leaves a mount fstab no longer knows), then writes
-    /// fstab, then creates the mount point and mounts from the fstab entry.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let facts = probe_now(self, host).await?;
-        let (change, step) = self.decide(&facts)?;
-        let p = sh_quote(&self.path);
-        let fstab = sh_quote(&self.fstab);
-        if matches!(step, MountStep::Unmount | MountStep::Replace) {
-            run_ok(
-                host,
-                &format!("unmounting {}", self.path),
-                &format!("umount {p}"),
-            )
-            .await?;
-        }
-        self.file
-            .apply(self, host, &|old| Ok(self.edit(old)))
-            .await?;
-        let mount = match step {
-            MountStep::Mount | MountStep::Replace => {
-                Some(format!("set -e\nmkdir -p -- {p}\nmount -T {fstab} {p}"))
-            }
-            MountStep::Remount => Some(format!("mount -T {fstab} -o remount {p}")),
-            MountStep::Nothing | MountStep::Unmount => None,
-        };
-        if let Some(script) = mount {
-            run_ok(host, &format!("mounting {}", self.path), &script).await?;
-        }
-        Ok(change.result)
     }
 }
 

@@ -12,8 +12,9 @@
 //! which probes again, fails with the reason if the server is still not there. Wrong credentials are an
 //! error at once.
 
-use super::{bad, parse_args, ResourceError};
-use crate::transport::{Facts, Transport};
+use super::{bad, parse_args, ResourceError, Step};
+use crate::transport::{sh_quote, Facts};
+
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -231,49 +232,28 @@ pub(super) fn unreachable_detail(reason: &str) -> String {
     format!("{reason} (yet): apply fails unless an earlier task installs or starts it")
 }
 
-/// Runs an apply script built on [`Login::session`], turning a failure into `Failed` with the script's
-/// message (already made clear by `my_q`) prefixed by `what`.
-/// Probes again at apply time and insists the server answers now: the plan may have been made before an
-/// earlier task installed or started it, but the change itself needs it.
-pub(super) async fn probe_reachable(
-    res: &dyn super::Resource,
-    host: &dyn Transport,
-) -> Result<Facts, ResourceError> {
-    let facts = super::probe_now(res, host).await?;
-    match unreachable(&facts) {
-        Some(reason) => Err(ResourceError::Failed(format!(
-            "{}: {reason}",
-            res.describe()
-        ))),
-        None => Ok(facts),
-    }
+/// The step of a change decided while the server could not be reached (`reason`): it fails naming
+/// `what`, since apply probes again after an earlier task on the host (which may install or start the
+/// server) changed something, so a server still unreachable when apply decides is an error.
+pub(super) fn unreachable_step(what: &str, reason: &str) -> Step {
+    Step::run(
+        what,
+        Vec::new(),
+        format!("echo {} >&2; exit 1", sh_quote(reason)),
+    )
 }
 
-/// Runs `statements` in one client session (nothing when there are none).
-pub(super) async fn run_statements(
-    login: &Login,
-    host: &dyn Transport,
-    what: &str,
-    statements: &[String],
-) -> Result<(), ResourceError> {
+/// The step running `statements` in one client session of `login` (`None` when there are none).
+pub(super) fn statements_step(login: &Login, what: &str, statements: &[String]) -> Option<Step> {
     if statements.is_empty() {
-        return Ok(());
+        return None;
     }
     let body: String = statements.iter().map(|s| format!("{s};\n")).collect();
-    let script = format!("{}my_q{}", login.session(), heredoc(body.trim_end()));
-    run_sql(host, what, &script).await
-}
-
-pub(super) async fn run_sql(
-    host: &dyn Transport,
-    what: &str,
-    script: &str,
-) -> Result<(), ResourceError> {
-    let out = host.run(script).await?;
-    if out.status != 0 {
-        return Err(ResourceError::Failed(format!("{what}: {}", out.tail())));
-    }
-    Ok(())
+    Some(Step::run(
+        what,
+        Vec::new(),
+        format!("{}my_q{}", login.session(), heredoc(body.trim_end())),
+    ))
 }
 
 /// A real MariaDB server for the tests of the three MySQL types: one per test binary, in a temp datadir,

@@ -3,11 +3,11 @@
 //! a typo in an inventory must not be able to destroy data.
 
 use super::mysql::{
-    check_name, heredoc, ident, lit, probe_reachable, run_statements, split_login, unreachable,
-    unreachable_detail, Login,
+    check_name, heredoc, ident, lit, split_login, statements_step, unreachable, unreachable_detail,
+    unreachable_step, Login,
 };
-use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{Facts, Transport};
+use super::{bad, parse_args, Action, BuildCtx, Change, Resource, ResourceError};
+use crate::transport::Facts;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -158,20 +158,16 @@ fi"#,
         )
     }
 
+    /// The statement as the change's step; with the server unreachable, a step failing with why.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        Ok(self.decide(facts).0)
-    }
-
-    /// Probes again first: the plan may have been made before the server was installed or started.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let facts = probe_reachable(self, host).await?;
-        let (change, sql) = self.decide(&facts);
-        run_statements(&self.login, host, &self.describe(), sql.as_slice()).await?;
-        Ok(change.result)
+        let (mut change, sql) = self.decide(facts);
+        let what = self.describe();
+        let step = match unreachable(facts) {
+            Some(reason) => Some(unreachable_step(&what, &reason)),
+            None => statements_step(&self.login, &what, sql.as_slice()),
+        };
+        change.steps.extend(step);
+        Ok(change)
     }
 }
 
@@ -192,6 +188,30 @@ mod tests {
     fn on_server(mut args: Value) -> Value {
         args["login_unix_socket"] = server().socket.clone().into();
         args
+    }
+
+    /// Apply sends the planned statement and nothing else: no second probe of the server.
+    #[tokio::test]
+    async fn apply_is_the_planned_statement_in_one_round_trip() {
+        let rec = Recorder::default();
+        let db = res(KIND, on_server(json!({"name": "apim_db_once"})));
+        let change = plan_now(db.as_ref(), &rec).await.unwrap();
+        assert_eq!(change.action, Action::Create);
+        rec.scripts.lock().unwrap().clear();
+        db.apply(&change, &rec).await.unwrap();
+        let sent = rec.scripts.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        assert!(
+            sent[0].contains("CREATE DATABASE IF NOT EXISTS `apim_db_once`"),
+            "{}",
+            sent[0]
+        );
+        assert_eq!(
+            root_sql(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='apim_db_once'"
+            ),
+            "1"
+        );
     }
 
     #[tokio::test]
@@ -351,7 +371,7 @@ mod tests {
         assert!(matches!(err, ResourceError::Failed(_)));
         assert_eq!(
             err.to_string(),
-            "mysql_db apim_db_d: mysql client not found on host"
+            "mysql_db apim_db_d failed (exit 1): mysql client not found on host"
         );
         let nowhere = res(
             KIND,

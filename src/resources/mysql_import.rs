@@ -7,11 +7,10 @@
 //! on the host (`path`, e.g. a product's `dbscripts/mysql.sql`).
 
 use super::mysql::{
-    check_name, heredoc, lit, probe_reachable, run_sql, split_login, unreachable,
-    unreachable_detail, Login,
+    check_name, heredoc, lit, split_login, unreachable, unreachable_detail, unreachable_step, Login,
 };
-use super::{bad, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
-use crate::transport::{sh_quote, Facts, Transport};
+use super::{bad, parse_args, Action, BuildCtx, Change, Resource, ResourceError, Step};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -85,7 +84,8 @@ impl MysqlImport {
         )
     }
 
-    /// The import and its check that the marker table now exists, from a file on the host.
+    /// The import and its check that the marker table now exists, from a file on the host (`file` is a
+    /// shell word: a quoted path, or `"$upload"`).
     fn import_script(&self, file: &str) -> String {
         format!(
             r#"{session}f={f}
@@ -95,7 +95,7 @@ n=$(my_q{q}) || exit $?
 if [ "$n" != 1 ]; then echo {missing} >&2; exit 4; fi
 "#,
             session = self.login.session(),
-            f = sh_quote(file),
+            f = file,
             db = sh_quote(&self.db),
             q = heredoc(&self.marker_sql()),
             missing = sh_quote(&format!(
@@ -157,45 +157,28 @@ impl Resource for MysqlImport {
         )
     }
 
+    /// The import as the change's step (a controller script uploaded to a temp file removed whatever
+    /// the import's outcome); with the server unreachable, a step failing with why.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        Ok(self.decide(facts))
-    }
-
-    /// Probes again first, so an import another task already did is not run twice; a controller script
-    /// is uploaded to a temp file that is removed whatever the import's outcome.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let facts = probe_reachable(self, host).await?;
-        let change = self.decide(&facts);
+        let change = self.decide(facts);
         if !change.is_pending() {
-            return Ok(change.result);
+            return Ok(change);
         }
         let what = self.describe();
-        match &self.source {
-            Source::Host(p) => run_sql(host, &what, &self.import_script(p)).await?,
-            Source::Controller(local) => {
-                let tmp = run_ok(host, "making a temp file", "mktemp /tmp/apim-import.XXXXXX")
-                    .await?
-                    .stdout_text()
-                    .trim()
-                    .to_string();
-                let done = match host.upload(local, &tmp).await {
-                    Ok(()) => run_sql(host, &what, &self.import_script(&tmp)).await,
-                    Err(e) => Err(e.into()),
-                };
-                run_ok(
-                    host,
-                    "removing the uploaded script",
-                    &format!("rm -f {}", sh_quote(&tmp)),
-                )
-                .await?;
-                done?;
+        let step = match (unreachable(facts), &self.source) {
+            (Some(reason), _) => unreachable_step(&what, &reason),
+            (None, Source::Host(p)) => {
+                Step::run(what, Vec::new(), self.import_script(&sh_quote(p)))
             }
-        }
-        Ok(change.result)
+            (None, Source::Controller(local)) => Step::Upload {
+                what,
+                local: local.clone(),
+                dir: "/tmp".into(),
+                guards: Vec::new(),
+                script: self.import_script("\"$upload\""),
+            },
+        };
+        Ok(change.then(step))
     }
 }
 
@@ -218,7 +201,11 @@ mod tests {
         std::fs::read_dir("/tmp")
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("apim-import."))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".apim-provision.upload.")
+            })
             .count()
     }
 

@@ -13,12 +13,13 @@
 //! `GRANT` in a list stands for `WITH GRANT OPTION`.
 
 use super::mysql::{
-    check_name, heredoc, ident, lit, probe_reachable, run_statements, split_login, unreachable,
-    unreachable_detail, Login,
+    check_name, heredoc, ident, lit, split_login, statements_step, unreachable, unreachable_detail,
+    unreachable_step, Login,
 };
 use super::Presence as State;
 use super::{
-    bad, one_or_many, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
+    bad, execute, one_or_many, parse_args, Action, BuildCtx, Change, Outcome, Resource,
+    ResourceError,
 };
 use crate::transport::{Facts, Transport};
 use async_trait::async_trait;
@@ -492,30 +493,31 @@ fact password_matches "$(printf '%s\n' "$my_out" | cut -f2)"
         )
     }
 
+    /// The statements as the change's step; with the server unreachable, a step failing with why.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        Ok(self.decide(facts).0)
+        let (mut change, sql) = self.decide(facts);
+        let what = self.describe();
+        let step = match unreachable(facts) {
+            Some(reason) if change.is_pending() => Some(unreachable_step(&what, &reason)),
+            Some(_) => None,
+            None => statements_step(&self.login, &what, &sql),
+        };
+        change.steps.extend(step);
+        Ok(change)
     }
 
-    /// Probes again first: an earlier task may have changed the account, or started the server.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let facts = probe_reachable(self, host).await?;
-        let (change, sql) = self.decide(&facts);
-        run_statements(&self.login, host, &self.describe(), &sql)
-            .await
-            .map_err(|e| self.mask(e))?;
-        Ok(change.result)
+    /// Runs the planned statements, masking the password hash in an error that quotes one.
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        execute(change, host).await.map_err(|e| self.mask(e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::mysql::testdb::{root_sql, server, Recorder};
+    use super::super::testkit::probe_now;
     use super::super::testkit::{bad_args, converge, facts_from, plan_now, res};
-    use super::super::{probe_now, Action, ResourceError};
+    use super::super::{Action, ResourceError};
     use super::{current_grants, native_hash, MysqlUser, KIND};
     use crate::transport::LocalTransport;
     use serde_json::{json, Value};

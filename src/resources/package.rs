@@ -7,10 +7,9 @@
 //! its own, so a converged host keeps planning nothing as the cache ages.
 
 use super::{
-    bad, one_or_many, parse_args, run_ok, Action, BuildCtx, Change, Outcome, Resource,
-    ResourceError,
+    bad, one_or_many, parse_args, Action, BuildCtx, Change, Guard, Resource, ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,8 +20,8 @@ const KIND: &str = "package";
 const APT_LISTS: &str = "/var/lib/apt/lists";
 
 /// Shell that sets `mgr` (apt, dnf, yum or none), defines `installed NAME` for it, and `lists_age DIR`
-/// (seconds since apt's lists were refreshed, or `missing`). Shared by probe and apply so both judge
-/// "installed" and "stale" the same way.
+/// (seconds since apt's lists were refreshed, or `missing`). Shared by the probe and the apply step's
+/// guard so both judge "installed" the same way.
 const DETECT: &str = r#"if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
   mgr=apt
   installed() { case "$(dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null)" in *" installed"*) return 0;; esac; return 1; }
@@ -132,49 +131,41 @@ impl Package {
         }
     }
 
-    /// Installs or removes what differs *now*, re-checking each package on the host with the probe's own
-    /// test, so a package another task handled meanwhile is left alone.
-    fn script(&self) -> String {
-        let names: Vec<String> = self.names.iter().map(|n| sh_quote(n)).collect();
-        let (when_installed, when_missing) = match self.state {
-            State::Present => (":", "todo=\"$todo $p\""),
-            State::Absent => ("todo=\"$todo $p\"", ":"),
-        };
-        let apt = match self.state {
-            State::Present => format!(
-                r#"age=$(lists_age {lists})
-  if [ "$age" = missing ] || {{ {update} && [ "$age" -gt {valid} ]; }}; then apt-get -q update </dev/null; touch {lists}; fi
-  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $todo </dev/null"#,
-                lists = sh_quote(&self.lists_dir),
-                update = self.update_cache,
-                valid = self.cache_valid_time,
+    /// Installs or removes exactly `todo` with `manager`, refreshing apt's lists first when `refresh`.
+    fn script(&self, manager: &str, todo: &[&str], refresh: bool) -> String {
+        let todo: Vec<String> = todo.iter().map(|n| sh_quote(n)).collect();
+        let todo = todo.join(" ");
+        match (manager, self.state) {
+            ("apt", State::Present) => format!(
+                r#"set -e
+export DEBIAN_FRONTEND=noninteractive
+{update}apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {todo} </dev/null"#,
+                update = if refresh {
+                    format!(
+                        "apt-get -q update </dev/null\ntouch {}\n",
+                        sh_quote(&self.lists_dir)
+                    )
+                } else {
+                    String::new()
+                },
             ),
-            State::Absent => {
-                "apt-get remove -y -q -o DPkg::Lock::Timeout=120 $todo </dev/null".to_string()
-            }
-        };
-        let verb = match self.state {
-            State::Present => "install",
-            State::Absent => "remove",
-        };
+            ("apt", State::Absent) => format!(
+                "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get remove -y -q -o DPkg::Lock::Timeout=120 {todo} </dev/null"
+            ),
+            (mgr, state) => format!(
+                "{mgr} {} -y {todo} </dev/null",
+                if state == State::Present { "install" } else { "remove" }
+            ),
+        }
+    }
+
+    /// A read-only script listing which of the packages are installed, one per line: what the change was
+    /// decided from, checked again right before it is made.
+    fn installed_list(&self) -> String {
+        let names: Vec<String> = self.names.iter().map(|n| sh_quote(n)).collect();
         format!(
-            r#"set -e
-{DETECT}if [ "$mgr" = none ]; then echo "no supported package manager on the host (apt-get with dpkg, or dnf/yum with rpm)" >&2; exit 1; fi
-todo=
-for p in {names}; do if installed "$p"; then {when_installed}; else {when_missing}; fi; done
-if [ -z "$todo" ]; then exit 0; fi
-case "$mgr" in
-apt)
-  export DEBIAN_FRONTEND=noninteractive
-  {apt}
-  ;;
-*)
-  "$mgr" {verb} -y $todo </dev/null
-  ;;
-esac
-echo "@changed$todo"
-"#,
-            names = names.join(" "),
+            "{DETECT}for p in {}; do if installed \"$p\"; then echo \"$p\"; fi; done",
+            names.join(" ")
         )
     }
 }
@@ -211,43 +202,35 @@ if [ "$mgr" = apt ]; then fact apt_lists "$(lists_age {lists})"; fi"#,
             Change::none()
         } else {
             let mut details = Vec::new();
-            let (action, verb) = match self.state {
-                State::Present => (Action::Create, "install"),
-                State::Absent => (Action::Delete, "remove"),
+            let (action, verb, doing) = match self.state {
+                State::Present => (Action::Create, "install", "installing"),
+                State::Absent => (Action::Delete, "remove", "removing"),
             };
-            if self.state == State::Present && manager == "apt" {
-                details.extend(self.cache_refresh(facts.get("apt_lists")));
-            }
+            let refresh = if self.state == State::Present && manager == "apt" {
+                self.cache_refresh(facts.get("apt_lists"))
+            } else {
+                None
+            };
+            let script = self.script(manager, &todo, refresh.is_some());
+            details.extend(refresh);
             details.extend(todo.iter().map(|n| format!("{verb} {n}")));
-            Change::new(action, details)
+            let installed: String = self
+                .names
+                .iter()
+                .filter(|n| facts.is(&format!("pkg.{n}"), "installed"))
+                .map(|n| format!("{n}\n"))
+                .collect();
+            let what = self.describe();
+            let guard = Guard::output(&what, &self.installed_list(), &installed);
+            Change::new(action, details).then(Step::run(
+                format!("{doing} {}", todo.join(" ")),
+                vec![guard],
+                script,
+            ))
         };
         change.result.insert("manager".into(), manager.into());
-        change
-            .result
-            .insert("changed_packages".into(), Vec::<String>::new().into());
+        change.result.insert("changed_packages".into(), todo.into());
         Ok(change)
-    }
-
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        let verb = match self.state {
-            State::Present => "installing",
-            State::Absent => "removing",
-        };
-        let out = run_ok(
-            host,
-            &format!("{verb} {}", self.names.join(" ")),
-            &self.script(),
-        )
-        .await?;
-        let changed: Vec<String> = out
-            .stdout_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("@changed"))
-            .map(|rest| rest.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default();
-        let mut r = change.result.clone();
-        r.insert("changed_packages".into(), changed.into());
-        Ok(r)
     }
 }
 
@@ -427,6 +410,27 @@ exit 0"#
         let out = r.apply(&change, &fake).await.unwrap();
         assert_eq!(out["changed_packages"], json!(["present", "new"]));
         assert_eq!(plan_now(&r, &fake).await.unwrap().action, Action::None);
+    }
+
+    /// Apply runs the planned install only while the packages are as probed: one installed by someone
+    /// else in between makes it refuse (apt would otherwise upgrade it), instead of deciding again.
+    #[tokio::test]
+    async fn a_package_installed_after_the_plan_is_refused_not_reinstalled() {
+        let fake = fake_apt().await;
+        let lists = tempfile::tempdir().unwrap();
+        let r = with_lists(
+            &["present", "new"],
+            State::Present,
+            &lists.path().display().to_string(),
+        );
+        let change = plan_now(&r, &fake).await.unwrap();
+        std::fs::write(fake.dir().join("db/new"), "").unwrap();
+        let err = r.apply(&change, &fake).await.unwrap_err().to_string();
+        assert!(
+            err.contains("package present new changed on the host since it was probed"),
+            "{err}"
+        );
+        assert!(!fake.dir().join("db/log").exists(), "apt-get ran");
     }
 
     #[test]

@@ -4,15 +4,14 @@
 //!
 //! A unit that does not exist (yet) is not a plan error, because an earlier task of the same run (a
 //! package, a copied unit file with `daemon_reload`) may create it: a start/enable/restart/reload of it is
-//! planned as a change whose apply re-checks and fails with "unit … not found" if it is still missing. A
+//! planned as a change whose apply step checks again and fails with "unit … not found" if it is still missing. A
 //! stop/disable of a missing unit plans nothing: a unit that does not exist is neither running nor enabled,
 //! and planning a change for it would never converge on hosts that simply lack it.
 
 use super::{
-    bad, parse_args, run_ok, Action, BuildCtx, Change, Effect, HostView, Outcome, Resource,
-    ResourceError,
+    bad, parse_args, Action, BuildCtx, Change, Effect, HostView, Resource, ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,8 +81,7 @@ fn running(active: &str) -> bool {
     matches!(active, "active" | "reloading")
 }
 
-/// `systemctl is-active` states in which `state: stopped` has something to stop (the apply script's
-/// `case` lists the same ones).
+/// `systemctl is-active` states in which `state: stopped` has something to stop.
 fn stoppable(active: &str) -> bool {
     matches!(
         active,
@@ -108,50 +106,25 @@ impl Service {
         self.enabled == Some(true) || !matches!(self.state, None | Some(State::Stopped))
     }
 
-    /// The apply script: every step re-checks the unit's current state on the host, so the script does
-    /// exactly what is still needed when it runs.
-    fn script(&self) -> String {
-        let mut s = format!(
-            r#"set -e
-u={u}
-{reload}if [ "$(systemctl show -p LoadState "$u" | sed 's/^LoadState=//')" = not-found ]; then
-  {missing}
-fi
-"#,
-            u = sh_quote(&self.name),
-            reload = if self.daemon_reload {
-                "systemctl daemon-reload\n"
-            } else {
-                ""
-            },
-            missing = if self.needs_unit() {
-                r#"echo "unit $u not found" >&2; exit 1"#
-            } else {
-                "exit 0"
-            },
-        );
-        match self.enabled {
-            Some(true) => s.push_str(
-                "case \"$(systemctl is-enabled \"$u\" 2>/dev/null)\" in enabled|enabled-runtime|static|generated|transient) ;; *) systemctl enable \"$u\" ;; esac\n",
-            ),
-            Some(false) => s.push_str(
-                "case \"$(systemctl is-enabled \"$u\" 2>/dev/null)\" in enabled|enabled-runtime) systemctl disable \"$u\" ;; esac\n",
-            ),
-            None => {}
+    /// Runs the planned `systemctl` commands in order. A unit that was `missing` at probe time must exist
+    /// once daemon-reload (the first command, when asked for) has run, else the step fails naming it. No
+    /// guard on the unit's state: start, stop, enable and disable are idempotent in systemd, and a unit
+    /// moving between transitional states (`activating` → `active`) would make one refuse needlessly.
+    fn script(&self, cmds: &[&str], missing: bool) -> String {
+        let mut s = format!("set -e\nu={}\n", sh_quote(&self.name));
+        let mut rest = cmds;
+        if let Some((&"daemon-reload", tail)) = cmds.split_first() {
+            s.push_str("systemctl daemon-reload\n");
+            rest = tail;
         }
-        s.push_str(match self.state {
-            Some(State::Started) => {
-                "case \"$(systemctl is-active \"$u\")\" in active|reloading) ;; *) systemctl start \"$u\" ;; esac\n"
-            }
-            Some(State::Stopped) => {
-                "case \"$(systemctl is-active \"$u\")\" in active|reloading|activating|deactivating) systemctl stop \"$u\" ;; esac\n"
-            }
-            Some(State::Restarted) => "systemctl restart \"$u\"\n",
-            Some(State::Reloaded) => {
-                "if systemctl is-active --quiet \"$u\"; then systemctl reload \"$u\"; else systemctl start \"$u\"; fi\n"
-            }
-            None => "",
-        });
+        if missing && self.needs_unit() {
+            s.push_str(
+                "if [ \"$(systemctl show -p LoadState \"$u\" | sed 's/^LoadState=//')\" = not-found ]; then echo \"unit $u not found\" >&2; exit 1; fi\n",
+            );
+        }
+        for c in rest {
+            s.push_str(&format!("systemctl {c} \"$u\"\n"));
+        }
         s
     }
 }
@@ -200,8 +173,13 @@ fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's
         let active = facts.get("active").unwrap_or_default();
         let is_enabled = facts.get("enabled").unwrap_or_default();
         let mut details = Vec::new();
+        // One `systemctl` command per detail that needs one, decided here from the same facts.
+        let mut cmds: Vec<&str> = Vec::new();
         let missing = facts.is("load", "not-found");
         if missing {
+            if self.daemon_reload {
+                cmds.push("daemon-reload");
+            }
             if self.needs_unit() {
                 details.push(format!(
                     "unit {} not found (yet): apply fails unless an earlier task installs it",
@@ -210,37 +188,47 @@ fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's
             }
         } else if self.daemon_reload && facts.is("need_reload", "yes") {
             details.push("daemon-reload (unit files changed on disk)".to_string());
+            cmds.push("daemon-reload");
         }
         match (self.enabled, enabled(is_enabled)) {
-            (Some(true), _) if missing => details.push("enable".into()),
+            (Some(true), _) if missing => {
+                details.push("enable".into());
+                cmds.push("enable");
+            }
             (Some(want), Some(cur)) if !missing && want != cur => {
                 let verb = if want { "enable" } else { "disable" };
                 details.push(format!("{verb} (is {is_enabled})"));
+                cmds.push(verb);
             }
             _ => {}
         }
         let mut action = Action::Update;
         match self.state {
-            Some(State::Started) if missing => details.push("start".into()),
+            Some(State::Started) if missing => {
+                details.push("start".into());
+                cmds.push("start");
+            }
             Some(State::Started) if !running(active) => {
-                details.push(format!("start (is {active})"))
+                details.push(format!("start (is {active})"));
+                cmds.push("start");
             }
             Some(State::Stopped) if !missing && stoppable(active) => {
-                details.push(format!("stop (is {active})"))
+                details.push(format!("stop (is {active})"));
+                cmds.push("stop");
             }
             Some(State::Restarted) => {
                 details.push("restart".into());
+                cmds.push("restart");
                 action = Action::Run;
             }
             Some(State::Reloaded) => {
-                details.push(
-                    if running(active) {
-                        "reload"
-                    } else {
-                        "start (reload of a stopped unit)"
-                    }
-                    .into(),
-                );
+                let (detail, cmd) = if running(active) {
+                    ("reload", "reload")
+                } else {
+                    ("start (reload of a stopped unit)", "start")
+                };
+                details.push(detail.into());
+                cmds.push(cmd);
                 action = Action::Run;
             }
             _ => {}
@@ -248,7 +236,11 @@ fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's
         let mut change = if details.is_empty() {
             Change::none()
         } else {
-            Change::new(action, details)
+            Change::new(action, details).then(Step::run(
+                format!("service {}", self.name),
+                Vec::new(),
+                self.script(&cmds, missing),
+            ))
         };
         change
             .result
@@ -256,11 +248,6 @@ fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's
         change.result.insert("active".into(), active.into());
         change.result.insert("enabled".into(), is_enabled.into());
         Ok(change)
-    }
-
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        run_ok(host, &format!("service {}", self.name), &self.script()).await?;
-        Ok(change.result.clone())
     }
 }
 
@@ -344,6 +331,26 @@ exit 0"#
         assert_eq!(second.action, Action::None);
     }
 
+    /// Apply runs the commands the plan decided, not a second decision in shell: the unit started by
+    /// someone between plan and apply still gets the planned (idempotent) start, and nothing else.
+    #[tokio::test]
+    async fn apply_runs_exactly_the_planned_commands() {
+        let fake = fake_systemd(&["app.service"]).await;
+        let r = res(
+            KIND,
+            json!({"name": "app.service", "state": "started", "enabled": true}),
+        );
+        let change = plan_now(r.as_ref(), &fake).await.unwrap();
+        assert_eq!(
+            change.details,
+            vec!["enable (is disabled)", "start (is inactive)"]
+        );
+        std::fs::write(fake.dir().join("db/active/app.service"), "").unwrap();
+        std::fs::write(fake.dir().join("db/enabled/app.service"), "").unwrap();
+        r.apply(&change, &fake).await.unwrap();
+        assert_eq!(log(&fake), vec!["enable app.service", "start app.service"]);
+    }
+
     #[tokio::test]
     async fn restarted_and_reloaded_always_run() {
         let fake = fake_systemd(&["app"]).await;
@@ -370,7 +377,9 @@ exit 0"#
             KIND,
             json!({"name": "app", "state": "started", "daemon_reload": true}),
         );
-        let facts = super::super::probe_now(r.as_ref(), &fake).await.unwrap();
+        let facts = super::super::testkit::probe_now(r.as_ref(), &fake)
+            .await
+            .unwrap();
         let mut view = HostView::default();
         assert!(!r.plan_in(&facts, &view).unwrap().unwrap().is_pending());
         view.record(vec![Effect::Write {

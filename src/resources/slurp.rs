@@ -3,10 +3,8 @@
 //! `registered['host']` — can use what a host has, such as a public key, on every run including a
 //! converged one.
 
-use super::{
-    bad, parse_args, probe_now, Action, BuildCtx, Change, Outcome, Resource, ResourceError,
-};
-use crate::transport::{sh_quote, Facts, Transport};
+use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError, Step};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -82,22 +80,21 @@ impl Resource for Slurp {
                 result,
                 ..Change::none()
             },
-            // Not there yet: an earlier task of this run may create it, so reading is deferred to apply.
+            // Not there yet: in plan an earlier task of this run may create it, and apply probes again
+            // after such a change, so a file still missing when apply decides is a failure.
             None => Change::new(
                 Action::Run,
                 vec![format!("read {} (missing at plan time)", self.path)],
-            ),
+            )
+            .then(Step::run(
+                format!("reading {}", self.path),
+                Vec::new(),
+                format!(
+                    "echo {} >&2; exit 1",
+                    sh_quote(&format!("{} does not exist", self.path))
+                ),
+            )),
         })
-    }
-
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let facts = probe_now(self, host).await?;
-        self.read(&facts)?
-            .ok_or_else(|| ResourceError::Failed(format!("{} does not exist", self.path)))
     }
 }
 
@@ -123,7 +120,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_file_is_read_at_apply_and_fails_if_still_missing() {
+    async fn a_file_missing_when_apply_decides_fails_and_once_there_is_read_by_its_plan() {
         let t = LocalTransport::new("t");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("later");
@@ -135,7 +132,11 @@ mod tests {
         let err = r.apply(&plan, &t).await.unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
         std::fs::write(&path, [0xff, 0x00]).unwrap();
-        let got = r.apply(&plan, &t).await.unwrap();
+        let fresh = super::super::testkit::plan_now(r.as_ref(), &t)
+            .await
+            .unwrap();
+        assert_eq!(fresh.action, Action::None);
+        let got = fresh.result;
         assert_eq!(got["base64"], "/wA=");
         assert!(
             got.get("content").is_none(),

@@ -6,10 +6,10 @@
 //! task of the same run may create it, so apply reports it instead.
 
 use super::{
-    bad, checksum, parse_args, run_ok, Action, BuildCtx, Change, Effect, Outcome, Reads, Resource,
-    ResourceError,
+    bad, checksum, parse_args, Action, BuildCtx, Change, Effect, Guard, Reads, Resource,
+    ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -192,33 +192,25 @@ impl Unarchive {
             .and_then(|r| r.split('/').find(|c| !c.is_empty()))
     }
 
-    /// Checks for an unpack that already happened, makes or checks `dest`, and for a controller archive
-    /// makes the upload's temp file inside `dest` (same filesystem as the unpack, and not a small /tmp).
+    /// Makes or checks `dest`.
     fn prepare_script(&self) -> String {
         let mkdir = if self.create_dest {
             "mkdir -p -- \"$dest\"\n"
         } else {
             ""
         };
-        let upload = match self.source {
-            Source::Controller(_) => "mktemp \"$dest/.apim-upload.XXXXXX\"\n",
-            Source::Host(_) => "",
-        };
         format!(
             r#"set -e
 dest={dest}
-creates={creates}
-if [ -e "$creates" ] || [ -L "$creates" ]; then echo @unpacked; exit 0; fi
-{mkdir}if [ ! -d "$dest" ]; then echo "dest $dest does not exist (create it first or set create_dest: true)" >&2; exit 1; fi
-{upload}"#,
+{mkdir}if [ ! -d "$dest" ]; then echo "dest $dest does not exist (create it first or set create_dest: true)" >&2; exit 1; fi"#,
             dest = sh_quote(&self.dest),
-            creates = sh_quote(&self.creates),
         )
     }
 
     /// Unpacks into a temp dir inside `dest` and renames the top-level entries into place (merging into
     /// directories that already exist), so a crash mid-extraction never leaves a half-unpacked tree at
-    /// the final path; then checks that `creates` now exists.
+    /// the final path; then checks that `creates` now exists. `archive` is a shell word: a quoted path,
+    /// or `"$upload"`.
     fn extract_script(&self, archive: &str) -> String {
         let uploaded = matches!(self.source, Source::Controller(_));
         let need_unzip = if self.format == Format::Zip {
@@ -257,7 +249,7 @@ if [ -n "$last" ] && {{ [ -e "$work/$last" ] || [ -L "$work/$last" ]; }}; then p
 if [ ! -e "$creates" ] && [ ! -L "$creates" ]; then echo "archive did not create $creates" >&2; exit 1; fi
 "#,
             dest = sh_quote(&self.dest),
-            archive = sh_quote(archive),
+            archive = archive,
             creates = sh_quote(&self.creates),
             last = sh_quote(self.creates_top().unwrap_or_default()),
             rm_upload = if uploaded {
@@ -315,7 +307,26 @@ impl Resource for Unarchive {
                 details.push(format!("create directory {}", self.dest));
             }
             details.push(format!("unpack {} into {}", self.src_name(), self.dest));
+            let what = format!("unpacking {} into {}", self.src_name(), self.dest);
+            let not_yet = Guard::File {
+                path: self.creates.clone(),
+                sha256: None,
+            };
+            let unpack = match &self.source {
+                Source::Host(p) => {
+                    Step::run(what.clone(), Vec::new(), self.extract_script(&sh_quote(p)))
+                }
+                Source::Controller(local) => Step::Upload {
+                    what: what.clone(),
+                    local: local.clone(),
+                    dir: self.dest.clone(),
+                    guards: Vec::new(),
+                    script: self.extract_script("\"$upload\""),
+                },
+            };
             Change::new(Action::Create, details)
+                .then(Step::run(what, vec![not_yet], self.prepare_script()))
+                .then(unpack)
         };
         change
             .result
@@ -324,34 +335,6 @@ impl Resource for Unarchive {
             .result
             .insert("creates".into(), self.creates.clone().into());
         Ok(change)
-    }
-
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        let what = format!("unpacking {} into {}", self.src_name(), self.dest);
-        let prep = run_ok(host, &what, &self.prepare_script()).await?;
-        let prep = prep.stdout_text();
-        if prep.lines().any(|l| l == "@unpacked") {
-            return Ok(change.result.clone());
-        }
-        let archive = match &self.source {
-            Source::Host(p) => p.clone(),
-            Source::Controller(local) => {
-                let tmp = prep.lines().last().unwrap_or_default().trim().to_string();
-                if tmp.is_empty() {
-                    return Err(ResourceError::Failed(format!(
-                        "{what} failed: no upload path came back"
-                    )));
-                }
-                if let Err(e) = host.upload(local, &tmp).await {
-                    // Best effort: the upload error is what the operator needs to see.
-                    let _ = host.run(&format!("rm -f -- {}", sh_quote(&tmp))).await;
-                    return Err(e.into());
-                }
-                tmp
-            }
-        };
-        run_ok(host, &what, &self.extract_script(&archive)).await?;
-        Ok(change.result.clone())
     }
 }
 

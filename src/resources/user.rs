@@ -6,10 +6,10 @@
 use super::group::check_account_name;
 use super::Presence as State;
 use super::{
-    bad, one_or_many, parse_args, probe_now, run_ok, Action, BuildCtx, Change, Outcome, Resource,
-    ResourceError,
+    bad, digest_probe, one_or_many, parse_args, Action, BuildCtx, Change, Guard, Resource,
+    ResourceError, Step,
 };
-use crate::transport::{sh_quote, Facts, Transport};
+use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -91,6 +91,13 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
 }
 
 impl User {
+    /// Reads the account's entry and groups: what the change is decided from, and what its guard
+    /// checks again.
+    fn entry(&self) -> String {
+        let n = sh_quote(&self.a.name);
+        format!("getent passwd {n}; id -Gn {n}")
+    }
+
     /// The names the primary group will have after apply (a gid given as `group` counts under its
     /// current name too). They are left out of the supplementary groups compared and passed to usermod,
     /// since `id -Gn` always lists the primary group: naming it in `groups` must not make every run a
@@ -254,26 +261,26 @@ if e=$(getent passwd "$n"); then
   fact group "$(id -gn "$n" 2>/dev/null)"; fact groups "$(id -Gn "$n" 2>/dev/null)"
 else
   fact exists no
-fi"#,
-            n = sh_quote(&self.a.name)
+fi
+{digest}"#,
+            n = sh_quote(&self.a.name),
+            digest = digest_probe("entry_sha256", &self.entry()),
         )
     }
 
+    /// The command as the change's one step, guarded by the account entry and groups it was decided
+    /// from.
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        Ok(self.decide(facts).0)
-    }
-
-    /// Re-reads the account first: an earlier task of the run may already have created or changed it.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let (change, command) = self.decide(&probe_now(self, host).await?);
-        if let Some(cmd) = command {
-            run_ok(host, &format!("user {}", self.a.name), &cmd).await?;
-        }
-        Ok(change.result)
+        let (change, command) = self.decide(facts);
+        let what = format!("user {}", self.a.name);
+        Ok(match command {
+            Some(cmd) => change.then(Step::run(
+                what.clone(),
+                vec![Guard::digest(&what, &self.entry(), facts, "entry_sha256")?],
+                cmd,
+            )),
+            None => change,
+        })
     }
 }
 

@@ -2,7 +2,9 @@
 //! stops), or a path appears (or goes), checked from the target host itself. Plays use it between starting
 //! a server and using it; a condition already met plans nothing, so a converged run does not wait.
 
-use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError};
+use super::{
+    bad, execute, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError, Step,
+};
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -203,6 +205,36 @@ __APIM_URL__
     }
 }
 
+impl WaitFor {
+    /// Polls on the host, so the wait costs one round trip however long it lasts. Like Ansible, the
+    /// timeout counts from before the delay.
+    fn poll(&self) -> String {
+        format!(
+            r#"{check}
+msg={msg}
+start=$(date +%s)
+sleep {delay}
+while :; do
+  if check; then up=yes; else up=no; fi
+  if [ "$up" = {want} ]; then echo "@elapsed $(( $(date +%s) - start ))"; exit 0; fi
+  if [ $(( $(date +%s) - start )) -ge {timeout} ]; then echo "$msg" >&2; exit 3; fi
+  sleep {interval}
+done
+"#,
+            check = self.check(),
+            msg = sh_quote(&format!(
+                "timed out after {}s waiting for {}",
+                self.timeout,
+                self.what()
+            )),
+            delay = self.delay,
+            want = if self.up { "yes" } else { "no" },
+            timeout = self.timeout,
+            interval = self.interval,
+        )
+    }
+}
+
 #[async_trait]
 impl Resource for WaitFor {
     fn describe(&self) -> String {
@@ -225,51 +257,29 @@ impl Resource for WaitFor {
                 Action::Run,
                 vec![format!("wait up to {}s for {}", self.timeout, self.what())],
             )
+            .then(Step::Capture {
+                what: KIND.into(),
+                guards: Vec::new(),
+                script: self.poll(),
+            })
         };
         change.result.insert("elapsed".into(), 0.into());
         Ok(change)
     }
 
-    /// Polls on the host, so the wait costs one round trip however long it lasts. Like Ansible, the
-    /// timeout counts from before the delay.
-    async fn apply(
-        &self,
-        _change: &Change,
-        host: &dyn Transport,
-    ) -> Result<Outcome, ResourceError> {
-        let script = format!(
-            r#"{check}
-msg={msg}
-start=$(date +%s)
-sleep {delay}
-while :; do
-  if check; then up=yes; else up=no; fi
-  if [ "$up" = {want} ]; then echo "@elapsed $(( $(date +%s) - start ))"; exit 0; fi
-  if [ $(( $(date +%s) - start )) -ge {timeout} ]; then echo "$msg" >&2; exit 3; fi
-  sleep {interval}
-done
-"#,
-            check = self.check(),
-            msg = sh_quote(&format!(
-                "timed out after {}s waiting for {}",
-                self.timeout,
-                self.what()
-            )),
-            delay = self.delay,
-            want = if self.up { "yes" } else { "no" },
-            timeout = self.timeout,
-            interval = self.interval,
-        );
-        let out = host.run(&script).await?;
-        if out.status != 0 {
-            return Err(ResourceError::Failed(out.tail()));
-        }
+    /// Runs the planned poll; what it printed says how long the wait took, which `register:` sees as
+    /// `elapsed` (run-time data the plan cannot know).
+    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        let out = execute(change, host).await?;
         let elapsed: u64 = out
-            .stdout_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("@elapsed ")?.trim().parse().ok())
+            .get("stdout")
+            .and_then(|v| v.as_str())
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("@elapsed ")?.trim().parse().ok())
+            })
             .unwrap_or_default();
-        let mut r = Outcome::new();
+        let mut r = change.result.clone();
         r.insert("elapsed".into(), elapsed.into());
         Ok(r)
     }
@@ -331,7 +341,7 @@ mod tests {
         let err = r.apply(&change, &t).await.unwrap_err().to_string();
         assert_eq!(
             err,
-            format!("timed out after 1s waiting for port 127.0.0.1:{port} to accept connections")
+            format!("wait_for exited 3: timed out after 1s waiting for port 127.0.0.1:{port} to accept connections")
         );
         let closed = res(KIND, json!({"port": port, "state": "stopped"}));
         assert_eq!(
@@ -388,7 +398,10 @@ mod tests {
         let r = res(KIND, json!({"url": down, "timeout": 1}));
         let change = plan_now(r.as_ref(), &t).await.unwrap();
         let err = r.apply(&change, &t).await.unwrap_err().to_string();
-        assert!(err.starts_with("timed out after 1s waiting for"), "{err}");
+        assert!(
+            err.starts_with("wait_for exited 3: timed out after 1s waiting for"),
+            "{err}"
+        );
     }
 
     /// A child process that is killed and reaped when the test ends, even when it fails.

@@ -776,7 +776,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_edits_of_one_file_planned_together_both_land() {
+    async fn two_edits_of_one_file_planned_together_land_once_the_second_is_replanned() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(CARBON);
         let host = res(
@@ -794,7 +794,14 @@ mod tests {
         let p1 = host.plan(&answers[0].facts).unwrap();
         let p2 = mgt.plan(&answers[1].facts).unwrap();
         host.apply(&p1, &t).await.unwrap();
-        mgt.apply(&p2, &t).await.unwrap();
+        let err = mgt.apply(&p2, &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains("changed on the host since it was probed"),
+            "{err}"
+        );
+        only_lines_changed(CARBON, &read(&path), &[16]);
+        let fresh = plan_now(mgt.as_ref(), &t).await.unwrap();
+        mgt.apply(&fresh, &t).await.unwrap();
         only_lines_changed(CARBON, &read(&path), &[16, 17]);
     }
 
