@@ -169,3 +169,42 @@ plays:
     assert_eq!(changes(&plan), 3, "{}", plan.stdout);
     assert_eq!(changes(&plan), changes(&apply));
 }
+
+#[test]
+fn a_read_of_another_hosts_result_waits_for_it_through_a_chain_of_dependencies() {
+    // `known_hosts` has no depends_on of its own: it follows `gate` on mgr, which depends on wkr's
+    // `read host key`. The plan must still wait for that, as apply does (wkr's probes take a second).
+    let p = Project::new();
+    p.local_inventory(&["mgr", "wkr"], "");
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - name: worker key
+    hosts: wkr
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: slow check
+        shell: { cmd: "true", unless: "sleep 1" }
+      - name: host key
+        copy: { dest: "{{ root }}/host.pub", content: "ed25519-A\n" }
+      - name: read host key
+        slurp: { path: "{{ root }}/host.pub" }
+        register: hostkey
+  - name: manager
+    hosts: mgr
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: gate
+        depends_on: [{ task: read host key }]
+        shell: { cmd: "true", creates: "{{ root }}" }
+      - name: known_hosts
+        copy: { dest: "{{ root }}/known_hosts", content: "wkr {{ registered['wkr'].hostkey.content }}" }
+"#,
+    );
+    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let plan = p.run(&["plan", "inventory.yaml", "--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert_eq!(plan.event("mgr", "known_hosts")["status"], "unchanged");
+}

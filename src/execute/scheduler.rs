@@ -32,6 +32,9 @@ struct Run {
     done: Vec<watch::Sender<Option<Done>>>,
     sink: Arc<dyn Sink>,
     ctl: Control,
+    /// Plan mode: nodes that keep their cross-host waits, because they or a node after them read what
+    /// other hosts registered (the registering task must have run, through however many hosts).
+    keeps_order: Vec<bool>,
 }
 
 /// Tells a node's dependents that it failed when the node ends without reporting (it panicked), so
@@ -80,6 +83,7 @@ pub async fn run_with(
         hosts.insert(name.clone(), Arc::new(HostState::new(connect(host))));
     }
     let count = p.graph.graph.node_count();
+    let keeps_order = feeding_cross_host_reads(&p);
     let run = Arc::new(Run {
         p,
         mode,
@@ -88,6 +92,7 @@ pub async fn run_with(
         done: (0..count).map(|_| watch::channel(None).0).collect(),
         sink,
         ctl,
+        keeps_order,
     });
     let mut handles = Vec::with_capacity(count);
     for node in run.p.graph.graph.node_indices() {
@@ -110,6 +115,25 @@ pub async fn run_with(
         h.transport().close().await;
     }
     reports
+}
+
+/// Marks every node from which a node reading `registered['host']` can be reached, that node included:
+/// in plan they must wait for their cross-host dependencies as in apply, or a reader could run before
+/// the task it reads from (on another host, reached through a chain of dependencies).
+fn feeding_cross_host_reads(p: &Prepared) -> Vec<bool> {
+    let g = &p.graph.graph;
+    let mut marked = vec![false; g.node_count()];
+    let mut stack: Vec<NodeIndex> = g
+        .node_indices()
+        .filter(|n| p.nodes[n.index()].reads.contains(OTHER_HOSTS))
+        .collect();
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut marked[n.index()], true) {
+            continue;
+        }
+        stack.extend(g.neighbors_directed(n, Direction::Incoming));
+    }
+    marked
 }
 
 impl Run {
@@ -146,10 +170,11 @@ impl Run {
         };
         let mut failed_dep = None;
         let mut dep_changed = false;
-        // Plan needs no cross-host order, except for a task that reads what other hosts registered.
-        let reads_others = self.p.nodes[node.index()].reads.contains(OTHER_HOSTS);
+        // Plan needs no cross-host order, except on the way to a task that reads what other hosts
+        // registered.
+        let keeps_order = self.keeps_order[node.index()];
         for e in g.edges_directed(node, Direction::Incoming) {
-            if self.mode == Mode::Plan && *e.weight() == Edge::Depends && !reads_others {
+            if self.mode == Mode::Plan && *e.weight() == Edge::Depends && !keeps_order {
                 continue;
             }
             let mut rx = self.done[e.source().index()].subscribe();
