@@ -327,7 +327,10 @@ fn a_host_killed_while_a_file_is_written_keeps_the_old_or_the_new_file() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n != "big")
         .collect();
-    assert!(left.is_empty(), "temp files left after the next run: {left:?}");
+    assert!(
+        left.is_empty(),
+        "temp files left after the next run: {left:?}"
+    );
 }
 
 #[test]

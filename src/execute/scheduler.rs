@@ -176,7 +176,7 @@ impl Run {
             cause: SkipCause::Dependency,
             reason: format!("not started: the run was interrupted ({why})"),
         };
-        let outcome = match (failed_dep, cancel.reason()) {
+        let mut outcome = match (failed_dep, cancel.reason()) {
             (_, Some(why)) => interrupted(why),
             (Some(l), None) if self.mode == Mode::Apply => Outcome::Skipped {
                 cause: SkipCause::Dependency,
@@ -199,6 +199,15 @@ impl Run {
                 }
             }
         };
+        if self.p.nodes[node.index()].sensitive {
+            if let Outcome::Failed(m) = &mut outcome {
+                // A failure quotes what it ran and printed, which may be a secret in any spelling.
+                *m = format!(
+                    "{} failed; its message is hidden because the task is sensitive",
+                    t.kind
+                );
+            }
+        }
         let report = NodeReport {
             node,
             host: host.clone(),
@@ -283,6 +292,9 @@ impl Run {
                     Err(e) => return Outcome::Failed(e.to_string()),
                     Ok(true) => {}
                 }
+                if prep.sensitive {
+                    p.learn_secrets(node, &ctx);
+                }
                 match p.build(node, &ctx) {
                     Ok(r) => r,
                     Err(e) => return Outcome::Failed(e.to_string()),
@@ -357,10 +369,11 @@ impl Run {
             self.register(node, hs, false, change.result.clone());
             return Outcome::Unchanged;
         }
+        let (details, diff) = change.shown(prep.sensitive);
         let outcome = Outcome::Change {
             action: change.action,
-            details: change.details.clone(),
-            diff: change.diff.clone(),
+            details,
+            diff,
         };
         match self.mode {
             Mode::Plan => {

@@ -5,8 +5,9 @@ use super::attrs::check_validate;
 use super::checksum;
 use super::format::{self, Format};
 use super::{
-    as_text, atomic_write_script, bad, parse_args, sha256_hex, Action, Attrs, BuildCtx, Change,
-    ContentDiff, Effect, FileSim, Guard, HostView, Reads, Resource, ResourceError, Step,
+    as_text, atomic_write_script, bad, is_key_material, parse_args, sha256_hex, Action, Attrs,
+    BuildCtx, Change, ContentDiff, Effect, FileSim, Guard, HostView, Reads, Resource,
+    ResourceError, Step,
 };
 use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
@@ -38,6 +39,8 @@ pub struct Copy {
     sha: String,
     attrs: Attrs,
     validate: Option<String>,
+    /// Key material, or rendered from a secret: the plan shows sizes, line counts and checksums only.
+    sensitive: bool,
 }
 
 impl Copy {
@@ -57,11 +60,18 @@ impl Copy {
         Ok(Self {
             kind,
             dest,
+            sensitive: is_key_material(&content),
             content,
             sha,
             attrs,
             validate,
         })
+    }
+
+    /// Marks the content sensitive (the task reads a secret) on top of what its bytes say.
+    pub fn sensitive(mut self, sensitive: bool) -> Self {
+        self.sensitive |= sensitive;
+        self
     }
 }
 
@@ -85,7 +95,7 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
         _ => return Err(bad("copy", "exactly one of `content` or `src` is required")),
     };
     format::check("copy", &name, a.format, &content)?;
-    let copy = Copy::new("copy", a.dest, content, a.attrs, a.validate)?;
+    let copy = Copy::new("copy", a.dest, content, a.attrs, a.validate)?.sensitive(ctx.sensitive);
     if let (Some(want), Some(path)) = (&sha256, &path) {
         checksum::expect("copy", path, &copy.sha, want)?;
     }
@@ -226,11 +236,21 @@ impl Resource for Copy {
             }
         };
         let mut change = Change::new(action, Vec::new());
+        change.sensitive = self.sensitive;
         if action != Action::Create {
             details.extend(self.attrs.changes(facts));
         }
         if action != Action::None {
             change.diff = match (old.as_deref().map(as_text), new_text) {
+                (Some(Some(old)), Some(new)) if self.sensitive => {
+                    let d = ContentDiff {
+                        path: self.dest.clone(),
+                        old,
+                        new,
+                    };
+                    details.extend(d.sensitive_summary());
+                    None
+                }
                 (Some(Some(old)), Some(new)) => Some(ContentDiff {
                     path: self.dest.clone(),
                     old,

@@ -29,13 +29,17 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
     let rendered =
         (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
     format::check("template", &a.src, a.format, rendered.as_bytes())?;
-    Ok(Box::new(Copy::new(
-        "template",
-        a.dest,
-        rendered.into_bytes(),
-        a.attrs,
-        a.validate,
-    )?))
+    let sensitive = ctx.sensitive || (ctx.reads_secret)(&text);
+    Ok(Box::new(
+        Copy::new(
+            "template",
+            a.dest,
+            rendered.into_bytes(),
+            a.attrs,
+            a.validate,
+        )?
+        .sensitive(sensitive),
+    ))
 }
 
 #[cfg(test)]
@@ -59,6 +63,8 @@ mod tests {
         let ctx = BuildCtx {
             search: &search,
             render: &render,
+            sensitive: false,
+            reads_secret: &|text: &str| text.contains("secret"),
         };
         build("template", args, &ctx)
     }
