@@ -827,6 +827,31 @@ pub(crate) mod testkit {
         (first, second)
     }
 
+    /// [`converge`] across two runs, for resources that read controller state while being built (a
+    /// keystore's CA and key, issued by its first apply): plans, applies, builds `kind` from `args` again
+    /// as the next run would, and plans that. The first change carries what apply registered.
+    pub(crate) async fn converge_runs(
+        kind: &str,
+        args: Value,
+        host: &dyn Transport,
+    ) -> (Change, Change) {
+        let r = res(kind, args.clone());
+        let mut first = plan_now(r.as_ref(), host)
+            .await
+            .unwrap_or_else(|e| panic!("planning {}: {e}", r.describe()));
+        if first.is_pending() {
+            first.result = r
+                .apply(&first, host)
+                .await
+                .unwrap_or_else(|e| panic!("applying {}: {e}", r.describe()));
+        }
+        let again = res(kind, args);
+        let second = plan_now(again.as_ref(), host)
+            .await
+            .unwrap_or_else(|e| panic!("re-planning {}: {e}", again.describe()));
+        (first, second)
+    }
+
     /// Facts as a probe printing exactly `pairs` would report them, for planning against states this
     /// machine must not be put in (packages, services, accounts).
     pub(crate) async fn facts_from(pairs: &[(&str, &str)]) -> Facts {
