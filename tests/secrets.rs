@@ -77,7 +77,9 @@ plays:
     let event = runs[1].event("a", "config with secrets");
     assert!(event["diff"].is_null(), "{event}");
     assert!(
-        runs[2].stdout.contains("message is hidden because the task is sensitive"),
+        runs[2]
+            .stdout
+            .contains("message is hidden because the task is sensitive"),
         "{}",
         runs[2].stdout
     );
@@ -95,7 +97,10 @@ plays:
 fn a_rotated_secret_shows_neither_the_old_nor_the_new_value() {
     let p = Project::new();
     let inventory = |token: &str| {
-        p.local_inventory(&["a"], &format!("secrets: [token]\nvars:\n  token: \"{token}\"\n"));
+        p.local_inventory(
+            &["a"],
+            &format!("secrets: [token]\nvars:\n  token: \"{token}\"\n"),
+        );
     };
     p.write(
         "playbooks/main.yaml",
@@ -117,7 +122,11 @@ plays:
     assert_eq!(text.code, 2, "{}", text.all());
     assert_absent(&[text, json], &[old, new]);
     let text = p.run(&["plan", "inventory.yaml"]);
-    assert!(text.stdout.contains("(sensitive content, 2 lines changed)"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("(sensitive content, 2 lines changed)"),
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("sha256 "), "{}", text.stdout);
 }
 
@@ -132,7 +141,10 @@ fn multi_line_and_filtered_secrets_never_appear() {
             "secrets: [blob, api_key]\nvars:\n  api_key: \"{API_KEY}\"\n  blob: |\n{yaml_block}  derived: \"{{{{ api_key | replace('key-', 'tok_') }}}}\"\n"
         ),
     );
-    p.write("playbooks/templates/app.conf.j2", "key = {{ api_key | upper }}\nuser = app\n");
+    p.write(
+        "playbooks/templates/app.conf.j2",
+        "key = {{ api_key | upper }}\nuser = app\n",
+    );
     p.write(
         "playbooks/main.yaml",
         r#"
@@ -207,7 +219,11 @@ plays:
     assert!(r.stdout.contains("+port = 10001"), "{}", r.stdout);
     // The task reading the short secret is sensitive instead: its content is not shown at all.
     assert!(!r.stdout.contains("+pin ="), "{}", r.stdout);
-    assert!(r.stdout.contains("(sensitive content, 1 lines changed)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("(sensitive content, 1 lines changed)"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -228,14 +244,22 @@ plays:
     );
     let text = p.run(&["plan", "inventory.yaml", "-vv"]);
     let json = p.run(&["plan", "inventory.yaml", "--json"]);
-    assert!(text.stdout.contains("(sensitive content, 1 lines changed)"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("(sensitive content, 1 lines changed)"),
+        "{}",
+        text.stdout
+    );
     assert_absent(&[text, json], &["nobody-should-read-this"]);
     p.write(
         "playbooks/main.yaml",
         "plays:\n  - hosts: all\n    tasks:\n      - file: { path: /tmp }\n        sensitive: maybe\n",
     );
     let r = p.run(&["validate", "inventory.yaml"]);
-    assert!(r.stderr.contains("`sensitive` must be true or false"), "{}", r.all());
+    assert!(
+        r.stderr.contains("`sensitive` must be true or false"),
+        "{}",
+        r.all()
+    );
 }
 
 /// The files under `dir` with their content, for "nothing was written" checks.
@@ -312,7 +336,11 @@ fn plan_validate_graph_write_nothing(pem: bool) {
     }
     let plan = p.run(&["plan", "inventory.yaml"]);
     assert!(plan.stdout.contains("issue cluster CA"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("issue key and certificate for tls"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("issue key and certificate for tls"),
+        "{}",
+        plan.stdout
+    );
     let apply = p.run(&["apply", "inventory.yaml"]);
     assert_eq!(apply.code, 0, "{}", apply.all());
     let again = p.run(&["plan", "inventory.yaml"]);
@@ -361,7 +389,17 @@ fn key_material_is_never_shown() {
     assert!(body.len() > 10);
     assert_absent(&runs, &body);
     assert_absent(&runs, &["BEGIN PRIVATE KEY"]);
-    assert!(runs[0].stdout.contains("(sensitive content, "), "{}", runs[0].stdout);
-    assert_eq!(std::fs::read_to_string(p.root("a").join("copied.key")).unwrap(), key);
-    assert_eq!(std::fs::read_to_string(p.root("a").join("inline.key")).unwrap(), key);
+    assert!(
+        runs[0].stdout.contains("(sensitive content, "),
+        "{}",
+        runs[0].stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("copied.key")).unwrap(),
+        key
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("inline.key")).unwrap(),
+        key
+    );
 }

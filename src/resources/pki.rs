@@ -410,16 +410,16 @@ impl StateDir {
 
     /// Refuses to issue anything through a read-only view (a bug, never a user error).
     fn writable(&self) -> Result<(), ResourceError> {
-        match self.is_writable() {
-            true => Ok(()),
-            false => Err(fail(
-                self.kind,
-                &format!(
-                    "{} is open read-only: nothing is issued while planning",
-                    self.dir.display()
-                ),
-            )),
+        if self.is_writable() {
+            return Ok(());
         }
+        Err(fail(
+            self.kind,
+            &format!(
+                "{} is open read-only: nothing is issued while planning",
+                self.dir.display()
+            ),
+        ))
     }
 
     /// Writes a state file atomically (temp file, fsync, rename) with mode 0600 from the first byte.
