@@ -403,3 +403,45 @@ fn key_material_is_never_shown() {
         key
     );
 }
+
+#[test]
+fn a_later_edit_of_a_sensitive_file_does_not_diff_against_its_content() {
+    let p = Project::new();
+    // Too short to be masked by substring, and so is the line holding it.
+    p.local_inventory(&["a"], "secrets: [pin]\nvars:\n  pin: \"4711\"\n");
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: pin file
+        copy: { dest: "{{ root }}/pin.conf", content: "{{ pin }}\n" }
+      - name: one more line
+        lineinfile: { path: "{{ root }}/pin.conf", line: "extra = yes" }
+"#,
+    );
+    for args in [
+        &["plan", "inventory.yaml", "-vv"][..],
+        &["plan", "inventory.yaml", "--json"],
+    ] {
+        let r = p.run(args);
+        assert_eq!(r.code, 2, "{}", r.all());
+        let shown = |l: &str| {
+            l.trim()
+                .trim_start_matches([' ', '+', '-'])
+                .trim_matches('"')
+                == "4711"
+        };
+        assert!(!r.stdout.lines().any(shown), "{}", r.stdout);
+        assert!(
+            !r.stdout.contains("\\n4711") && !r.stdout.contains(" 4711\\n"),
+            "{}",
+            r.stdout
+        );
+    }
+    assert_eq!(p.run(&["apply", "inventory.yaml"]).code, 0);
+    let written = std::fs::read_to_string(p.root("a").join("pin.conf")).unwrap();
+    assert_eq!(written, "4711\nextra = yes\n");
+}

@@ -161,9 +161,11 @@ impl Resource for Copy {
     }
 
     fn effects(&self, _change: &Change) -> Vec<Effect> {
+        // Sensitive content is not handed on: a later edit of the file would diff against it, so that
+        // edit is known after apply instead.
         vec![Effect::Write {
             path: self.dest.clone(),
-            content: Some(self.content.clone()),
+            content: (!self.sensitive).then(|| self.content.clone()),
             attrs: self.attrs.clone(),
         }]
     }
