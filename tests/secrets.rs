@@ -445,3 +445,26 @@ plays:
     let written = std::fs::read_to_string(p.root("a").join("pin.conf")).unwrap();
     assert_eq!(written, "4711\nextra = yes\n");
 }
+
+#[test]
+fn only_the_lines_rendered_from_a_secret_are_masked() {
+    let p = Project::new();
+    p.local_inventory(&["a"], &format!("vars:\n  db_password: \"{PASSWORD}\"\n"));
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: secret config
+        copy: { dest: "{{ root }}/secret.ini", content: "[database]\npassword={{ db_password | upper }}\n" }
+      - name: plain config
+        copy: { dest: "{{ root }}/plain.ini", content: "[database]\nhost=db\n" }
+"#,
+    );
+    let r = p.run(&["plan", "inventory.yaml", "--no-color"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stdout.contains("+[database]"), "{}", r.stdout);
+    assert!(!r.stdout.contains(&PASSWORD.to_uppercase()), "{}", r.stdout);
+}

@@ -4,7 +4,7 @@ use super::graph::TaskGraph;
 use crate::model::template::Templates;
 use crate::model::vars::{merge, resolve, secret_names, Resolved};
 use crate::model::{Inventory, ModelError, Playbook, TaskSpec, Vars};
-use crate::report::mask::Masker;
+use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
 use minijinja::value::{merge_maps, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -138,27 +138,60 @@ impl Prepared {
         Ok(names)
     }
 
-    /// Teaches the masker every argument value of `node` rendered from a secret (`{{ token | upper }}`
-    /// is as secret as `token`), so reports and errors hide those too.
+    /// Teaches the masker every line of `node`'s arguments rendered from a secret (`{{ token | upper }}`
+    /// is as secret as `token`), so reports and errors hide those too. A line counts as rendered from a
+    /// secret when it changes if the secrets are replaced by placeholders: the other lines of the same
+    /// argument (a config's `[database]`) stay visible.
     pub fn learn_secrets(&self, node: petgraph::graph::NodeIndex, ctx: &Value) {
         let t = self.task(node);
         let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
-        self.learn_rendered(&t.args, ctx, secret);
+        let placeholders: serde_json::Map<String, serde_json::Value> = secret
+            .iter()
+            .map(|n| (n.clone(), format!("\u{1}{n}\u{1}").into()))
+            .collect();
+        // merge_maps: the last map wins.
+        let without = merge_maps([ctx.clone(), Value::from_serialize(&placeholders)]);
+        self.learn_rendered(&t.args, ctx, &without, secret);
     }
 
-    fn learn_rendered(&self, v: &serde_json::Value, ctx: &Value, secret: &BTreeSet<String>) {
+    fn learn_rendered(
+        &self,
+        v: &serde_json::Value,
+        ctx: &Value,
+        without: &Value,
+        secret: &BTreeSet<String>,
+    ) {
         use serde_json::Value as J;
         match v {
             J::String(_) => {
                 let reads = self.templates.names_in(v).unwrap_or_default();
-                if reads.iter().any(|n| secret.contains(n)) {
-                    if let Ok(r) = self.templates.render_value(v, ctx) {
-                        self.masker.add_leaves(&r);
-                    }
+                if !reads.iter().any(|n| secret.contains(n)) {
+                    return;
                 }
+                let Ok(real) = self.templates.render_value(v, ctx) else {
+                    return;
+                };
+                // A render that fails with placeholders (`| int` of one) keeps every line secret.
+                let other: BTreeSet<String> = match self.templates.render_value(v, without) {
+                    Ok(alt) => leaves(&alt)
+                        .iter()
+                        .flat_map(|l| l.lines().map(|x| x.trim().to_string()))
+                        .collect(),
+                    Err(_) => BTreeSet::new(),
+                };
+                let real = leaves(&real);
+                let lines = real
+                    .iter()
+                    .flat_map(|l| l.lines())
+                    .filter(|l| !other.contains(l.trim()));
+                self.masker.add_all(lines);
             }
-            J::Array(a) => a.iter().for_each(|x| self.learn_rendered(x, ctx, secret)),
-            J::Object(m) => m.values().for_each(|x| self.learn_rendered(x, ctx, secret)),
+            J::Array(a) => a
+                .iter()
+                .for_each(|x| self.learn_rendered(x, ctx, without, secret)),
+            J::Object(m) => m
+                .values()
+                .for_each(|x| self.learn_rendered(x, ctx, without, secret)),
             _ => {}
         }
     }

@@ -51,9 +51,7 @@ impl Masker {
 
     /// Hides every string and number leaf of `v` (a secret variable may be a list or a mapping).
     pub fn add_leaves(&self, v: &serde_json::Value) {
-        let mut out = Vec::new();
-        leaves(v, &mut out);
-        self.add_all(out.iter().map(String::as_str));
+        self.add_all(leaves(v).iter().map(String::as_str));
     }
 
     /// Hides each of `values` (see [`Masker::add`]), rebuilding the matcher once.
@@ -93,15 +91,20 @@ impl Masker {
     }
 }
 
-/// String leaves of a value, for registering a secret variable that is a list or mapping.
-fn leaves(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Number(n) => out.push(n.to_string()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
-        serde_json::Value::Object(m) => m.values().for_each(|x| leaves(x, out)),
-        _ => {}
+/// String and number leaves of a value as text: what of a secret list or mapping can show in output.
+pub fn leaves(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Number(n) => out.push(n.to_string()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
     }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
 }
 
 #[cfg(test)]
