@@ -91,8 +91,12 @@ fn optional_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stri
     secret(d).map(Some)
 }
 
-/// What identifies the key and certificate in the state directory.
+/// What identifies the key and certificate in the state directory, and what the task makes of them.
+#[derive(Clone)]
 struct Identity {
+    format: Output,
+    alias: String,
+    password: String,
     state_dir: String,
     name: String,
     common_name: String,
@@ -113,9 +117,6 @@ struct Material {
 
 struct Keystore {
     dest: String,
-    format: Output,
-    alias: String,
-    password: String,
     key_password: String,
     attrs: Attrs,
     id: Identity,
@@ -187,9 +188,6 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     };
     let mut k = Keystore {
         dest: a.dest,
-        format: a.format,
-        alias: a.alias,
-        password,
         key_password,
         attrs: a.attrs,
         summary: format!(
@@ -197,6 +195,9 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             a.name, a.common_name
         ),
         id: Identity {
+            format: a.format,
+            alias: a.alias,
+            password,
             state_dir: a.state_dir,
             name: a.name,
             common_name: a.common_name,
@@ -206,15 +207,16 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         },
         now: Err(Vec::new()),
     };
-    k.now = k.material(&StateDir::read_only(KIND, &k.id.state_dir)?)?;
+    k.now =
+        k.id.material(&StateDir::read_only(KIND, &k.id.state_dir)?)?;
     Ok(Box::new(k))
 }
 
-impl Keystore {
+impl Identity {
     /// The material `state` holds for this task, or (through a read-only view) the plan lines of what
     /// apply must issue first; through a writable one, whatever is missing is issued and stored.
     fn material(&self, state: &StateDir) -> Result<Result<Material, Vec<String>>, ResourceError> {
-        let id = &self.id;
+        let id = self;
         let writable = state.is_writable();
         let ca = match state.existing_ca(&id.ca_common_name)? {
             Some(ca) => ca,
@@ -276,11 +278,13 @@ impl Keystore {
             ca_fingerprint: ca.fingerprint,
         }))
     }
+}
 
+impl Keystore {
     /// The attributes a write applies: those asked for, plus the private-key default on a new file.
     fn attrs_for(&self, action: Action) -> Attrs {
         let mut attrs = self.attrs.clone();
-        if action == Action::Create && self.format != Output::PemCert {
+        if action == Action::Create && self.id.format != Output::PemCert {
             attrs.mode = attrs.mode.or(Some(NEW_MODE));
         }
         attrs
@@ -298,14 +302,14 @@ impl Keystore {
             return Some(store_error_line(err));
         }
         if facts.is("alias", "absent") {
-            return Some(format!("no entry under alias {}", self.alias));
+            return Some(format!("no entry under alias {}", self.id.alias));
         }
         match facts.get("fingerprint") {
             Some(fp) if fp == m.fingerprint => {}
             fp => {
                 return Some(format!(
                     "certificate under alias {}: sha256 {} -> {}",
-                    self.alias,
+                    self.id.alias,
                     short(fp.unwrap_or("-")),
                     short(&m.fingerprint)
                 ))
@@ -314,7 +318,7 @@ impl Keystore {
         if !facts.is("key_open", "yes") {
             return Some(format!(
                 "key under alias {} cannot be opened with key_password",
-                self.alias
+                self.id.alias
             ));
         }
         None
@@ -344,9 +348,9 @@ mv -f "$w/out.jks" "$dest"
 "#,
             need = require_keytool(host),
             dest = sh_quote(&self.dest),
-            sp = env_secret("APIM_SP", &self.password),
+            sp = env_secret("APIM_SP", &self.id.password),
             kp = env_secret("APIM_KP", &self.key_password),
-            alias = sh_quote(&self.alias),
+            alias = sh_quote(&self.id.alias),
             attrs = attrs.script("\"$w/out.jks\""),
         )
     }
@@ -380,7 +384,7 @@ impl Resource for Keystore {
             .as_ref()
             .map(|m| m.fingerprint.clone())
             .unwrap_or_default();
-        match self.format {
+        match self.id.format {
             Output::Pkcs12 | Output::PemKey | Output::PemCert => {
                 format!("fact_stat {d}\nfact_sha {d}")
             }
@@ -393,11 +397,11 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
 {sp}{kp}{list}if [ "$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*SHA256:[[:space:]]*//p' | head -n 1 | tr -d ': ' | tr 'A-F' 'a-f')" = {fp} ]; then
   if keytool -certreq -alias {alias} -keystore "$d" -storepass:env APIM_SP -keypass:env APIM_KP >/dev/null 2>&1; then fact key_open yes; else fact key_open no; fi
 fi"#,
-                sp = env_secret("APIM_SP", &self.password),
+                sp = env_secret("APIM_SP", &self.id.password),
                 kp = env_secret("APIM_KP", &self.key_password),
-                list = list_alias_probe(&self.alias),
+                list = list_alias_probe(&self.id.alias),
                 fp = sh_quote(&fp),
-                alias = sh_quote(&self.alias),
+                alias = sh_quote(&self.id.alias),
             ),
         }
     }
@@ -414,8 +418,8 @@ fi"#,
             (Some("file"), now) => {
                 let mut details: Vec<String> = match now {
                     Err(issue) => issue.clone(),
-                    Ok(m) if self.format.is_file() && facts.is("sha256", &m.sha) => Vec::new(),
-                    Ok(m) if self.format.is_file() => vec![format!(
+                    Ok(m) if self.id.format.is_file() && facts.is("sha256", &m.sha) => Vec::new(),
+                    Ok(m) if self.id.format.is_file() => vec![format!(
                         "content sha256 {} -> {}",
                         short(facts.get("sha256").unwrap_or("-")),
                         short(&m.sha)
@@ -443,13 +447,17 @@ fi"#,
     }
 
     async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        let state = StateDir::open(KIND, &self.id.state_dir)?;
-        let m = self.material(&state)?.map_err(|missing| {
-            ResourceError::Failed(format!("{KIND}: could not {}", missing.join(", ")))
-        })?;
-        drop(state);
+        // Waiting for the state directory's lock and generating keys block: off the async workers.
+        let id = self.id.clone();
+        let m =
+            tokio::task::spawn_blocking(move || id.material(&StateDir::open(KIND, &id.state_dir)?))
+                .await
+                .map_err(|e| ResourceError::Failed(format!("{KIND}: issuing failed: {e}")))??
+                .map_err(|missing| {
+                    ResourceError::Failed(format!("{KIND}: could not {}", missing.join(", ")))
+                })?;
         let attrs = self.attrs_for(change.action);
-        let script = match self.format {
+        let script = match self.id.format {
             Output::Jks => self.jks_script(host.host(), &attrs, &m.bytes),
             _ => atomic_write_script(&self.dest, &m.bytes, &attrs, None),
         };

@@ -270,7 +270,11 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
     }
 
     async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
-        let ca = StateDir::open(KIND, &self.state_dir)?.ca(&self.ca_common_name)?;
+        // Waiting for the state directory's lock and generating the CA block: off the async workers.
+        let (dir, cn) = (self.state_dir.clone(), self.ca_common_name.clone());
+        let ca = tokio::task::spawn_blocking(move || StateDir::open(KIND, &dir)?.ca(&cn))
+            .await
+            .map_err(|e| ResourceError::Failed(format!("{KIND}: issuing the CA failed: {e}")))??;
         let mut result = change.result.clone();
         result.insert("fingerprint".into(), ca.fingerprint.clone().into());
         if self.format == TrustFormat::Pem {
