@@ -394,6 +394,34 @@ mod tests {
         assert_eq!(left.len(), 1, "a temp file was left behind");
     }
 
+    #[tokio::test]
+    async fn key_material_is_sensitive_whatever_its_source() {
+        let t = LocalTransport::new("t");
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let (_d, dest) = file_with("old\n");
+        let (_s, src) = file_with(&key);
+        for args in [
+            json!({"dest": dest, "content": key}),
+            json!({"dest": dest, "src": src}),
+        ] {
+            std::fs::write(&dest, "old\n").unwrap();
+            let r = res("copy", args);
+            let (first, second) = converge(r.as_ref(), &t).await;
+            assert!(
+                first.sensitive && first.diff.is_none(),
+                "{:?}",
+                first.details
+            );
+            assert!(first
+                .details
+                .iter()
+                .any(|d| d.starts_with("(sensitive content, ")));
+            assert!(!format!("{:?}", first.details).contains("PRIVATE"));
+            assert_eq!(second.action, Action::None);
+            assert_eq!(read(&dest), key);
+        }
+    }
+
     #[test]
     fn bad_arguments_name_the_field() {
         bad_args("copy", json!({"content": "x"}), "dest");

@@ -50,7 +50,8 @@ mod tests {
     use crate::transport::LocalTransport;
     use serde_json::{json, Value};
 
-    /// Builds a `template` task the way the engine does: found in `dir/templates`, rendered with `vars`.
+    /// Builds a `template` task the way the engine does: found in `dir/templates`, rendered with `vars`,
+    /// where the variable `token` is the secret.
     fn build_with(
         dir: &std::path::Path,
         args: Value,
@@ -60,11 +61,16 @@ mod tests {
         let ctx = minijinja::Value::from_serialize(&vars);
         let render = |text: &str, name: &str| engine.render_named(name, text, &ctx);
         let search = [dir.to_path_buf()];
+        let reads_secret = |text: &str| {
+            engine
+                .names_in_source(text)
+                .is_ok_and(|names| names.contains("token"))
+        };
         let ctx = BuildCtx {
             search: &search,
             render: &render,
             sensitive: false,
-            reads_secret: &|text: &str| text.contains("secret"),
+            reads_secret: &reads_secret,
         };
         build("template", args, &ctx)
     }
@@ -94,6 +100,23 @@ mod tests {
         assert_eq!(diff.new, "port = 9444\nhost = \"a\"\n");
         assert_eq!(second.action, Action::None);
         assert_eq!(read(&dest), "port = 9444\nhost = \"a\"\n");
+    }
+
+    #[tokio::test]
+    async fn a_template_reading_a_secret_shows_no_diff() {
+        let t = LocalTransport::new("t");
+        let d = project("user = app\ntoken = {{ token | upper }}\n");
+        let dest = d.path().join("app.conf").display().to_string();
+        std::fs::write(&dest, "user = app\ntoken = OLD-TOKEN\n").unwrap();
+        let args = json!({"src": "app.conf.j2", "dest": dest});
+        let r = build_with(d.path(), args, json!({"token": "new-token"})).unwrap();
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert!(first.sensitive && first.diff.is_none());
+        assert_eq!(first.details[1], "(sensitive content, 2 lines changed)");
+        let shown = format!("{:?}", first.details);
+        assert!(!shown.contains("TOKEN"), "{shown}");
+        assert_eq!(second.action, Action::None);
+        assert_eq!(read(&dest), "user = app\ntoken = NEW-TOKEN\n");
     }
 
     #[test]
