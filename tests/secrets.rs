@@ -468,3 +468,42 @@ plays:
     assert!(r.stdout.contains("+[database]"), "{}", r.stdout);
     assert!(!r.stdout.contains(&PASSWORD.to_uppercase()), "{}", r.stdout);
 }
+
+#[test]
+fn a_template_including_a_file_that_reads_a_secret_is_sensitive() {
+    let p = Project::new();
+    p.local_inventory(&["a"], &format!("vars:\n  db_password: \"{PASSWORD}\"\n"));
+    p.write(
+        "playbooks/templates/app.conf.j2",
+        "[app]\n{% include 'db.j2' %}",
+    );
+    p.write(
+        "playbooks/templates/db.j2",
+        "pw = {{ db_password | replace('-', '_') }}\n",
+    );
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: app config
+        template: { src: app.conf.j2, dest: "{{ root }}/app.conf" }
+"#,
+    );
+    let hidden = PASSWORD.replace('-', "_");
+    let runs = [
+        p.run(&["plan", "inventory.yaml", "-vv"]),
+        p.run(&["plan", "inventory.yaml", "--json"]),
+    ];
+    assert_eq!(runs[0].code, 2, "{}", runs[0].all());
+    assert!(
+        runs[0]
+            .stdout
+            .contains("(sensitive content, 2 lines changed)"),
+        "{}",
+        runs[0].stdout
+    );
+    assert_absent(&runs, &[&hidden]);
+}

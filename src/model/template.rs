@@ -217,13 +217,6 @@ impl Templates {
         Ok(out)
     }
 
-    /// Top-level variable names a template file's text reads, to tell whether what it renders is
-    /// rendered from a secret (syntax errors are errors).
-    pub fn names_in_source(&self, src: &str) -> Result<BTreeSet<String>, String> {
-        let t = self.env.template_from_str(src).map_err(|e| e.to_string())?;
-        Ok(t.undeclared_variables(false).into_iter().collect())
-    }
-
     /// Top-level variable names a bare expression reads.
     pub fn names_in_expr(&self, expr: &str) -> Result<BTreeSet<String>, String> {
         let e = self

@@ -92,12 +92,13 @@ impl Prepared {
                 .render_named(name, text, ctx)
                 .map_err(|e| explain_broken(e, ctx_vars))
         };
-        let secret = &self.secret_vars[&(host.clone(), t.scope)];
-        let reads_secret = |text: &str| {
-            self.templates
-                .names_in_source(text)
-                .map(|names| names.iter().any(|n| secret.contains(n)))
-                .unwrap_or(false)
+        // A template file reads a secret when what it renders changes with the secrets replaced by
+        // placeholders: through filters, includes and macros alike. A render that fails with them
+        // (`| int` of one) counts as reading one.
+        let without = self.without_secrets(node, ctx);
+        let reads_secret = |text: &str, name: &str| {
+            let real = self.templates.render_named(name, text, ctx);
+            real.is_err() || real != self.templates.render_named(name, text, &without)
         };
         let bctx = BuildCtx {
             search: &t.search,
@@ -145,13 +146,21 @@ impl Prepared {
     pub fn learn_secrets(&self, node: petgraph::graph::NodeIndex, ctx: &Value) {
         let t = self.task(node);
         let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
+        let without = self.without_secrets(node, ctx);
+        self.learn_rendered(&t.args, ctx, &without, secret);
+    }
+
+    /// `ctx` with each secret variable of `node`'s context replaced by a placeholder, to tell what a
+    /// template renders from secrets by rendering it both ways.
+    fn without_secrets(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Value {
+        let t = self.task(node);
+        let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
         let placeholders: serde_json::Map<String, serde_json::Value> = secret
             .iter()
             .map(|n| (n.clone(), format!("\u{1}{n}\u{1}").into()))
             .collect();
         // merge_maps: the last map wins.
-        let without = merge_maps([ctx.clone(), Value::from_serialize(&placeholders)]);
-        self.learn_rendered(&t.args, ctx, &without, secret);
+        merge_maps([ctx.clone(), Value::from_serialize(&placeholders)])
     }
 
     fn learn_rendered(

@@ -503,8 +503,9 @@ pub struct BuildCtx<'a> {
     /// True when the task is sensitive (reads a secret, or says `sensitive: true`): resources that show
     /// content keep it out of their change.
     pub sensitive: bool,
-    /// True when template text (a template file) reads a secret variable.
-    pub reads_secret: &'a dyn Fn(&str) -> bool,
+    /// True when template text (a template file; the name places its includes) renders anything from a
+    /// secret variable.
+    pub reads_secret: &'a dyn Fn(&str, &str) -> bool,
 }
 
 impl BuildCtx<'_> {
@@ -710,7 +711,7 @@ pub(crate) mod testkit {
             search: &[],
             render: &render,
             sensitive: false,
-            reads_secret: &|_| false,
+            reads_secret: &|_, _| false,
         };
         build(kind, args, &ctx)
     }

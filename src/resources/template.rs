@@ -29,7 +29,7 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
     let rendered =
         (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
     format::check("template", &a.src, a.format, rendered.as_bytes())?;
-    let sensitive = ctx.sensitive || (ctx.reads_secret)(&text);
+    let sensitive = ctx.sensitive || (ctx.reads_secret)(&text, &path.display().to_string());
     Ok(Box::new(
         Copy::new(
             "template",
@@ -61,10 +61,13 @@ mod tests {
         let ctx = minijinja::Value::from_serialize(&vars);
         let render = |text: &str, name: &str| engine.render_named(name, text, &ctx);
         let search = [dir.to_path_buf()];
-        let reads_secret = |text: &str| {
-            engine
-                .names_in_source(text)
-                .is_ok_and(|names| names.contains("token"))
+        let mut placeholder = vars.clone();
+        if placeholder.get("token").is_some() {
+            placeholder["token"] = json!("\u{1}token\u{1}");
+        }
+        let without = minijinja::Value::from_serialize(&placeholder);
+        let reads_secret = |text: &str, name: &str| {
+            engine.render_named(name, text, &ctx) != engine.render_named(name, text, &without)
         };
         let ctx = BuildCtx {
             search: &search,
