@@ -176,7 +176,7 @@ impl Run {
             cause: SkipCause::Dependency,
             reason: format!("not started: the run was interrupted ({why})"),
         };
-        let mut outcome = match (failed_dep, cancel.reason()) {
+        let outcome = match (failed_dep, cancel.reason()) {
             (_, Some(why)) => interrupted(why),
             (Some(l), None) if self.mode == Mode::Apply => Outcome::Skipped {
                 cause: SkipCause::Dependency,
@@ -193,21 +193,14 @@ impl Run {
                                 "`{}` on {host}: stopped, the run was interrupted ({why})",
                                 t.name
                             )),
-                            o = self.execute(node, dep_changed, &mut target) => o,
+                            o = self.execute(node, dep_changed, &mut target) => {
+                                self.hide_if_sensitive(node, o)
+                            }
                         }
                     }
                 }
             }
         };
-        if self.p.nodes[node.index()].sensitive {
-            if let Outcome::Failed(m) = &mut outcome {
-                // A failure quotes what it ran and printed, which may be a secret in any spelling.
-                *m = format!(
-                    "{} failed; its message is hidden because the task is sensitive",
-                    t.kind
-                );
-            }
-        }
         let report = NodeReport {
             node,
             host: host.clone(),
@@ -413,6 +406,18 @@ impl Run {
             hs.unknown.lock().expect("unknown").insert(r.clone());
         }
         self.notify(node, hs);
+    }
+
+    /// A sensitive task's failure without its message: it quotes what the task ran and printed, which
+    /// may be a secret in any spelling.
+    fn hide_if_sensitive(&self, node: NodeIndex, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Failed(_) if self.p.nodes[node.index()].sensitive => Outcome::Failed(format!(
+                "{} failed; its message is hidden because the task is sensitive",
+                self.p.task(node).kind
+            )),
+            other => other,
+        }
     }
 
     /// Records an apply's result: registers and notifies on success; either way the host has changed.
