@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use apim_provision::execute::Mode;
 use apim_provision::report::human::Verbosity;
+use apim_provision::report::mask::Masker;
 use std::path::{Path, PathBuf};
 
 const FILES: &[(&str, &str)] = &[
@@ -38,11 +39,17 @@ const FILES: &[(&str, &str)] = &[
 /// Runs the lab demo when the lab can run here and `local` is not asked for, else the local one. Each
 /// keeps its project in its own subdirectory of `dir` (`lab`, `local`), so starting one afresh never
 /// deletes the other's state (the lab cluster's CA and keys).
-pub async fn run(dir: &Path, keep: bool, local: bool, verbosity: Verbosity) -> Result<i32> {
+pub async fn run(
+    dir: &Path,
+    keep: bool,
+    local: bool,
+    verbosity: Verbosity,
+    masker: &Masker,
+) -> Result<i32> {
     if !local {
         let dir = dir.join("lab");
         if let Some(inventory) = prepare_lab(&dir)? {
-            let code = cycle(&inventory, verbosity).await?;
+            let code = cycle(&inventory, verbosity, masker).await?;
             let ca = dir.join("inventory/.apim-state/pki/ca.pem");
             println!(
                 "Both nodes answer: curl --cacert {} https://10.231.0.12:9443/health\nThe lab stays up; tests/lab/lab down removes it.",
@@ -51,7 +58,7 @@ pub async fn run(dir: &Path, keep: bool, local: bool, verbosity: Verbosity) -> R
             return Ok(code);
         }
     }
-    run_local(&dir.join("local"), keep, verbosity).await
+    run_local(&dir.join("local"), keep, verbosity, masker).await
 }
 
 /// Brings the lab up and writes the active-active project and a stand-in pack under `dir`; `None` when
@@ -85,7 +92,7 @@ fn prepare_lab(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Writes the embedded demo project under `dir` and runs plan, apply, plan on it.
-async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> {
+async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
     if !keep && dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -95,7 +102,7 @@ async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> 
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let inventory = dir.join("inventory/demo.yaml");
-    let last = cycle(&inventory, verbosity).await?;
+    let last = cycle(&inventory, verbosity, masker).await?;
     println!(
         "The demo project is in {}; its hosts' files are under {}.",
         dir.display(),
@@ -105,7 +112,7 @@ async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity) -> Result<i32> 
 }
 
 /// Plan, apply, plan again; the exit code is the final plan's (0 when converged) or the failed apply's.
-async fn cycle(inventory: &Path, verbosity: Verbosity) -> Result<i32> {
+async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
     let defaults = apim_provision::execute::Control::default();
     let args = super::RunArgs {
         target: super::Target {
@@ -127,7 +134,7 @@ async fn cycle(inventory: &Path, verbosity: Verbosity) -> Result<i32> {
     let mut last = 0;
     for (title, mode) in steps {
         println!("\n{} {title}\n", console::style("==>").cyan().bold());
-        last = super::run(&args, mode, verbosity).await?;
+        last = super::run(&args, mode, verbosity, masker).await?;
         if mode == Mode::Apply && last != 0 {
             return Ok(last);
         }

@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use apim_provision::execute::{self, Mode, Sink};
 use apim_provision::model::location::Lines;
 use apim_provision::model::{error, Vars};
-use apim_provision::plan::{prepare, Options, Prepared};
+use apim_provision::plan::{prepare_with, Options, Prepared};
 use apim_provision::report::human::{self, HumanSink, Verbosity};
+use apim_provision::report::mask::Masker;
 use apim_provision::report::{json, Summary};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -113,7 +114,9 @@ impl Cli {
             console::set_colors_enabled(false);
             console::set_colors_enabled_stderr(false);
         }
-        logging::init(self.verbose, self.quiet);
+        // One masker for the whole invocation: the log writer, the reports and the error printer share it.
+        let masker = Masker::new();
+        logging::init(self.verbose, self.quiet, &masker);
         let verbosity = match (self.quiet, self.verbose) {
             (true, _) => Verbosity::Quiet,
             (_, 0) => Verbosity::Normal,
@@ -123,11 +126,13 @@ impl Cli {
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
         let result = rt.block_on(async {
             match self.command {
-                Command::Plan(a) => run(&a, Mode::Plan, verbosity).await,
-                Command::Apply(a) => run(&a, Mode::Apply, verbosity).await,
-                Command::Validate(t) => validate(&t),
-                Command::Graph { target, format } => graph(&target, format),
-                Command::Demo { dir, keep, local } => demo::run(&dir, keep, local, verbosity).await,
+                Command::Plan(a) => run(&a, Mode::Plan, verbosity, &masker).await,
+                Command::Apply(a) => run(&a, Mode::Apply, verbosity, &masker).await,
+                Command::Validate(t) => validate(&t, &masker),
+                Command::Graph { target, format } => graph(&target, format, &masker),
+                Command::Demo { dir, keep, local } => {
+                    demo::run(&dir, keep, local, verbosity, &masker).await
+                }
             }
         });
         match result {
@@ -135,12 +140,12 @@ impl Cli {
             Err(e) => {
                 let msg = format!("{e:#}");
                 if json {
-                    json::print_error(&msg);
+                    json::print_error(&msg, &masker);
                 } else {
                     eprintln!(
                         "{} {}",
                         console::style("error:").red().bold(),
-                        apim_provision::report::mask::mask(&msg)
+                        masker.mask(&msg)
                     );
                 }
                 1
@@ -185,18 +190,18 @@ fn is_var_name(s: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-fn load(t: &Target) -> Result<Prepared> {
+fn load(t: &Target, masker: &Masker) -> Result<Prepared> {
     let opts = Options {
         playbook: t.playbook.clone(),
         limit: t.limit.clone(),
         extra: extra_vars(&t.extra)?,
     };
-    Ok(prepare(&t.inventory, &opts)?)
+    Ok(prepare_with(&t.inventory, &opts, masker)?)
 }
 
 /// Plans or applies; returns the exit code.
-async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
-    let p = Arc::new(load(&a.target)?);
+async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
+    let p = Arc::new(load(&a.target, masker)?);
     let started = Instant::now();
     if !a.json {
         for w in &p.graph.warnings {
@@ -207,9 +212,9 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
     let total = p.graph.graph.node_count();
     let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
     let (sink, human): (Arc<dyn Sink>, Option<Arc<HumanSink>>) = if a.json {
-        (Arc::new(json::JsonSink::new(mode)), None)
+        (Arc::new(json::JsonSink::new(mode, masker.clone())), None)
     } else {
-        let h = Arc::new(HumanSink::new(mode, verbosity, total));
+        let h = Arc::new(HumanSink::new(mode, verbosity, total, masker.clone()));
         (h.clone(), Some(h))
     };
     let _lock = match mode {
@@ -228,12 +233,12 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity) -> Result<i32> {
     if let Some(h) = human {
         h.finish();
         match mode {
-            Mode::Plan => human::print_plan(&reports, &summary, verbosity),
-            Mode::Apply => human::print_recap(&reports, &summary, elapsed),
+            Mode::Plan => human::print_plan(&reports, &summary, verbosity, masker),
+            Mode::Apply => human::print_recap(&reports, &summary, elapsed, masker),
         }
         .context("writing to standard output")?;
     } else {
-        json::print_summary(mode, &summary, elapsed, &p.graph.warnings);
+        json::print_summary(mode, &summary, elapsed, &p.graph.warnings, masker);
     }
     Ok(signals
         .exit_code()
@@ -250,8 +255,8 @@ fn print_out(text: &str) -> Result<()> {
         .context("writing to standard output")
 }
 
-fn validate(t: &Target) -> Result<i32> {
-    let p = load(t)?;
+fn validate(t: &Target, masker: &Masker) -> Result<i32> {
+    let p = load(t, masker)?;
     print_out(&format!(
         "Valid: {} hosts, {} plays, {} tasks, {} graph nodes ({}).",
         p.graph.hosts.len(),
@@ -266,11 +271,12 @@ fn validate(t: &Target) -> Result<i32> {
     Ok(0)
 }
 
-fn graph(t: &Target, format: GraphFormat) -> Result<i32> {
-    let p = load(t)?;
-    match format {
-        GraphFormat::Dot => print_out(&p.graph.to_dot(&p.pb))?,
-        GraphFormat::Json => print_out(&serde_json::to_string_pretty(&p.graph.to_json(&p.pb))?)?,
-    }
+fn graph(t: &Target, format: GraphFormat, masker: &Masker) -> Result<i32> {
+    let p = load(t, masker)?;
+    let text = match format {
+        GraphFormat::Dot => p.graph.to_dot(&p.pb),
+        GraphFormat::Json => serde_json::to_string_pretty(&p.graph.to_json(&p.pb))?,
+    };
+    print_out(&masker.mask(&text))?;
     Ok(0)
 }

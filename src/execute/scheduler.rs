@@ -218,7 +218,9 @@ impl Run {
                                 "`{}` on {host}: stopped, the run was interrupted ({why})",
                                 t.name
                             )),
-                            o = self.execute(node, dep_changed, &mut target) => o,
+                            o = self.execute(node, dep_changed, &mut target) => {
+                                self.hide_if_sensitive(node, o)
+                            }
                         }
                     }
                 }
@@ -308,6 +310,9 @@ impl Run {
                     Err(e) => return Outcome::Failed(e.to_string()),
                     Ok(true) => {}
                 }
+                if prep.sensitive {
+                    p.learn_secrets(node, &ctx);
+                }
                 match p.build(node, &ctx) {
                     Ok(r) => r,
                     Err(e) => return Outcome::Failed(e.to_string()),
@@ -382,10 +387,11 @@ impl Run {
             self.register(node, hs, false, change.result.clone());
             return Outcome::Unchanged;
         }
+        let (details, diff) = change.shown(prep.sensitive);
         let outcome = Outcome::Change {
             action: change.action,
-            details: change.details.clone(),
-            diff: change.diff.clone(),
+            details,
+            diff,
         };
         match self.mode {
             Mode::Plan => {
@@ -425,6 +431,18 @@ impl Run {
             hs.unknown.lock().expect("unknown").insert(r.clone());
         }
         self.notify(node, hs);
+    }
+
+    /// A sensitive task's failure without its message: it quotes what the task ran and printed, which
+    /// may be a secret in any spelling.
+    fn hide_if_sensitive(&self, node: NodeIndex, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Failed(_) if self.p.nodes[node.index()].sensitive => Outcome::Failed(format!(
+                "{} failed; its message is hidden because the task is sensitive",
+                self.p.task(node).kind
+            )),
+            other => other,
+        }
     }
 
     /// Records an apply's result: registers and notifies on success; either way the host has changed.

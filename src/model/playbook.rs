@@ -61,6 +61,9 @@ pub struct TaskSpec {
     /// `timeout:` in seconds: the longest its probe or its apply may take before the task fails and
     /// whatever it started on the host is stopped (none: the run's default for its type).
     pub timeout: Option<u64>,
+    /// `sensitive: true` (Ansible's `no_log`): the task shows no content diff and no values, whatever
+    /// it reads. Tasks reading a secret are sensitive without it.
+    pub sensitive: bool,
 }
 
 /// A play: tasks and handlers for the hosts its pattern selects.
@@ -138,6 +141,7 @@ const TASK_KEYS: &[&str] = &[
     "include",
     "vars",
     "timeout",
+    "sensitive",
 ];
 
 struct Loader {
@@ -318,7 +322,7 @@ impl Loader {
             let module = module
                 .as_str()
                 .ok_or_else(|| ModelError::at(loc, "`include` takes a module name"))?;
-            for k in ["register", "notify", "timeout"] {
+            for k in ["register", "notify", "timeout", "sensitive"] {
                 if get(k).is_some() {
                     return Err(ModelError::at(
                         loc,
@@ -428,6 +432,11 @@ impl Loader {
             }
             None => None,
         };
+        let sensitive = match get("sensitive") {
+            Some(Y::Bool(b)) => *b,
+            Some(_) => return Err(ModelError::at(loc, "`sensitive` must be true or false")),
+            None => false,
+        };
         let short = name.unwrap_or_else(|| default_name(&kind, &args));
         let full = if f.label.is_empty() {
             short.clone()
@@ -473,6 +482,7 @@ impl Loader {
             play: f.play,
             handler: f.handler,
             timeout,
+            sensitive,
         });
         let play = &mut self.pb.plays[f.play];
         if f.handler {

@@ -6,7 +6,7 @@
 use super::template::{is_templated, Templates};
 use super::Vars;
 use minijinja::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Merges layers, later layers replacing earlier ones key by key (Ansible's `hash_behaviour=replace`).
 pub fn merge(layers: &[&Vars]) -> Vars {
@@ -99,6 +99,41 @@ pub fn is_secret_name(name: &str, listed: &[String]) -> bool {
             .any(|w| n.contains(w))
 }
 
+/// Names of the variables whose values are secret in `raw`: those [`is_secret_name`] says are, and every
+/// variable whose own value is a template reading a secret one (`jdbc_url: "...{{ db_password }}"`),
+/// transitively. Sensitivity follows the data: a value rendered from a secret is a secret, whatever its
+/// name. `also` (e.g. results registered by sensitive tasks) counts as secret too.
+pub fn secret_names(
+    t: &Templates,
+    raw: &Vars,
+    listed: &[String],
+    also: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut secret: BTreeSet<String> = raw
+        .keys()
+        .filter(|k| is_secret_name(k, listed))
+        .chain(listed.iter())
+        .chain(also.iter())
+        .cloned()
+        .collect();
+    let reads: Vec<(&String, BTreeSet<String>)> = raw
+        .iter()
+        .filter(|(_, v)| templated(v))
+        .map(|(k, v)| (k, t.names_in(v).unwrap_or_default()))
+        .collect();
+    loop {
+        let before = secret.len();
+        for (k, names) in &reads {
+            if !secret.contains(*k) && names.iter().any(|n| secret.contains(n)) {
+                secret.insert((*k).clone());
+            }
+        }
+        if secret.len() == before {
+            return secret;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +170,22 @@ mod tests {
         let a = vars(json!({"x": 1, "y": 1}));
         let b = vars(json!({"x": 2}));
         assert_eq!(merge(&[&a, &b]), vars(json!({"x": 2, "y": 1})));
+    }
+
+    #[test]
+    fn a_value_rendered_from_a_secret_is_secret() {
+        let t = Templates::new();
+        let raw = vars(json!({
+            "token": "t0ps3cret-value",
+            "upper": "{{ token | upper }}",
+            "joined": "{{ [upper, 'x'] | join(',') }}",
+            "url": "jdbc://{{ host }}",
+            "host": "db",
+            "db_password": "pw-000000",
+        }));
+        let s = super::secret_names(&t, &raw, &["token".into()], &BTreeSet::from(["reg".into()]));
+        let s: Vec<&str> = s.iter().map(String::as_str).collect();
+        assert_eq!(s, ["db_password", "joined", "reg", "token", "upper"]);
     }
 
     #[test]

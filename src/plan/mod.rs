@@ -6,4 +6,4 @@ pub mod graph;
 mod prepare;
 
 pub use graph::{Edge, Node, TaskGraph};
-pub use prepare::{prepare, NodePrep, Options, Prepared, OTHER_HOSTS};
+pub use prepare::{prepare, prepare_with, NodePrep, Options, Prepared, OTHER_HOSTS};

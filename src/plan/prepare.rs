@@ -2,9 +2,9 @@
 
 use super::graph::TaskGraph;
 use crate::model::template::Templates;
-use crate::model::vars::{is_secret_name, merge, resolve, Resolved};
+use crate::model::vars::{merge, resolve, secret_names, Resolved};
 use crate::model::{Inventory, ModelError, Playbook, TaskSpec, Vars};
-use crate::report::mask::{add_secrets, leaves};
+use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
 use minijinja::value::{merge_maps, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -36,6 +36,8 @@ pub struct NodePrep {
     pub when: Option<bool>,
     /// Registered names the task reads (its arguments or condition are rendered at run time).
     pub reads: BTreeSet<String>,
+    /// The task reads a secret (or says `sensitive: true`): reports show no content and no values.
+    pub sensitive: bool,
 }
 
 /// Everything a run needs, checked.
@@ -50,7 +52,11 @@ pub struct Prepared {
     pub templates: Arc<Templates>,
     /// Per-node preparation, indexed by node index.
     pub nodes: Vec<NodePrep>,
+    /// The run's secret values, for every output path.
+    pub masker: Masker,
     contexts: HashMap<(String, usize), Arc<Resolved>>,
+    /// Secret variable names per context (see [`secret_names`]).
+    secret_vars: HashMap<(String, usize), BTreeSet<String>>,
     extra: Value,
 }
 
@@ -86,13 +92,117 @@ impl Prepared {
                 .render_named(name, text, ctx)
                 .map_err(|e| explain_broken(e, ctx_vars))
         };
+        // A template file reads a secret when what it renders changes with the secrets replaced by
+        // placeholders: through filters, includes and macros alike. A render that fails with them
+        // (`| int` of one) counts as reading one.
+        let without = self.without_secrets(node, ctx);
+        let reads_secret = |text: &str, name: &str| {
+            let real = self.templates.render_named(name, text, ctx);
+            real.is_err() || real != self.templates.render_named(name, text, &without)
+        };
         let bctx = BuildCtx {
             search: &t.search,
             render: &render,
+            sensitive: self.is_sensitive(node),
+            reads_secret: &reads_secret,
         };
         resources::build(&t.kind, args, &bctx)
             .map(Arc::from)
             .map_err(|e| here(e.to_string()))
+    }
+
+    /// True when the node's task says `sensitive: true` or its arguments or condition read a secret
+    /// variable (including results registered by sensitive tasks).
+    pub fn is_sensitive(&self, node: petgraph::graph::NodeIndex) -> bool {
+        let t = self.task(node);
+        let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
+        t.sensitive
+            || self
+                .names_read(t)
+                .map(|names| names.iter().any(|n| secret.contains(n)))
+                .unwrap_or(false)
+    }
+
+    /// Top-level names a task's arguments and conditions read.
+    fn names_read(&self, t: &TaskSpec) -> Result<BTreeSet<String>, String> {
+        let mut names = self
+            .templates
+            .names_in(&t.args)
+            .map_err(|e| format!("template syntax: {e}"))?;
+        for w in &t.when {
+            names.extend(
+                self.templates
+                    .names_in_expr(w)
+                    .map_err(|e| format!("when `{w}`: {e}"))?,
+            );
+        }
+        Ok(names)
+    }
+
+    /// Teaches the masker every line of `node`'s arguments rendered from a secret (`{{ token | upper }}`
+    /// is as secret as `token`), so reports and errors hide those too. A line counts as rendered from a
+    /// secret when it changes if the secrets are replaced by placeholders: the other lines of the same
+    /// argument (a config's `[database]`) stay visible.
+    pub fn learn_secrets(&self, node: petgraph::graph::NodeIndex, ctx: &Value) {
+        let t = self.task(node);
+        let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
+        let without = self.without_secrets(node, ctx);
+        self.learn_rendered(&t.args, ctx, &without, secret);
+    }
+
+    /// `ctx` with each secret variable of `node`'s context replaced by a placeholder, to tell what a
+    /// template renders from secrets by rendering it both ways.
+    fn without_secrets(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Value {
+        let t = self.task(node);
+        let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
+        let placeholders: serde_json::Map<String, serde_json::Value> = secret
+            .iter()
+            .map(|n| (n.clone(), format!("\u{1}{n}\u{1}").into()))
+            .collect();
+        // merge_maps: the last map wins.
+        merge_maps([ctx.clone(), Value::from_serialize(&placeholders)])
+    }
+
+    fn learn_rendered(
+        &self,
+        v: &serde_json::Value,
+        ctx: &Value,
+        without: &Value,
+        secret: &BTreeSet<String>,
+    ) {
+        use serde_json::Value as J;
+        match v {
+            J::String(_) => {
+                let reads = self.templates.names_in(v).unwrap_or_default();
+                if !reads.iter().any(|n| secret.contains(n)) {
+                    return;
+                }
+                let Ok(real) = self.templates.render_value(v, ctx) else {
+                    return;
+                };
+                // A render that fails with placeholders (`| int` of one) keeps every line secret.
+                let other: BTreeSet<String> = match self.templates.render_value(v, without) {
+                    Ok(alt) => leaves(&alt)
+                        .iter()
+                        .flat_map(|l| l.lines().map(|x| x.trim().to_string()))
+                        .collect(),
+                    Err(_) => BTreeSet::new(),
+                };
+                let real = leaves(&real);
+                let lines = real
+                    .iter()
+                    .flat_map(|l| l.lines())
+                    .filter(|l| !other.contains(l.trim()));
+                self.masker.add_all(lines);
+            }
+            J::Array(a) => a
+                .iter()
+                .for_each(|x| self.learn_rendered(x, ctx, without, secret)),
+            J::Object(m) => m
+                .values()
+                .for_each(|x| self.learn_rendered(x, ctx, without, secret)),
+            _ => {}
+        }
     }
 
     /// Evaluates a node's `when` conditions with `ctx`.
@@ -122,6 +232,16 @@ impl Prepared {
 
 /// Loads the inventory and playbook, builds the graph and checks every task on every host.
 pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError> {
+    prepare_with(inventory, opts, &Masker::new())
+}
+
+/// [`prepare`], teaching `masker` (shared with the caller's error and log output) the run's secrets as
+/// soon as they are known, so errors found later in preparing are masked too.
+pub fn prepare_with(
+    inventory: &Path,
+    opts: &Options,
+    masker: &Masker,
+) -> Result<Prepared, ModelError> {
     let inv = Inventory::load(inventory)?;
     let pb_path = match (&opts.playbook, &inv.playbook) {
         (Some(p), _) | (None, Some(p)) => p.clone(),
@@ -157,23 +277,27 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
         m.insert("playbook_dir".into(), dir_of(&pb.dir).into());
         m
     };
-    let mut secrets = Vec::new();
-    let mut remember = |r: &Resolved| {
+    let no_regs = BTreeSet::new();
+    let remember = |raw: &Vars, r: &Resolved| {
+        let secret = secret_names(&templates, raw, &inv.secrets, &no_regs);
         for (k, v) in &r.vars {
-            if is_secret_name(k, &inv.secrets) {
-                leaves(v, &mut secrets);
+            if secret.contains(k) {
+                masker.add_leaves(v);
             }
         }
+        secret
     };
     let mut hostvars = serde_json::Map::new();
     for h in &inv.hosts {
         let mut layers = inv.var_layers(&h.name);
         layers.push(&opts.extra);
-        let r = resolve(&templates, &merge(&layers), &magic_for(&h.name));
-        remember(&r);
+        let raw = merge(&layers);
+        let r = resolve(&templates, &raw, &magic_for(&h.name));
+        remember(&raw, &r);
         hostvars.insert(h.name.clone(), r.vars.into());
     }
     let mut contexts: HashMap<(String, usize), Arc<Resolved>> = HashMap::new();
+    let mut secret_vars: HashMap<(String, usize), BTreeSet<String>> = HashMap::new();
     for n in graph.graph.node_weights() {
         let scope = pb.tasks[n.task].scope;
         if contexts.contains_key(&(n.host.clone(), scope)) {
@@ -184,11 +308,11 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
         layers.push(&opts.extra);
         let mut magic = magic_for(&n.host);
         magic.insert("hostvars".into(), hostvars.clone().into());
-        let r = resolve(&templates, &merge(&layers), &magic);
-        remember(&r);
+        let raw = merge(&layers);
+        let r = resolve(&templates, &raw, &magic);
+        secret_vars.insert((n.host.clone(), scope), remember(&raw, &r));
         contexts.insert((n.host.clone(), scope), Arc::new(r));
     }
-    add_secrets(secrets);
 
     let mut p = Prepared {
         nodes: vec![NodePrep::default(); graph.graph.node_count()],
@@ -196,9 +320,12 @@ pub fn prepare(inventory: &Path, opts: &Options) -> Result<Prepared, ModelError>
         pb,
         graph,
         templates,
+        masker: masker.clone(),
         contexts,
+        secret_vars,
         extra: Value::from_serialize(&opts.extra),
     };
+    p.add_sensitive_registers();
     for node in p.graph.graph.node_indices() {
         p.nodes[node.index()] = check_node(&p, node)?;
     }
@@ -306,6 +433,29 @@ fn cross_host_reads(text: &str) -> Vec<(String, String)> {
     out
 }
 
+impl Prepared {
+    /// Results registered by sensitive tasks are secret for the tasks that read them. Tasks are taken in
+    /// playbook order, so a result registered from another such result is found too.
+    fn add_sensitive_registers(&mut self) {
+        let mut regs = BTreeSet::new();
+        for t in &self.pb.tasks {
+            let Some(r) = &t.register else { continue };
+            let names = self.names_read(t).unwrap_or_default();
+            let reads_secret = self
+                .secret_vars
+                .iter()
+                .filter(|((_, scope), _)| *scope == t.scope)
+                .any(|(_, secret)| names.iter().any(|n| secret.contains(n) || regs.contains(n)));
+            if t.sensitive || reads_secret {
+                regs.insert(r.clone());
+            }
+        }
+        for secret in self.secret_vars.values_mut() {
+            secret.extend(regs.iter().cloned());
+        }
+    }
+}
+
 /// Adds why a variable is undefined when it is one that could not be resolved (its own template failed).
 fn explain_broken(e: String, vars: &Resolved) -> String {
     match vars
@@ -335,19 +485,12 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
     let ctx_vars = &p.contexts[&(n.host.clone(), t.scope)];
     let here =
         |msg: String| ModelError::at(&t.loc, format!("task `{}` on {}: {msg}", t.name, n.host));
-    let mut names = p
-        .templates
-        .names_in(&t.args)
-        .map_err(|e| here(format!("template syntax: {e}")))?;
+    let names = p.names_read(t).map_err(here)?;
     let mut guarded = p.templates.guarded_in(&t.args);
     for w in &t.when {
-        names.extend(
-            p.templates
-                .names_in_expr(w)
-                .map_err(|e| here(format!("when `{w}`: {e}")))?,
-        );
         guarded.extend(p.templates.guarded_in_expr(w));
     }
+    let sensitive = p.is_sensitive(node);
     let mut reads = BTreeSet::new();
     for name in names {
         if p.pb.registered.contains(&name) || name == OTHER_HOSTS {
@@ -366,9 +509,13 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
             resource: None,
             when: None,
             reads,
+            sensitive,
         });
     }
     let ctx = p.context(node, &Vars::new());
+    if sensitive {
+        p.learn_secrets(node, &ctx);
+    }
     let when = p.condition(node, &ctx)?;
     let resource = if when {
         match p.build(node, &ctx) {
@@ -381,6 +528,7 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
                         resource: None,
                         when: None,
                         reads: BTreeSet::from([name]),
+                        sensitive,
                     })
                 }
                 None => return Err(e),
@@ -393,5 +541,6 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
         resource,
         when: Some(when),
         reads,
+        sensitive,
     })
 }

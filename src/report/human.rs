@@ -1,7 +1,7 @@
 //! The terminal report: a plan grouped by host with `+ ~ - = !` and unified diffs; apply lines as tasks
 //! finish, with a progress bar on a TTY, and a recap. Every line passes through the secret mask.
 
-use super::mask::mask;
+use super::mask::Masker;
 use super::summary::Summary;
 use crate::execute::{Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::resources::{Action, ContentDiff};
@@ -26,11 +26,12 @@ pub struct HumanSink {
     mode: Mode,
     verbosity: Verbosity,
     bar: ProgressBar,
+    masker: Masker,
 }
 
 impl HumanSink {
-    /// A sink for `total` nodes; the bar only draws when stderr is a terminal.
-    pub fn new(mode: Mode, verbosity: Verbosity, total: usize) -> Self {
+    /// A sink for `total` nodes hiding `masker`'s secrets; the bar only draws when stderr is a terminal.
+    pub fn new(mode: Mode, verbosity: Verbosity, total: usize, masker: Masker) -> Self {
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template(
@@ -43,6 +44,7 @@ impl HumanSink {
             mode,
             verbosity,
             bar,
+            masker,
         }
     }
 
@@ -54,7 +56,7 @@ impl HumanSink {
     fn line(&self, text: String) {
         // A reader that went away (`apply | head`) must not stop an apply half-way: the line is lost.
         self.bar.suspend(|| {
-            let _ = writeln!(std::io::stdout().lock(), "{}", mask(&text));
+            let _ = writeln!(std::io::stdout().lock(), "{}", self.masker.mask(&text));
         });
     }
 }
@@ -62,7 +64,7 @@ impl HumanSink {
 impl Sink for HumanSink {
     fn started(&self, host: &str, task: &str) {
         self.bar
-            .set_message(mask(&format!("{host}: {task}")).into_owned());
+            .set_message(self.masker.masked(&format!("{host}: {task}")));
     }
 
     fn done(&self, r: &NodeReport) {
@@ -140,6 +142,7 @@ pub fn print_plan(
     reports: &[NodeReport],
     summary: &Summary,
     verbosity: Verbosity,
+    masker: &Masker,
 ) -> std::io::Result<()> {
     let mut out = String::new();
     for host in summary.hosts.keys() {
@@ -209,7 +212,7 @@ pub fn print_plan(
     }
     out.push('\n');
     out.push_str(&summary.plan_line());
-    write_out(&mask(&out))
+    write_out(&masker.mask(&out))
 }
 
 /// Prints the apply recap and every failure with its place; fails, not panics, on a closed stdout.
@@ -217,6 +220,7 @@ pub fn print_recap(
     reports: &[NodeReport],
     summary: &Summary,
     elapsed: Duration,
+    masker: &Masker,
 ) -> std::io::Result<()> {
     let mut out = String::from("\nRecap:\n");
     for (host, t) in &summary.hosts {
@@ -242,5 +246,5 @@ pub fn print_recap(
         summary.apply_line(),
         elapsed.as_secs_f64()
     ));
-    write_out(&mask(&out))
+    write_out(&masker.mask(&out))
 }

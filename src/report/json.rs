@@ -2,33 +2,30 @@
 //! field is masked before serialization.
 
 use super::human::unified;
-use super::mask::mask;
+use super::mask::Masker;
 use super::summary::Summary;
 use crate::execute::{Mode, NodeReport, Outcome, Sink};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
 
-fn m(s: &str) -> String {
-    mask(s).into_owned()
-}
-
-fn emit(v: &Value) {
+fn emit(v: &Value, masker: &Masker) {
     let line = serde_json::to_string(v).expect("JSON of JSON");
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", mask(&line));
+    let _ = writeln!(out, "{}", masker.mask(&line));
     let _ = out.flush();
 }
 
 /// Streams task events as JSON lines.
 pub struct JsonSink {
     mode: Mode,
+    masker: Masker,
 }
 
 impl JsonSink {
-    /// A sink for a `mode` run.
-    pub fn new(mode: Mode) -> Self {
-        Self { mode }
+    /// A sink for a `mode` run hiding `masker`'s secrets.
+    pub fn new(mode: Mode, masker: Masker) -> Self {
+        Self { mode, masker }
     }
 }
 
@@ -76,6 +73,7 @@ fn status(mode: Mode, o: &Outcome) -> (&'static str, Option<String>) {
 
 impl Sink for JsonSink {
     fn done(&self, r: &NodeReport) {
+        let m = |s: &str| self.masker.masked(s);
         let (st, msg) = status(self.mode, &r.outcome);
         let (details, diff) = match &r.outcome {
             Outcome::Change { details, diff, .. } => (
@@ -84,46 +82,61 @@ impl Sink for JsonSink {
             ),
             _ => (Vec::new(), None),
         };
-        emit(&json!({
-            "type": "task",
-            "mode": if self.mode == Mode::Plan { "plan" } else { "apply" },
-            "host": r.host,
-            "task": m(&r.task),
-            "resource": r.kind,
-            "target": r.target.as_deref().map(m),
-            "location": r.location,
-            "handler": r.handler,
-            "status": st,
-            "details": details,
-            "diff": diff,
-            "message": msg.as_deref().map(m),
-            "elapsed_ms": r.elapsed.as_millis() as u64,
-        }));
+        emit(
+            &json!({
+                "type": "task",
+                "mode": if self.mode == Mode::Plan { "plan" } else { "apply" },
+                "host": r.host,
+                "task": m(&r.task),
+                "resource": r.kind,
+                "target": r.target.as_deref().map(m),
+                "location": r.location,
+                "handler": r.handler,
+                "status": st,
+                "details": details,
+                "diff": diff,
+                "message": msg.as_deref().map(m),
+                "elapsed_ms": r.elapsed.as_millis() as u64,
+            }),
+            &self.masker,
+        );
     }
 }
 
 /// The closing summary line.
-pub fn print_summary(mode: Mode, s: &Summary, elapsed: Duration, warnings: &[String]) {
-    emit(&json!({
-        "type": "summary",
-        "mode": if mode == Mode::Plan { "plan" } else { "apply" },
-        "total": s.total,
-        "add": s.add,
-        "change": s.change,
-        "unchanged": s.unchanged,
-        "failed": s.failed,
-        "skipped": s.skipped,
-        "skipped_condition": s.skipped_condition,
-        "not_notified": s.not_notified,
-        "skipped_dependency": s.skipped_dependency,
-        "hosts": s.hosts,
-        "warnings": warnings,
-        "exit_code": s.exit_code(mode),
-        "elapsed_ms": elapsed.as_millis() as u64,
-    }));
+pub fn print_summary(
+    mode: Mode,
+    s: &Summary,
+    elapsed: Duration,
+    warnings: &[String],
+    masker: &Masker,
+) {
+    emit(
+        &json!({
+            "type": "summary",
+            "mode": if mode == Mode::Plan { "plan" } else { "apply" },
+            "total": s.total,
+            "add": s.add,
+            "change": s.change,
+            "unchanged": s.unchanged,
+            "failed": s.failed,
+            "skipped": s.skipped,
+            "skipped_condition": s.skipped_condition,
+            "not_notified": s.not_notified,
+            "skipped_dependency": s.skipped_dependency,
+            "hosts": s.hosts,
+            "warnings": warnings,
+            "exit_code": s.exit_code(mode),
+            "elapsed_ms": elapsed.as_millis() as u64,
+        }),
+        masker,
+    );
 }
 
 /// An error that stopped the run before or outside the graph.
-pub fn print_error(message: &str) {
-    emit(&json!({"type": "error", "message": m(message), "exit_code": 1}));
+pub fn print_error(message: &str, masker: &Masker) {
+    emit(
+        &json!({"type": "error", "message": masker.masked(message), "exit_code": 1}),
+        masker,
+    );
 }

@@ -1,46 +1,140 @@
-//! Secret masking. Every secret value the run knows is registered here once, and every piece of text that
-//! leaves the process — plan lines, diffs, JSON events, log lines, error messages — passes through
-//! [`mask`], so no output path can forget to hide one.
+//! Secret masking. The run's secret values are collected into one [`Masker`] while the run is prepared,
+//! and every piece of text that leaves the process — plan lines, JSON events, log lines, error messages —
+//! passes through it, so no output path can forget to hide one. The masker is a value handed to each
+//! output path (sinks, the log writer, error printing), never process-global state.
+//!
+//! Masking is a second line of defence: a task that reads a secret is sensitive and shows no content or
+//! values at all. Values are hidden line by line (a multi-line key or certificate appears in a diff one
+//! line at a time), and values shorter than [`MIN_MASKED`] are never hidden by substring: masking `"1"`
+//! would garble every number in the output, and the tasks reading them are sensitive instead.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
-use std::sync::RwLock;
-
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+use std::sync::{Arc, RwLock};
 
 /// What a secret is replaced with.
 pub const MASK: &str = "(sensitive)";
 
-/// Registers secret values to hide from now on (empty strings are ignored).
-pub fn add_secrets<I: IntoIterator<Item = String>>(values: I) {
-    let mut s = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    for v in values {
-        if !v.is_empty() && !s.contains(&v) {
-            s.push(v);
+/// Shortest value (in characters, after trimming) hidden by substring.
+pub const MIN_MASKED: usize = 6;
+
+#[derive(Default)]
+struct Needles {
+    values: Vec<String>,
+    matcher: Option<AhoCorasick>,
+}
+
+/// The secret values of a run and the replacement of each of them in output text. Cloning shares the
+/// same set, so values learnt while the run goes on (secrets rendered at run time) reach every holder.
+#[derive(Clone, Default)]
+pub struct Masker {
+    inner: Arc<RwLock<Needles>>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.inner.read().map(|n| n.values.len()).unwrap_or(0);
+        write!(f, "Masker({n} values)")
+    }
+}
+
+impl Masker {
+    /// A masker hiding nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hides `value` from now on: each of its lines that is at least [`MIN_MASKED`] characters long.
+    pub fn add(&self, value: &str) {
+        self.add_all(std::iter::once(value));
+    }
+
+    /// Hides every string and number leaf of `v` (a secret variable may be a list or a mapping).
+    pub fn add_leaves(&self, v: &serde_json::Value) {
+        self.add_all(leaves(v).iter().map(String::as_str));
+    }
+
+    /// Hides each of `values` (see [`Masker::add`]), rebuilding the matcher once.
+    pub fn add_all<'a>(&self, values: impl IntoIterator<Item = &'a str>) {
+        let mut n = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let before = n.values.len();
+        for v in values {
+            for line in v.lines() {
+                let line = line.trim();
+                if line.chars().count() >= MIN_MASKED && !n.values.iter().any(|x| x == line) {
+                    n.values.push(line.to_string());
+                }
+            }
+        }
+        if n.values.len() != before {
+            n.matcher = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&n.values)
+                .ok();
         }
     }
-    s.sort_by_key(|v| std::cmp::Reverse(v.len()));
+
+    /// `text` with every known secret replaced by [`MASK`].
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let n = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        match &n.matcher {
+            Some(m) if m.is_match(text) => {
+                Cow::Owned(m.replace_all(text, &vec![MASK; n.values.len()]))
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
+
+    /// [`Masker::mask`] as an owned string.
+    pub fn masked(&self, text: &str) -> String {
+        self.mask(text).into_owned()
+    }
 }
 
-/// `text` with every registered secret replaced by [`MASK`].
-pub fn mask(text: &str) -> Cow<'_, str> {
-    let s = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    if !s.iter().any(|v| text.contains(v.as_str())) {
-        return Cow::Borrowed(text);
+/// String and number leaves of a value as text: what of a secret list or mapping can show in output.
+pub fn leaves(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Number(n) => out.push(n.to_string()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
     }
-    let mut out = text.to_string();
-    for v in s.iter() {
-        out = out.replace(v.as_str(), MASK);
-    }
-    Cow::Owned(out)
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
 }
 
-/// String leaves of a value, for registering a secret variable that is a list or mapping.
-pub fn leaves(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Number(n) => out.push(n.to_string()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
-        serde_json::Value::Object(m) => m.values().for_each(|x| leaves(x, out)),
-        _ => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_line_values_are_hidden_line_by_line() {
+        let m = Masker::new();
+        m.add("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END PRIVATE KEY-----\n");
+        let diff = "+key:\n+AQEFAASCBKcwggSjAgEAAoIB\n-MIIEvQIBADANBgkqhkiG9w0B\n";
+        let out = m.mask(diff);
+        assert_eq!(out, "+key:\n+(sensitive)\n-(sensitive)\n");
+    }
+
+    #[test]
+    fn short_values_never_mask_by_substring() {
+        let m = Masker::new();
+        m.add("1");
+        m.add_leaves(&serde_json::json!({"pin": 42, "list": ["ab"]}));
+        let text = "port 10001, 42 tasks, ab";
+        assert_eq!(m.mask(text), text);
+    }
+
+    #[test]
+    fn the_longest_overlapping_value_wins_and_clones_share_values() {
+        let m = Masker::new();
+        let seen = m.clone();
+        m.add_all(["secret-one", "secret-one-two"]);
+        assert_eq!(seen.mask("x secret-one-two y"), "x (sensitive) y");
+        assert_eq!(format!("{m:?}"), "Masker(2 values)");
     }
 }

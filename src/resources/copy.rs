@@ -5,8 +5,9 @@ use super::attrs::check_validate;
 use super::checksum;
 use super::format::{self, Format};
 use super::{
-    as_text, atomic_write_script, bad, parse_args, sha256_hex, Action, Attrs, BuildCtx, Change,
-    ContentDiff, Effect, FileSim, Guard, HostView, Reads, Resource, ResourceError, Step,
+    as_text, atomic_write_script, bad, is_key_material, parse_args, sha256_hex, Action, Attrs,
+    BuildCtx, Change, ContentDiff, Effect, FileSim, Guard, HostView, Reads, Resource,
+    ResourceError, Step,
 };
 use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
@@ -38,6 +39,8 @@ pub struct Copy {
     sha: String,
     attrs: Attrs,
     validate: Option<String>,
+    /// Key material, or rendered from a secret: the plan shows sizes, line counts and checksums only.
+    sensitive: bool,
 }
 
 impl Copy {
@@ -57,11 +60,18 @@ impl Copy {
         Ok(Self {
             kind,
             dest,
+            sensitive: is_key_material(&content),
             content,
             sha,
             attrs,
             validate,
         })
+    }
+
+    /// Marks the content sensitive (the task reads a secret) on top of what its bytes say.
+    pub fn sensitive(mut self, sensitive: bool) -> Self {
+        self.sensitive |= sensitive;
+        self
     }
 }
 
@@ -85,7 +95,7 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
         _ => return Err(bad("copy", "exactly one of `content` or `src` is required")),
     };
     format::check("copy", &name, a.format, &content)?;
-    let copy = Copy::new("copy", a.dest, content, a.attrs, a.validate)?;
+    let copy = Copy::new("copy", a.dest, content, a.attrs, a.validate)?.sensitive(ctx.sensitive);
     if let (Some(want), Some(path)) = (&sha256, &path) {
         checksum::expect("copy", path, &copy.sha, want)?;
     }
@@ -151,9 +161,11 @@ impl Resource for Copy {
     }
 
     fn effects(&self, _change: &Change) -> Vec<Effect> {
+        // Sensitive content is not handed on: a later edit of the file would diff against it, so that
+        // edit is known after apply instead.
         vec![Effect::Write {
             path: self.dest.clone(),
-            content: Some(self.content.clone()),
+            content: (!self.sensitive).then(|| self.content.clone()),
             attrs: self.attrs.clone(),
         }]
     }
@@ -226,11 +238,21 @@ impl Resource for Copy {
             }
         };
         let mut change = Change::new(action, Vec::new());
+        change.sensitive = self.sensitive;
         if action != Action::Create {
             details.extend(self.attrs.changes(facts));
         }
         if action != Action::None {
             change.diff = match (old.as_deref().map(as_text), new_text) {
+                (Some(Some(old)), Some(new)) if self.sensitive => {
+                    let d = ContentDiff {
+                        path: self.dest.clone(),
+                        old,
+                        new,
+                    };
+                    details.extend(d.sensitive_summary());
+                    None
+                }
                 (Some(Some(old)), Some(new)) => Some(ContentDiff {
                     path: self.dest.clone(),
                     old,
@@ -370,6 +392,34 @@ mod tests {
         assert_eq!(read(&dest), "good\n");
         let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "a temp file was left behind");
+    }
+
+    #[tokio::test]
+    async fn key_material_is_sensitive_whatever_its_source() {
+        let t = LocalTransport::new("t");
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let (_d, dest) = file_with("old\n");
+        let (_s, src) = file_with(&key);
+        for args in [
+            json!({"dest": dest, "content": key}),
+            json!({"dest": dest, "src": src}),
+        ] {
+            std::fs::write(&dest, "old\n").unwrap();
+            let r = res("copy", args);
+            let (first, second) = converge(r.as_ref(), &t).await;
+            assert!(
+                first.sensitive && first.diff.is_none(),
+                "{:?}",
+                first.details
+            );
+            assert!(first
+                .details
+                .iter()
+                .any(|d| d.starts_with("(sensitive content, ")));
+            assert!(!format!("{:?}", first.details).contains("PRIVATE"));
+            assert_eq!(second.action, Action::None);
+            assert_eq!(read(&dest), key);
+        }
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! `keystore`: a private key and TLS certificate signed by the cluster CA, delivered as a PKCS#12 or JKS
-//! store. Keys and certificates are made on the controller while the task is built (see [`super::pki`]),
-//! so the host only ever receives finished bytes and every host gets the same identity.
+//! store, or as the PEM key or PEM certificate alone (for servers such as nginx that read PEM). Keys and
+//! certificates are made on the controller (see [`super::pki`]): planning only reads what the state
+//! directory holds and says what apply will issue; apply issues it, so the host only ever receives
+//! finished bytes and every host gets the same identity. What it writes is key material: the plan never
+//! shows its content.
 //!
-//! PKCS#12 stores are plain files: the stored bundle is byte-identical across hosts and runs, so a
-//! checksum decides. JKS stores are written by the host's keytool (the format is keytool's own), so the
+//! PKCS#12 stores and PEM files are plain files: the stored bytes are identical across hosts and runs, so
+//! a checksum decides. JKS stores are written by the host's keytool (the format is keytool's own), so the
 //! certificate fingerprint under `alias` and whether the store and key open with the given passwords
 //! decide instead.
 
 use super::pki::{
     check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line,
-    KeyType, San, StateDir, StoreFormat, DEFAULT_CA_CN,
+    KeyType, San, StateDir, DEFAULT_CA_CN,
 };
 use super::{
     atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
@@ -23,8 +26,29 @@ use serde_json::Value;
 
 const KIND: &str = "keystore";
 
-/// Mode of a store this task creates, unless `mode` says otherwise: it holds a private key.
+/// Mode of a file holding the private key that this task creates, unless `mode` says otherwise.
 const NEW_MODE: Mode = Mode(0o600);
+
+/// What the task writes at `dest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Output {
+    /// A PKCS#12 store (key, certificate, CA).
+    Pkcs12,
+    /// A JKS store, converted by the host's keytool.
+    Jks,
+    /// The private key alone, PEM (PKCS#8).
+    PemKey,
+    /// The certificate alone, PEM.
+    PemCert,
+}
+
+impl Output {
+    /// True for formats that are the stored bytes, decided by checksum.
+    fn is_file(self) -> bool {
+        self != Output::Jks
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,12 +63,12 @@ struct Args {
     ca_common_name: String,
     #[serde(default = "default_alias")]
     alias: String,
-    #[serde(deserialize_with = "secret")]
-    password: String,
+    #[serde(default, deserialize_with = "optional_secret")]
+    password: Option<String>,
     #[serde(default, deserialize_with = "optional_secret")]
     key_password: Option<String>,
     #[serde(default = "default_format")]
-    format: StoreFormat,
+    format: Output,
     #[serde(default)]
     key_type: KeyType,
     #[serde(flatten)]
@@ -59,31 +83,50 @@ fn default_alias() -> String {
     "wso2carbon".to_string()
 }
 
-fn default_format() -> StoreFormat {
-    StoreFormat::Pkcs12
+fn default_format() -> Output {
+    Output::Pkcs12
 }
 
 fn optional_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     secret(d).map(Some)
 }
 
-struct Keystore {
-    dest: String,
-    format: StoreFormat,
+/// What identifies the key and certificate in the state directory, and what the task makes of them.
+#[derive(Clone)]
+struct Identity {
+    format: Output,
     alias: String,
     password: String,
-    key_password: String,
-    attrs: Attrs,
-    /// The plan's identity line, e.g. `keystore cluster-tls (CN=apim, SANs apim.local, 10.0.0.5)`.
-    summary: String,
-    p12: Vec<u8>,
-    p12_sha: String,
+    state_dir: String,
+    name: String,
+    common_name: String,
+    sans: Vec<San>,
+    ca_common_name: String,
+    key_type: KeyType,
+}
+
+/// The bytes delivered and the fingerprints registered, once the state directory holds them.
+struct Material {
+    /// What a file format writes (the PKCS#12 bundle, the PEM key or the PEM certificate); for JKS the
+    /// PKCS#12 bundle keytool converts.
+    bytes: Vec<u8>,
+    sha: String,
     fingerprint: String,
     ca_fingerprint: String,
 }
 
-/// The `keystore` entry of `TYPES`: checks the arguments, then creates or loads the CA, the leaf and its
-/// PKCS#12 bundle in `state_dir`, all before any host is touched.
+struct Keystore {
+    dest: String,
+    key_password: String,
+    attrs: Attrs,
+    id: Identity,
+    /// The plan's identity line, e.g. `keystore cluster-tls (CN=apim, SANs apim.local, 10.0.0.5)`.
+    summary: String,
+    /// What the state directory holds now, or what apply must issue first.
+    now: Result<Material, Vec<String>>,
+}
+
+/// The `keystore` entry of `TYPES`: checks the arguments and reads (never writes) the state directory.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     if !a.dest.starts_with('/') || a.dest.ends_with('/') {
@@ -119,20 +162,22 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         .map(|s| San::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(KIND, e))?;
-    check_password(KIND, "password", &a.password)?;
-    let key_password = a.key_password.unwrap_or_else(|| a.password.clone());
-    check_password(KIND, "key_password", &key_password)?;
-    if a.format == StoreFormat::Pkcs12 && key_password != a.password {
-        return Err(bad(
-            KIND,
-            "key_password must equal password with format pkcs12 (a PKCS#12 store has one password)",
-        ));
-    }
-
-    let state = StateDir::open(KIND, &a.state_dir)?;
-    let ca = state.ca(&a.ca_common_name)?;
-    let leaf = state.leaf(&ca, &a.name, &a.common_name, &sans, a.key_type)?;
-    let p12 = state.pkcs12(&a.name, &leaf, &ca, &a.alias, &a.password)?;
+    let (password, key_password) = match (a.format, a.password) {
+        (Output::PemKey | Output::PemCert, None) => (String::new(), String::new()),
+        (_, None) => return Err(bad(KIND, "password is required for a pkcs12 or jks store")),
+        (_, Some(password)) => {
+            check_password(KIND, "password", &password)?;
+            let key_password = a.key_password.unwrap_or_else(|| password.clone());
+            check_password(KIND, "key_password", &key_password)?;
+            if a.format == Output::Pkcs12 && key_password != password {
+                return Err(bad(
+                    KIND,
+                    "key_password must equal password with format pkcs12 (a PKCS#12 store has one password)",
+                ));
+            }
+            (password, key_password)
+        }
+    };
     let san_list = if sans.is_empty() {
         "none".to_string()
     } else {
@@ -141,36 +186,112 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             .collect::<Vec<_>>()
             .join(", ")
     };
-    Ok(Box::new(Keystore {
+    let mut k = Keystore {
         dest: a.dest,
-        format: a.format,
-        alias: a.alias,
-        password: a.password,
         key_password,
         attrs: a.attrs,
         summary: format!(
             "keystore {} (CN={}, SANs {san_list})",
             a.name, a.common_name
         ),
-        p12_sha: sha256_hex(&p12),
-        p12,
-        fingerprint: leaf.fingerprint,
-        ca_fingerprint: ca.fingerprint,
-    }))
+        id: Identity {
+            format: a.format,
+            alias: a.alias,
+            password,
+            state_dir: a.state_dir,
+            name: a.name,
+            common_name: a.common_name,
+            sans,
+            ca_common_name: a.ca_common_name,
+            key_type: a.key_type,
+        },
+        now: Err(Vec::new()),
+    };
+    k.now =
+        k.id.material(&StateDir::read_only(KIND, &k.id.state_dir)?)?;
+    Ok(Box::new(k))
+}
+
+impl Identity {
+    /// The material `state` holds for this task, or (through a read-only view) the plan lines of what
+    /// apply must issue first; through a writable one, whatever is missing is issued and stored.
+    fn material(&self, state: &StateDir) -> Result<Result<Material, Vec<String>>, ResourceError> {
+        let id = self;
+        let writable = state.is_writable();
+        let ca = match state.existing_ca(&id.ca_common_name)? {
+            Some(ca) => ca,
+            None if writable => state.ca(&id.ca_common_name)?,
+            None => {
+                return Ok(Err(vec![
+                    format!(
+                        "issue cluster CA (CN={}) in {}",
+                        id.ca_common_name,
+                        state.path().display()
+                    ),
+                    format!("issue key and certificate for {}", id.name),
+                ]))
+            }
+        };
+        let leaf =
+            match state.existing_leaf(&ca, &id.name, &id.common_name, &id.sans, id.key_type)? {
+                Some(leaf) => leaf,
+                None if writable => {
+                    state.leaf(&ca, &id.name, &id.common_name, &id.sans, id.key_type)?
+                }
+                None => {
+                    let verb = if state.has_leaf(&id.name) {
+                        "reissue"
+                    } else {
+                        "issue"
+                    };
+                    return Ok(Err(vec![format!(
+                        "{verb} key and certificate for {}",
+                        id.name
+                    )]));
+                }
+            };
+        let bytes = match self.format {
+            Output::PemKey => leaf.key_pem.clone().into_bytes(),
+            Output::PemCert => leaf.pem.clone().into_bytes(),
+            Output::Pkcs12 | Output::Jks => {
+                match state.existing_pkcs12(&id.name, &leaf, &ca, &self.alias, &self.password) {
+                    Some(p12) => p12,
+                    None if writable => {
+                        state.pkcs12(&id.name, &leaf, &ca, &self.alias, &self.password)?
+                    }
+                    // A JKS store is checked by fingerprint and passwords; its PKCS#12 source is only
+                    // needed when apply converts it.
+                    None if self.format == Output::Jks => Vec::new(),
+                    None => {
+                        return Ok(Err(vec![format!(
+                            "build the PKCS#12 bundle of {}",
+                            id.name
+                        )]))
+                    }
+                }
+            }
+        };
+        Ok(Ok(Material {
+            sha: sha256_hex(&bytes),
+            bytes,
+            fingerprint: leaf.fingerprint,
+            ca_fingerprint: ca.fingerprint,
+        }))
+    }
 }
 
 impl Keystore {
-    /// The attributes a write applies: those asked for, plus the private-key default on a new store.
+    /// The attributes a write applies: those asked for, plus the private-key default on a new file.
     fn attrs_for(&self, action: Action) -> Attrs {
         let mut attrs = self.attrs.clone();
-        if action == Action::Create {
+        if action == Action::Create && self.id.format != Output::PemCert {
             attrs.mode = attrs.mode.or(Some(NEW_MODE));
         }
         attrs
     }
 
     /// Why an existing JKS store must be rewritten, or `None` when it already holds this identity.
-    fn jks_problem(&self, facts: &Facts) -> Option<String> {
+    fn jks_problem(&self, facts: &Facts, m: &Material) -> Option<String> {
         if facts.is("keytool", "absent") {
             return Some("keytool not found at plan time: the store is rewritten at apply".into());
         }
@@ -181,30 +302,30 @@ impl Keystore {
             return Some(store_error_line(err));
         }
         if facts.is("alias", "absent") {
-            return Some(format!("no entry under alias {}", self.alias));
+            return Some(format!("no entry under alias {}", self.id.alias));
         }
         match facts.get("fingerprint") {
-            Some(fp) if fp == self.fingerprint => {}
+            Some(fp) if fp == m.fingerprint => {}
             fp => {
                 return Some(format!(
                     "certificate under alias {}: sha256 {} -> {}",
-                    self.alias,
+                    self.id.alias,
                     short(fp.unwrap_or("-")),
-                    short(&self.fingerprint)
+                    short(&m.fingerprint)
                 ))
             }
         }
         if !facts.is("key_open", "yes") {
             return Some(format!(
                 "key under alias {} cannot be opened with key_password",
-                self.alias
+                self.id.alias
             ));
         }
         None
     }
 
-    fn jks_script(&self, host: &str, attrs: &Attrs) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.p12);
+    fn jks_script(&self, host: &str, attrs: &Attrs, p12: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(p12);
         let mut body = String::new();
         for chunk in b64.as_bytes().chunks(76) {
             body.push_str(std::str::from_utf8(chunk).expect("base64 is ascii"));
@@ -227,11 +348,21 @@ mv -f "$w/out.jks" "$dest"
 "#,
             need = require_keytool(host),
             dest = sh_quote(&self.dest),
-            sp = env_secret("APIM_SP", &self.password),
+            sp = env_secret("APIM_SP", &self.id.password),
             kp = env_secret("APIM_KP", &self.key_password),
-            alias = sh_quote(&self.alias),
+            alias = sh_quote(&self.id.alias),
             attrs = attrs.script("\"$w/out.jks\""),
         )
+    }
+
+    /// What `register:` sees: the destination and, once known, the fingerprints.
+    fn result(&self, change: &mut Change, m: Option<&Material>) {
+        let r = &mut change.result;
+        r.insert("dest".into(), self.dest.clone().into());
+        if let Some(m) = m {
+            r.insert("fingerprint".into(), m.fingerprint.clone().into());
+            r.insert("ca_fingerprint".into(), m.ca_fingerprint.clone().into());
+        }
     }
 }
 
@@ -248,9 +379,16 @@ impl Resource for Keystore {
 
     fn probe(&self) -> String {
         let d = sh_quote(&self.dest);
-        match self.format {
-            StoreFormat::Pkcs12 => format!("fact_stat {d}\nfact_sha {d}"),
-            StoreFormat::Jks => format!(
+        let fp = self
+            .now
+            .as_ref()
+            .map(|m| m.fingerprint.clone())
+            .unwrap_or_default();
+        match self.id.format {
+            Output::Pkcs12 | Output::PemKey | Output::PemCert => {
+                format!("fact_stat {d}\nfact_sha {d}")
+            }
+            Output::Jks => format!(
                 r#"d={d}
 fact_stat "$d"
 [ -f "$d" ] && [ ! -L "$d" ] || exit 0
@@ -259,29 +397,35 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
 {sp}{kp}{list}if [ "$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*SHA256:[[:space:]]*//p' | head -n 1 | tr -d ': ' | tr 'A-F' 'a-f')" = {fp} ]; then
   if keytool -certreq -alias {alias} -keystore "$d" -storepass:env APIM_SP -keypass:env APIM_KP >/dev/null 2>&1; then fact key_open yes; else fact key_open no; fi
 fi"#,
-                sp = env_secret("APIM_SP", &self.password),
+                sp = env_secret("APIM_SP", &self.id.password),
                 kp = env_secret("APIM_KP", &self.key_password),
-                list = list_alias_probe(&self.alias),
-                fp = self.fingerprint,
-                alias = sh_quote(&self.alias),
+                list = list_alias_probe(&self.id.alias),
+                fp = sh_quote(&fp),
+                alias = sh_quote(&self.id.alias),
             ),
         }
     }
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
-        let mut change = match facts.get("type") {
-            Some("absent") | None => Change::new(Action::Create, vec![self.summary.clone()]),
-            Some("file") => {
-                let problem = match self.format {
-                    StoreFormat::Pkcs12 if facts.is("sha256", &self.p12_sha) => None,
-                    StoreFormat::Pkcs12 => Some(format!(
+        let mut change = match (facts.get("type"), &self.now) {
+            (Some("absent") | None, now) => {
+                let mut details = vec![self.summary.clone()];
+                if let Err(issue) = now {
+                    details.extend(issue.iter().cloned());
+                }
+                Change::new(Action::Create, details)
+            }
+            (Some("file"), now) => {
+                let mut details: Vec<String> = match now {
+                    Err(issue) => issue.clone(),
+                    Ok(m) if self.id.format.is_file() && facts.is("sha256", &m.sha) => Vec::new(),
+                    Ok(m) if self.id.format.is_file() => vec![format!(
                         "content sha256 {} -> {}",
                         short(facts.get("sha256").unwrap_or("-")),
-                        short(&self.p12_sha)
-                    )),
-                    StoreFormat::Jks => self.jks_problem(facts),
+                        short(&m.sha)
+                    )],
+                    Ok(m) => self.jks_problem(facts, m).into_iter().collect(),
                 };
-                let mut details: Vec<String> = problem.into_iter().collect();
                 details.extend(self.attrs.changes(facts));
                 if details.is_empty() {
                     Change::none()
@@ -290,40 +434,44 @@ fi"#,
                     Change::new(Action::Update, details)
                 }
             }
-            Some(other) => {
+            (Some(other), _) => {
                 return Err(ResourceError::Failed(format!(
                     "{} exists and is a {other}, not a file",
                     self.dest
                 )))
             }
         };
-        change
-            .result
-            .insert("dest".into(), self.dest.clone().into());
-        change
-            .result
-            .insert("fingerprint".into(), self.fingerprint.clone().into());
-        change
-            .result
-            .insert("ca_fingerprint".into(), self.ca_fingerprint.clone().into());
+        change.sensitive = true;
+        self.result(&mut change, self.now.as_ref().ok());
         Ok(change)
     }
 
     async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        // Waiting for the state directory's lock and generating keys block: off the async workers.
+        let id = self.id.clone();
+        let m =
+            tokio::task::spawn_blocking(move || id.material(&StateDir::open(KIND, &id.state_dir)?))
+                .await
+                .map_err(|e| ResourceError::Failed(format!("{KIND}: issuing failed: {e}")))??
+                .map_err(|missing| {
+                    ResourceError::Failed(format!("{KIND}: could not {}", missing.join(", ")))
+                })?;
         let attrs = self.attrs_for(change.action);
-        let script = match self.format {
-            StoreFormat::Pkcs12 => atomic_write_script(&self.dest, &self.p12, &attrs, None),
-            StoreFormat::Jks => self.jks_script(host.host(), &attrs),
+        let script = match self.id.format {
+            Output::Jks => self.jks_script(host.host(), &attrs, &m.bytes),
+            _ => atomic_write_script(&self.dest, &m.bytes, &attrs, None),
         };
         run_ok(host, &format!("writing keystore {}", self.dest), &script).await?;
-        Ok(change.result.clone())
+        let mut done = change.clone();
+        self.result(&mut done, Some(&m));
+        Ok(done.result)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{
-        bad_args, build_plain, converge, facts_from, keytool, merged, mode_of, plan_now, res,
+        bad_args, build_plain, converge_runs, facts_from, keytool, merged, mode_of, plan_now, res,
     };
     use super::super::{Action, Change, ResourceError, Transport};
     use super::KIND;
@@ -365,13 +513,17 @@ mod tests {
         let state = tmp.path().join("inv/.apim-state/pki");
         let dest = tmp.path().join("wso2carbon.p12");
         let r = res(KIND, args(&state, &dest, json!({})));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let (first, second) = converge_runs(KIND, args(&state, &dest, json!({})), &t).await;
         assert_eq!(first.action, Action::Create);
         assert_eq!(
             first.details,
-            vec!["keystore cluster-tls (CN=apim.example.com, SANs apim.example.com, node1.example.com, 10.0.0.5)"]
+            vec![
+                "keystore cluster-tls (CN=apim.example.com, SANs apim.example.com, node1.example.com, 10.0.0.5)".to_string(),
+                format!("issue cluster CA (CN=apim-provision cluster CA) in {}", state.display()),
+                "issue key and certificate for cluster-tls".to_string(),
+            ]
         );
-        assert!(first.diff.is_none());
+        assert!(first.diff.is_none() && first.sensitive);
         assert_eq!(second.action, Action::None);
         no_password_in(r.as_ref(), &[&first, &second]);
         assert_eq!(mode_of(&dest), 0o600);
@@ -422,13 +574,16 @@ mod tests {
             Action::None
         );
         let more = json!({"sans": ["apim.example.com", "node1.example.com", "10.0.0.5", "::1"]});
-        let more = res(KIND, args(&state, &dest, more));
-        let (first, second) = converge(more.as_ref(), &t).await;
+        let (first, second) = converge_runs(KIND, args(&state, &dest, more), &t).await;
         assert_eq!(first.action, Action::Update);
         assert!(
             first.details[0].ends_with("10.0.0.5, ::1)"),
             "{:?}",
             first.details
+        );
+        assert_eq!(
+            first.details[1],
+            "reissue key and certificate for cluster-tls"
         );
         assert_eq!(second.action, Action::None);
         assert_ne!(first.result["fingerprint"], plan.result["fingerprint"]);
@@ -447,14 +602,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("pki");
         let dest = tmp.path().join("wso2carbon.jks");
-        let jks = |extra: Value| {
-            res(
-                KIND,
-                args(&state, &dest, merged(json!({"format": "jks"}), extra)),
-            )
-        };
-        let r = jks(json!({}));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let jks_args = |extra: Value| args(&state, &dest, merged(json!({"format": "jks"}), extra));
+        let jks = |extra: Value| res(KIND, jks_args(extra));
+        let (first, second) = converge_runs(KIND, jks_args(json!({})), &t).await;
         assert_eq!(first.action, Action::Create);
         assert_eq!(second.action, Action::None, "{:?}", second.details);
         assert_eq!(
@@ -472,7 +622,7 @@ mod tests {
         // Another key password: same certificate, but the key no longer opens.
         let kp = "other-key-pw";
         let r = jks(json!({"key_password": kp}));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let (first, second) = converge_runs(KIND, jks_args(json!({"key_password": kp})), &t).await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
             first.details[1],
@@ -484,7 +634,7 @@ mod tests {
         // Another store password: the store no longer opens; it is rewritten.
         let pw2 = "another-Store-pw";
         let r = jks(json!({"password": pw2}));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let (first, second) = converge_runs(KIND, jks_args(json!({"password": pw2})), &t).await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
             first.details[1],
@@ -496,22 +646,20 @@ mod tests {
         assert!(!r.probe().contains(pw2));
 
         // Another alias (with the store's current password).
-        let r = jks(json!({"alias": "tls", "password": pw2}));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let (first, second) =
+            converge_runs(KIND, jks_args(json!({"alias": "tls", "password": pw2})), &t).await;
         assert_eq!(first.details[1], "no entry under alias tls");
         assert_eq!(second.action, Action::None);
         assert!(keytool(&dest, pw2, &["-list", "-v", "-alias", "tls"]).0);
         assert!(!keytool(&dest, pw2, &["-list", "-v", "-alias", "wso2carbon"]).0);
 
         // Another SAN: a new certificate.
-        let r = jks(
-            json!({"alias": "tls", "password": pw2, "sans": ["apim.example.com", "node2.example.com"]}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
-        assert!(
-            first.details[1].starts_with("certificate under alias tls: sha256 "),
-            "{:?}",
-            first.details
+        let sans = json!({"alias": "tls", "password": pw2, "sans": ["apim.example.com", "node2.example.com"]});
+        let r = jks(sans.clone());
+        let (first, second) = converge_runs(KIND, jks_args(sans), &t).await;
+        assert_eq!(
+            first.details[1],
+            "reissue key and certificate for cluster-tls"
         );
         assert_eq!(second.action, Action::None);
         no_password_in(r.as_ref(), &[&first, &second]);
@@ -540,10 +688,16 @@ mod tests {
     async fn jks_without_keytool_plans_a_rewrite_and_fails_clearly_at_apply() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("k.jks");
-        let r = res(
-            KIND,
-            args(&tmp.path().join("pki"), &dest, json!({"format": "jks"})),
+        let state = tmp.path().join("pki");
+        // The identity exists already (another host's task issued it), so the plan can check the store.
+        let mut pem = args(
+            &state,
+            &tmp.path().join("k.pem"),
+            json!({"format": "pem_cert"}),
         );
+        pem.as_object_mut().unwrap().remove("password");
+        converge_runs(KIND, pem, &LocalTransport::new("t")).await;
+        let r = res(KIND, args(&state, &dest, json!({"format": "jks"})));
         let facts = facts_from(&[("type", "file"), ("mode", "600"), ("keytool", "absent")]).await;
         let plan = r.plan(&facts).unwrap();
         assert_eq!(plan.action, Action::Update);
@@ -606,15 +760,17 @@ mod tests {
         assert!(build_plain(KIND, args(&state, &dest, json!({"password": 12345678}))).is_ok());
     }
 
-    #[test]
-    fn a_state_dir_keeps_its_ca() {
+    #[tokio::test]
+    async fn a_state_dir_keeps_its_ca() {
+        let t = LocalTransport::new("t");
         let tmp = tempfile::tempdir().unwrap();
         let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
-        res(KIND, args(&state, &dest, json!({})));
+        converge_runs(KIND, args(&state, &dest, json!({})), &t).await;
         let ca = std::fs::read(state.join("ca.pem")).unwrap();
         let other = json!({"ca_common_name": "another CA"});
         bad_args(KIND, args(&state, &dest, other), "ca_common_name");
-        res(KIND, args(&state, &dest, json!({"name": "second"})));
+        let second = tmp.path().join("second.p12");
+        converge_runs(KIND, args(&state, &second, json!({"name": "second"})), &t).await;
         assert_eq!(std::fs::read(state.join("ca.pem")).unwrap(), ca);
         std::fs::remove_file(state.join("ca.pem")).unwrap();
         match build_plain(KIND, args(&state, &dest, json!({}))) {
@@ -626,22 +782,125 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_builds_share_one_ca_and_one_identity() {
+    #[tokio::test]
+    async fn planning_writes_nothing_and_says_what_apply_issues() {
+        let t = LocalTransport::new("t");
         let tmp = tempfile::tempdir().unwrap();
-        let (state, dest) = (tmp.path().join("pki"), tmp.path().join("k.p12"));
-        let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| s.spawn(|| res(KIND, args(&state, &dest, json!({})))))
+        let (state, dest) = (
+            tmp.path().join("inv/.apim-state/pki"),
+            tmp.path().join("k.jks"),
+        );
+        let r = res(KIND, args(&state, &dest, json!({"format": "jks"})));
+        let plan = plan_now(r.as_ref(), &t).await.unwrap();
+        assert_eq!(plan.action, Action::Create);
+        assert!(
+            plan.details[1].starts_with("issue cluster CA"),
+            "{:?}",
+            plan.details
+        );
+        assert!(!plan.result.contains_key("fingerprint"));
+        assert!(
+            !tmp.path().join("inv").exists(),
+            "planning created the state directory"
+        );
+
+        // With a CA but no key yet, only the key is to issue, and still nothing is written.
+        converge_runs(
+            "truststore",
+            json!({"dest": tmp.path().join("ca.pem").display().to_string(),
+            "state_dir": state.display().to_string(), "format": "pem"}),
+            &t,
+        )
+        .await;
+        let files = || {
+            let mut f: Vec<_> = std::fs::read_dir(&state)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    let r = h.join().unwrap();
-                    r.plan(&crate::transport::Facts::default()).unwrap().result
-                })
-                .collect()
-        });
+            f.sort();
+            f
+        };
+        let before = files();
+        assert_eq!(before, [".lock", "ca.key", "ca.pem"]);
+        let r = res(KIND, args(&state, &dest, json!({"format": "jks"})));
+        let plan = plan_now(r.as_ref(), &t).await.unwrap();
+        assert_eq!(
+            plan.details[1..],
+            ["issue key and certificate for cluster-tls"]
+        );
+        assert_eq!(files(), before);
+        r.apply(&plan, &t).await.unwrap();
+        assert_eq!(
+            files(),
+            [
+                ".lock",
+                "ca.key",
+                "ca.pem",
+                "cluster-tls.key",
+                "cluster-tls.p12",
+                "cluster-tls.pem"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn pem_key_and_certificate_are_the_stored_identity() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let (key, cert) = (tmp.path().join("key.pem"), tmp.path().join("cert.pem"));
+        let pem = |dest: &Path, format: &str| {
+            let mut a = args(&state, dest, json!({"format": format}));
+            a.as_object_mut().unwrap().remove("password");
+            a
+        };
+        let (first, second) = converge_runs(KIND, pem(&key, "pem_key"), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert!(first.sensitive && first.diff.is_none());
+        assert_eq!(second.action, Action::None);
+        assert_eq!(mode_of(&key), 0o600);
+        let (_, second) = converge_runs(KIND, pem(&cert, "pem_cert"), &t).await;
+        assert_eq!(second.action, Action::None);
+        assert_eq!(
+            std::fs::read(&key).unwrap(),
+            std::fs::read(state.join("cluster-tls.key")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read(&cert).unwrap(),
+            std::fs::read(state.join("cluster-tls.pem")).unwrap()
+        );
+        assert!(crate::resources::is_key_material(
+            &std::fs::read(&key).unwrap()
+        ));
+        for c in [&first, &second] {
+            assert!(
+                !format!("{:?}", c.details).contains("BEGIN"),
+                "{:?}",
+                c.details
+            );
+        }
+        // A store format still needs its password.
+        let mut a = args(&state, &key, json!({}));
+        a.as_object_mut().unwrap().remove("password");
+        bad_args(KIND, a, "password");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_applies_share_one_ca_and_one_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let mut runs = Vec::new();
+        for i in 0..4 {
+            let a = args(&state, &tmp.path().join(format!("k{i}.p12")), json!({}));
+            runs.push(tokio::spawn(async move {
+                let t = LocalTransport::new("t");
+                converge_runs(KIND, a, &t).await.0.result
+            }));
+        }
+        let mut results = Vec::new();
+        for r in runs {
+            results.push(r.await.unwrap());
+        }
         for r in &results[1..] {
             assert_eq!(r["ca_fingerprint"], results[0]["ca_fingerprint"]);
             assert_eq!(r["fingerprint"], results[0]["fingerprint"]);

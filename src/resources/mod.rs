@@ -17,6 +17,7 @@ mod format;
 mod get_url;
 mod group;
 mod hosts_entry;
+mod keymat;
 mod keystore;
 mod lineinfile;
 mod mount;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use attrs::{atomic_write_script, Attrs, Mode};
+pub use keymat::is_key_material;
 pub use sim::{Effect, FileSim, HostView, Pending, Reads};
 
 /// The registered result of a task (`register:`), as templates see it.
@@ -87,6 +89,28 @@ pub struct ContentDiff {
     pub new: String,
 }
 
+impl ContentDiff {
+    /// What a sensitive file's change shows instead of its diff: how many lines change and the old and
+    /// new sha256 prefixes, enough to see that (and roughly how much) it changes, and nothing of it.
+    pub fn sensitive_summary(&self) -> Vec<String> {
+        let changed = similar::TextDiff::from_lines(&self.old, &self.new)
+            .iter_all_changes()
+            .filter(|c| c.tag() != similar::ChangeTag::Equal)
+            .count();
+        let prefix = |t: &str| {
+            if t.is_empty() {
+                "-".to_string()
+            } else {
+                sha256_hex(t.as_bytes())[..12].to_string()
+            }
+        };
+        vec![
+            format!("(sensitive content, {changed} lines changed)"),
+            format!("sha256 {} -> {}", prefix(&self.old), prefix(&self.new)),
+        ]
+    }
+}
+
 /// What a resource would do, derived from its probe alone.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -101,6 +125,9 @@ pub struct Change {
     /// What apply runs, in order, decided here from the same facts as `action` and `details`: apply
     /// executes exactly these, so what plan showed and what apply does cannot diverge.
     pub steps: Vec<Step>,
+    /// True when the resource itself found its content sensitive (key material, or built for a sensitive
+    /// task) and already left every value out of `details` and `diff`: the report shows it as it is.
+    pub sensitive: bool,
 }
 
 /// A fact the probe saw that a step relies on, checked again on the host in the same script as the step.
@@ -395,6 +422,7 @@ impl Change {
             diff: None,
             result: Outcome::new(),
             steps: Vec::new(),
+            sensitive: false,
         }
     }
 
@@ -402,6 +430,26 @@ impl Change {
     pub fn then(mut self, step: Step) -> Self {
         self.steps.push(step);
         self
+    }
+
+    /// What a report may show of this change: everything, unless the task is `sensitive` and the
+    /// resource did not already hide its values itself; then the diff becomes its
+    /// [`ContentDiff::sensitive_summary`] and the details (which may quote arguments) are withheld.
+    pub fn shown(&self, sensitive: bool) -> (Vec<String>, Option<ContentDiff>) {
+        if !sensitive || self.sensitive {
+            return (self.details.clone(), self.diff.clone());
+        }
+        let mut details = match &self.diff {
+            Some(d) => d.sensitive_summary(),
+            None => Vec::new(),
+        };
+        if !self.details.is_empty() {
+            details.push(format!(
+                "(sensitive: {} detail(s) hidden)",
+                self.details.len()
+            ));
+        }
+        (details, None)
     }
 
     /// Nothing to do.
@@ -452,6 +500,12 @@ pub struct BuildCtx<'a> {
     pub search: &'a [PathBuf],
     /// Renders template text with the task's variables; the name labels errors.
     pub render: &'a dyn Fn(&str, &str) -> Result<String, String>,
+    /// True when the task is sensitive (reads a secret, or says `sensitive: true`): resources that show
+    /// content keep it out of their change.
+    pub sensitive: bool,
+    /// True when template text (a template file; the name places its includes) renders anything from a
+    /// secret variable.
+    pub reads_secret: &'a dyn Fn(&str, &str) -> bool,
 }
 
 impl BuildCtx<'_> {
@@ -656,6 +710,8 @@ pub(crate) mod testkit {
         let ctx = BuildCtx {
             search: &[],
             render: &render,
+            sensitive: false,
+            reads_secret: &|_, _| false,
         };
         build(kind, args, &ctx)
     }
@@ -769,6 +825,31 @@ pub(crate) mod testkit {
         let second = plan_now(res, host)
             .await
             .unwrap_or_else(|e| panic!("re-planning {}: {e}", res.describe()));
+        (first, second)
+    }
+
+    /// [`converge`] across two runs, for resources that read controller state while being built (a
+    /// keystore's CA and key, issued by its first apply): plans, applies, builds `kind` from `args` again
+    /// as the next run would, and plans that. The first change carries what apply registered.
+    pub(crate) async fn converge_runs(
+        kind: &str,
+        args: Value,
+        host: &dyn Transport,
+    ) -> (Change, Change) {
+        let r = res(kind, args.clone());
+        let mut first = plan_now(r.as_ref(), host)
+            .await
+            .unwrap_or_else(|e| panic!("planning {}: {e}", r.describe()));
+        if first.is_pending() {
+            first.result = r
+                .apply(&first, host)
+                .await
+                .unwrap_or_else(|e| panic!("applying {}: {e}", r.describe()));
+        }
+        let again = res(kind, args);
+        let second = plan_now(again.as_ref(), host)
+            .await
+            .unwrap_or_else(|e| panic!("re-planning {}: {e}", again.describe()));
         (first, second)
     }
 

@@ -1,8 +1,10 @@
 //! The controller-side PKI behind `keystore` and `truststore`: one cluster CA per state directory, leaf
-//! certificates issued by it, and the PKCS#12 bundles delivered to hosts. Everything is generated while
-//! resources are built, before any host is touched, and stored in the state directory so every host and
-//! every later run gets the same bytes: keys and PKCS#12 files (whose encryption uses random salts) are
-//! never regenerated unless what they must contain changed, which is what lets plans converge.
+//! certificates issued by it, and the PKCS#12 bundles delivered to hosts. Building a resource only reads
+//! the state directory ([`StateDir::read_only`]): `plan`, `validate` and `graph` never write on the
+//! controller, and say what apply will issue instead. Apply issues what is missing ([`StateDir::open`])
+//! and stores it, so every host and every later run gets the same bytes: keys and PKCS#12 files (whose
+//! encryption uses random salts) are never regenerated unless what they must contain changed, which is
+//! what lets plans converge.
 //!
 //! Layout of a state directory (mode 0700, every file 0600): `ca.key` and `ca.pem` (the CA; modules copy
 //! `ca.pem` to hosts that must trust it), `<name>.key`, `<name>.pem` and `<name>.p12` per issued identity,
@@ -94,6 +96,10 @@ pub(super) struct Ca {
 pub(super) struct Leaf {
     /// PKCS#8 DER of the private key.
     key_der: Vec<u8>,
+    /// The private key, PEM, as `<name>.key` holds it.
+    pub(super) key_pem: String,
+    /// The certificate, PEM, as `<name>.pem` holds it.
+    pub(super) pem: String,
     /// The certificate, DER.
     pub(super) der: Vec<u8>,
     /// Hex SHA-256 of the DER.
@@ -105,18 +111,35 @@ pub(super) struct Leaf {
 pub(super) struct StateDir {
     kind: &'static str,
     dir: PathBuf,
-    _lock: File,
+    /// Held while open for writing; `None` for a read-only view, which never creates anything.
+    lock: Option<File>,
 }
 
 impl StateDir {
+    /// A view of the directory that only reads (state files are replaced by rename, so a concurrent
+    /// writer is never seen half-way): what plan uses to tell what exists and what apply will issue.
+    pub(super) fn read_only(kind: &'static str, dir: &str) -> Result<Self, ResourceError> {
+        check_dir(kind, dir)?;
+        Ok(Self {
+            kind,
+            dir: PathBuf::from(dir),
+            lock: None,
+        })
+    }
+
+    /// True when opened for writing (locked): missing material may be issued.
+    pub(super) fn is_writable(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// The directory, for plan lines.
+    pub(super) fn path(&self) -> &Path {
+        &self.dir
+    }
+
     /// Creates the directory (0700) when needed and takes its lock, waiting for another run to finish.
     pub(super) fn open(kind: &'static str, dir: &str) -> Result<Self, ResourceError> {
-        if !dir.starts_with('/') {
-            return Err(bad(
-                kind,
-                format!("state_dir `{dir}` must be an absolute path"),
-            ));
-        }
+        check_dir(kind, dir)?;
         let path = PathBuf::from(dir);
         let io = |what: &str, e: std::io::Error| fail(kind, &format!("{what} {dir}: {e}"));
         std::fs::DirBuilder::new()
@@ -137,14 +160,22 @@ impl StateDir {
         Ok(Self {
             kind,
             dir: path,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
-    /// The CA of this directory: created on first use, then loaded forever after. A different
-    /// `common_name` is an error rather than a new CA, since every store already trusting the old one
-    /// would silently stop working.
+    /// The CA of this directory: created on first use, then loaded forever after.
     pub(super) fn ca(&self, common_name: &str) -> Result<Ca, ResourceError> {
+        match self.existing_ca(common_name)? {
+            Some(ca) => Ok(ca),
+            None => self.create_ca(common_name),
+        }
+    }
+
+    /// The CA already in this directory, `None` when there is none yet. A different `common_name` is
+    /// an error rather than a new CA, since every store already trusting the old one would silently
+    /// stop working.
+    pub(super) fn existing_ca(&self, common_name: &str) -> Result<Option<Ca>, ResourceError> {
         let (key_path, pem_path) = (self.dir.join("ca.key"), self.dir.join("ca.pem"));
         match (key_path.exists(), pem_path.exists()) {
             (true, true) => {
@@ -167,14 +198,14 @@ impl StateDir {
                     ));
                 }
                 let fingerprint = sha256_hex(&der);
-                Ok(Ca {
+                Ok(Some(Ca {
                     key,
                     der,
                     pem,
                     fingerprint,
-                })
+                }))
             }
-            (false, false) => self.create_ca(common_name),
+            (false, false) => Ok(None),
             _ => Err(fail(
                 self.kind,
                 &format!(
@@ -186,6 +217,7 @@ impl StateDir {
     }
 
     fn create_ca(&self, common_name: &str) -> Result<Ca, ResourceError> {
+        self.writable()?;
         let key = KeyPair::generate().map_err(|e| self.gen_err("CA key", e))?;
         let mut params = CertificateParams::default();
         params
@@ -226,6 +258,21 @@ impl StateDir {
         sans: &[San],
         key_type: KeyType,
     ) -> Result<Leaf, ResourceError> {
+        match self.existing_leaf(ca, name, common_name, sans, key_type)? {
+            Some(leaf) => Ok(leaf),
+            None => self.issue(ca, name, common_name, sans, key_type),
+        }
+    }
+
+    /// The stored leaf `name` when it is still good for `ca`, `common_name`, `sans` and `key_type`.
+    pub(super) fn existing_leaf(
+        &self,
+        ca: &Ca,
+        name: &str,
+        common_name: &str,
+        sans: &[San],
+        key_type: KeyType,
+    ) -> Result<Option<Leaf>, ResourceError> {
         let (key_path, pem_path) = (
             self.dir.join(format!("{name}.key")),
             self.dir.join(format!("{name}.pem")),
@@ -235,15 +282,23 @@ impl StateDir {
             let pem = self.read_text(&pem_path)?;
             if let Some(der) = pem_to_der(&pem) {
                 if key_type.matches(&key) && leaf_still_valid(&der, &key, ca, common_name, sans) {
-                    return Ok(Leaf {
+                    return Ok(Some(Leaf {
                         fingerprint: sha256_hex(&der),
                         key_der: key.serialize_der(),
+                        key_pem: self.read_text(&key_path)?,
+                        pem,
                         der,
-                    });
+                    }));
                 }
             }
         }
-        self.issue(ca, name, common_name, sans, key_type)
+        Ok(None)
+    }
+
+    /// True when `<name>.key` or `<name>.pem` exists: a leaf apply would issue replaces an old one.
+    pub(super) fn has_leaf(&self, name: &str) -> bool {
+        self.dir.join(format!("{name}.key")).exists()
+            || self.dir.join(format!("{name}.pem")).exists()
     }
 
     fn issue(
@@ -254,6 +309,7 @@ impl StateDir {
         sans: &[San],
         key_type: KeyType,
     ) -> Result<Leaf, ResourceError> {
+        self.writable()?;
         let key = key_type.generate().map_err(|e| self.gen_err("key", e))?;
         let mut params = CertificateParams::default();
         params
@@ -284,12 +340,15 @@ impl StateDir {
         let cert = params
             .signed_by(&key, &issuer)
             .map_err(|e| self.gen_err("certificate", e))?;
-        self.write(&format!("{name}.key"), key.serialize_pem().as_bytes())?;
-        self.write(&format!("{name}.pem"), cert.pem().as_bytes())?;
+        let (key_pem, pem) = (key.serialize_pem(), cert.pem());
+        self.write(&format!("{name}.key"), key_pem.as_bytes())?;
+        self.write(&format!("{name}.pem"), pem.as_bytes())?;
         let der = cert.der().to_vec();
         Ok(Leaf {
             fingerprint: sha256_hex(&der),
             key_der: key.serialize_der(),
+            key_pem,
+            pem,
             der,
         })
     }
@@ -304,12 +363,11 @@ impl StateDir {
         alias: &str,
         password: &str,
     ) -> Result<Vec<u8>, ResourceError> {
-        let file = format!("{name}.p12");
-        if let Ok(stored) = std::fs::read(self.dir.join(&file)) {
-            if p12_holds(&stored, password, alias, leaf, ca) {
-                return Ok(stored);
-            }
+        if let Some(stored) = self.existing_pkcs12(name, leaf, ca, alias, password) {
+            return Ok(stored);
         }
+        self.writable()?;
+        let file = format!("{name}.p12");
         let err = |what: &str| {
             fail(
                 self.kind,
@@ -334,6 +392,34 @@ impl StateDir {
             .map_err(|_| err("encoding failed"))?;
         self.write(&file, &bytes)?;
         Ok(bytes)
+    }
+
+    /// The stored `<name>.p12` when it opens with `password` and holds exactly `leaf` under `alias`.
+    pub(super) fn existing_pkcs12(
+        &self,
+        name: &str,
+        leaf: &Leaf,
+        ca: &Ca,
+        alias: &str,
+        password: &str,
+    ) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(format!("{name}.p12")))
+            .ok()
+            .filter(|stored| p12_holds(stored, password, alias, leaf, ca))
+    }
+
+    /// Refuses to issue anything through a read-only view (a bug, never a user error).
+    fn writable(&self) -> Result<(), ResourceError> {
+        if self.is_writable() {
+            return Ok(());
+        }
+        Err(fail(
+            self.kind,
+            &format!(
+                "{} is open read-only: nothing is issued while planning",
+                self.dir.display()
+            ),
+        ))
     }
 
     /// Writes a state file atomically (temp file, fsync, rename) with mode 0600 from the first byte.
@@ -375,6 +461,16 @@ impl StateDir {
     fn gen_err(&self, what: &str, e: impl std::fmt::Display) -> ResourceError {
         fail(self.kind, &format!("generating the {what} failed: {e}"))
     }
+}
+
+fn check_dir(kind: &str, dir: &str) -> Result<(), ResourceError> {
+    if !dir.starts_with('/') {
+        return Err(bad(
+            kind,
+            format!("state_dir `{dir}` must be an absolute path"),
+        ));
+    }
+    Ok(())
 }
 
 fn fail(kind: &str, msg: &str) -> ResourceError {

@@ -29,13 +29,17 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
     let rendered =
         (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
     format::check("template", &a.src, a.format, rendered.as_bytes())?;
-    Ok(Box::new(Copy::new(
-        "template",
-        a.dest,
-        rendered.into_bytes(),
-        a.attrs,
-        a.validate,
-    )?))
+    let sensitive = ctx.sensitive || (ctx.reads_secret)(&text, &path.display().to_string());
+    Ok(Box::new(
+        Copy::new(
+            "template",
+            a.dest,
+            rendered.into_bytes(),
+            a.attrs,
+            a.validate,
+        )?
+        .sensitive(sensitive),
+    ))
 }
 
 #[cfg(test)]
@@ -46,7 +50,8 @@ mod tests {
     use crate::transport::LocalTransport;
     use serde_json::{json, Value};
 
-    /// Builds a `template` task the way the engine does: found in `dir/templates`, rendered with `vars`.
+    /// Builds a `template` task the way the engine does: found in `dir/templates`, rendered with `vars`,
+    /// where the variable `token` is the secret.
     fn build_with(
         dir: &std::path::Path,
         args: Value,
@@ -56,9 +61,19 @@ mod tests {
         let ctx = minijinja::Value::from_serialize(&vars);
         let render = |text: &str, name: &str| engine.render_named(name, text, &ctx);
         let search = [dir.to_path_buf()];
+        let mut placeholder = vars.clone();
+        if placeholder.get("token").is_some() {
+            placeholder["token"] = json!("\u{1}token\u{1}");
+        }
+        let without = minijinja::Value::from_serialize(&placeholder);
+        let reads_secret = |text: &str, name: &str| {
+            engine.render_named(name, text, &ctx) != engine.render_named(name, text, &without)
+        };
         let ctx = BuildCtx {
             search: &search,
             render: &render,
+            sensitive: false,
+            reads_secret: &reads_secret,
         };
         build("template", args, &ctx)
     }
@@ -88,6 +103,23 @@ mod tests {
         assert_eq!(diff.new, "port = 9444\nhost = \"a\"\n");
         assert_eq!(second.action, Action::None);
         assert_eq!(read(&dest), "port = 9444\nhost = \"a\"\n");
+    }
+
+    #[tokio::test]
+    async fn a_template_reading_a_secret_shows_no_diff() {
+        let t = LocalTransport::new("t");
+        let d = project("user = app\ntoken = {{ token | upper }}\n");
+        let dest = d.path().join("app.conf").display().to_string();
+        std::fs::write(&dest, "user = app\ntoken = OLD-TOKEN\n").unwrap();
+        let args = json!({"src": "app.conf.j2", "dest": dest});
+        let r = build_with(d.path(), args, json!({"token": "new-token"})).unwrap();
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert!(first.sensitive && first.diff.is_none());
+        assert_eq!(first.details[1], "(sensitive content, 2 lines changed)");
+        let shown = format!("{:?}", first.details);
+        assert!(!shown.contains("TOKEN"), "{shown}");
+        assert_eq!(second.action, Action::None);
+        assert_eq!(read(&dest), "user = app\ntoken = NEW-TOKEN\n");
     }
 
     #[test]

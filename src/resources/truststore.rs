@@ -2,16 +2,17 @@
 //! existing (a product's `client-truststore.jks`). Other entries are kept: keytool edits a copy next to
 //! the store, which is then renamed over it, so the store is never seen half-written.
 //!
-//! The CA is the one `keystore` issues from in the same `state_dir`; its certificate is also at
-//! `<state_dir>/ca.pem`, for tasks that need it as a plain file (`copy: src:` it for nginx or
-//! `curl --cacert`).
+//! The CA is the one `keystore` issues from in the same `state_dir`. With `format: pem` the task writes
+//! the CA certificate itself as a plain PEM file (for nginx or `curl --cacert`). Planning only reads the
+//! state directory; a CA that does not exist yet is issued by apply (see [`super::pki`]).
 
 use super::pki::{
     check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line,
     StateDir, StoreFormat, DEFAULT_CA_CN,
 };
 use super::{
-    bad, parse_args, run_ok, Action, Attrs, BuildCtx, Change, Outcome, Resource, ResourceError,
+    atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
+    Outcome, Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -29,10 +30,10 @@ struct Args {
     ca_common_name: String,
     #[serde(default = "default_alias")]
     alias: String,
-    #[serde(deserialize_with = "secret")]
-    password: String,
+    #[serde(default, deserialize_with = "optional_secret")]
+    password: Option<String>,
     #[serde(default = "default_format")]
-    format: StoreFormat,
+    format: TrustFormat,
     #[serde(default = "default_create")]
     create: bool,
     #[serde(flatten)]
@@ -47,8 +48,30 @@ fn default_alias() -> String {
     "apim-provision-ca".to_string()
 }
 
-fn default_format() -> StoreFormat {
-    StoreFormat::Jks
+fn default_format() -> TrustFormat {
+    TrustFormat::Jks
+}
+
+fn optional_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    secret(d).map(Some)
+}
+
+/// What the task writes at `dest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TrustFormat {
+    /// A JKS trust store (edited by keytool, other entries kept).
+    Jks,
+    /// A PKCS#12 trust store (edited by keytool, other entries kept).
+    Pkcs12,
+    /// The CA certificate alone, as a PEM file.
+    Pem,
+}
+
+/// The CA as the state directory holds it.
+struct CaCert {
+    pem: String,
+    fingerprint: String,
 }
 
 fn default_create() -> bool {
@@ -59,15 +82,17 @@ struct Truststore {
     dest: String,
     alias: String,
     password: String,
-    format: StoreFormat,
+    format: TrustFormat,
     create: bool,
     attrs: Attrs,
-    ca_pem: String,
-    fingerprint: String,
+    state_dir: String,
+    ca_common_name: String,
+    /// The CA when it exists already; `None` when apply issues it.
+    ca: Option<CaCert>,
 }
 
-/// The `truststore` entry of `TYPES`: checks the arguments and creates or loads the CA in `state_dir`
-/// before any host is touched.
+/// The `truststore` entry of `TYPES`: checks the arguments and reads (never writes) the CA in
+/// `state_dir` before any host is touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     if !a.dest.starts_with('/') || a.dest.ends_with('/') {
@@ -79,18 +104,80 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     if a.alias.is_empty() || a.alias.chars().any(char::is_control) {
         return Err(bad(KIND, "alias must be a non-empty name"));
     }
-    check_password(KIND, "password", &a.password)?;
-    let ca = StateDir::open(KIND, &a.state_dir)?.ca(&a.ca_common_name)?;
+    let password = match (a.format, a.password) {
+        (TrustFormat::Pem, _) => String::new(),
+        (_, None) => return Err(bad(KIND, "password is required for a jks or pkcs12 store")),
+        (_, Some(p)) => {
+            check_password(KIND, "password", &p)?;
+            p
+        }
+    };
+    let ca = StateDir::read_only(KIND, &a.state_dir)?
+        .existing_ca(&a.ca_common_name)?
+        .map(|ca| CaCert {
+            pem: ca.pem,
+            fingerprint: ca.fingerprint,
+        });
     Ok(Box::new(Truststore {
         dest: a.dest,
         alias: a.alias,
-        password: a.password,
+        password,
         format: a.format,
         create: a.create,
         attrs: a.attrs,
-        ca_pem: ca.pem,
-        fingerprint: ca.fingerprint,
+        state_dir: a.state_dir,
+        ca_common_name: a.ca_common_name,
+        ca,
     }))
+}
+
+impl Truststore {
+    /// The plan line of a CA that apply issues first, when there is none yet.
+    fn issue_line(&self) -> Option<String> {
+        self.ca.is_none().then(|| {
+            format!(
+                "issue cluster CA (CN={}) in {}",
+                self.ca_common_name, self.state_dir
+            )
+        })
+    }
+
+    fn keytool_type(&self) -> &'static str {
+        match self.format {
+            TrustFormat::Pkcs12 => StoreFormat::Pkcs12.keytool_type(),
+            _ => StoreFormat::Jks.keytool_type(),
+        }
+    }
+
+    /// Plan of the `pem` format: the file is the CA certificate, decided by checksum.
+    fn plan_pem(&self, facts: &Facts) -> Result<Change, ResourceError> {
+        let mut details: Vec<String> = self.issue_line().into_iter().collect();
+        let action = match facts.get("type") {
+            Some("absent") | None => {
+                details.push("write the CA certificate (PEM)".into());
+                Action::Create
+            }
+            Some("file") => {
+                match &self.ca {
+                    Some(ca) if facts.is("sha256", &sha256_hex(ca.pem.as_bytes())) => {}
+                    _ => details.push("replace the CA certificate (PEM)".into()),
+                }
+                details.extend(self.attrs.changes(facts));
+                Action::Update
+            }
+            Some(other) => {
+                return Err(ResourceError::Failed(format!(
+                    "{} exists and is a {other}, not a file",
+                    self.dest
+                )))
+            }
+        };
+        Ok(if details.is_empty() {
+            Change::none()
+        } else {
+            Change::new(action, details)
+        })
+    }
 }
 
 #[async_trait]
@@ -100,6 +187,10 @@ impl Resource for Truststore {
     }
 
     fn probe(&self) -> String {
+        if self.format == TrustFormat::Pem {
+            let d = sh_quote(&self.dest);
+            return format!("fact_stat {d}\nfact_sha {d}");
+        }
         format!(
             r#"d={d}
 fact_stat "$d"
@@ -114,7 +205,9 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
 
     fn plan(&self, facts: &Facts) -> Result<Change, ResourceError> {
         let import = format!("import CA under alias {}", self.alias);
+        let fingerprint = self.ca.as_ref().map(|c| c.fingerprint.as_str());
         let mut change = match facts.get("type") {
+            _ if self.format == TrustFormat::Pem => self.plan_pem(facts)?,
             Some("absent") | None if !self.create => {
                 return Err(ResourceError::Failed(format!(
                     "{} does not exist and create is false",
@@ -123,10 +216,10 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
             }
             Some("absent") | None => Change::new(
                 Action::Create,
-                vec![
-                    format!("create {} store", self.format.keytool_type()),
-                    import,
-                ],
+                self.issue_line()
+                    .into_iter()
+                    .chain([format!("create {} store", self.keytool_type()), import])
+                    .collect(),
             ),
             Some("file") => {
                 if let Some(err) = facts.get("store_error") {
@@ -138,7 +231,7 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
                         store_error_line(err)
                     )));
                 }
-                let mut details = Vec::new();
+                let mut details: Vec<String> = self.issue_line().into_iter().collect();
                 let mut action = Action::Update;
                 if facts.is("keytool", "absent") {
                     details.push(format!(
@@ -147,7 +240,7 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
                 } else if facts.is("alias", "absent") {
                     action = Action::Create;
                     details.push(import);
-                } else if !facts.is("fingerprint", &self.fingerprint) {
+                } else if fingerprint.is_none_or(|fp| !facts.is("fingerprint", fp)) {
                     details.push(format!("replace CA under alias {}", self.alias));
                 }
                 details.extend(self.attrs.changes(facts));
@@ -170,13 +263,25 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
         change
             .result
             .insert("alias".into(), self.alias.clone().into());
-        change
-            .result
-            .insert("fingerprint".into(), self.fingerprint.clone().into());
+        if let Some(fp) = fingerprint {
+            change.result.insert("fingerprint".into(), fp.into());
+        }
         Ok(change)
     }
 
     async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+        // Waiting for the state directory's lock and generating the CA block: off the async workers.
+        let (dir, cn) = (self.state_dir.clone(), self.ca_common_name.clone());
+        let ca = tokio::task::spawn_blocking(move || StateDir::open(KIND, &dir)?.ca(&cn))
+            .await
+            .map_err(|e| ResourceError::Failed(format!("{KIND}: issuing the CA failed: {e}")))??;
+        let mut result = change.result.clone();
+        result.insert("fingerprint".into(), ca.fingerprint.clone().into());
+        if self.format == TrustFormat::Pem {
+            let script = atomic_write_script(&self.dest, ca.pem.as_bytes(), &self.attrs, None);
+            run_ok(host, &format!("writing {}", self.dest), &script).await?;
+            return Ok(result);
+        }
         let script = format!(
             r#"set -e
 umask 077
@@ -202,21 +307,21 @@ mv -f "$w/store" "$dest"
             need = require_keytool(host.host()),
             dest = sh_quote(&self.dest),
             alias = sh_quote(&self.alias),
-            pem = self.ca_pem,
+            pem = ca.pem,
             sp = env_secret("APIM_SP", &self.password),
-            fmt = self.format.keytool_type(),
+            fmt = self.keytool_type(),
             new_mode = self.attrs.mode.unwrap_or(super::Mode(0o644)),
             attrs = self.attrs.script("\"$w/store\""),
         );
         run_ok(host, &format!("updating truststore {}", self.dest), &script).await?;
-        Ok(change.result.clone())
+        Ok(result)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{
-        bad_args, build_plain, converge, keytool, merged, mode_of, plan_now, res,
+        bad_args, build_plain, converge_runs, keytool, merged, mode_of, plan_now, res,
     };
     use super::super::{Action, ResourceError};
     use super::KIND;
@@ -267,13 +372,18 @@ mod tests {
         let state = tmp.path().join("pki");
         let dest = tmp.path().join("client-truststore.jks");
         let r = res(KIND, args(&state, &dest, json!({})));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        assert!(!state.exists(), "building must not create the CA");
+        let (first, second) = converge_runs(KIND, args(&state, &dest, json!({})), &t).await;
         assert_eq!(first.action, Action::Create);
         assert_eq!(
             first.details,
             vec![
-                "create JKS store",
-                "import CA under alias apim-provision-ca"
+                format!(
+                    "issue cluster CA (CN=apim-provision cluster CA) in {}",
+                    state.display()
+                ),
+                "create JKS store".into(),
+                "import CA under alias apim-provision-ca".into()
             ]
         );
         assert_eq!(second.action, Action::None);
@@ -288,15 +398,12 @@ mod tests {
         assert!(listing.contains("apim-provision cluster CA"), "{listing}");
 
         // A keystore from the same state_dir is issued by this very CA.
-        let ks = res(
-            "keystore",
-            json!({"dest": tmp.path().join("k.p12").display().to_string(),
+        let ks = json!({"dest": tmp.path().join("k.p12").display().to_string(),
                    "state_dir": state.display().to_string(), "name": "tls",
-                   "common_name": "apim", "password": PW}),
-        );
-        let ks_plan = plan_now(ks.as_ref(), &t).await.unwrap();
+                   "common_name": "apim", "password": PW});
+        let (ks_applied, _) = converge_runs("keystore", ks, &t).await;
         assert_eq!(
-            ks_plan.result["ca_fingerprint"],
+            ks_applied.result["ca_fingerprint"],
             first.result["fingerprint"]
         );
 
@@ -316,12 +423,12 @@ mod tests {
         let dest = tmp.path().join("client-truststore.jks");
         existing_store(&dest, "gateway");
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let r = res(KIND, args(&state, &dest, json!({"create": false})));
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let keep = args(&state, &dest, json!({"create": false}));
+        let (first, second) = converge_runs(KIND, keep.clone(), &t).await;
         assert_eq!(first.action, Action::Create);
         assert_eq!(
-            first.details,
-            vec!["import CA under alias apim-provision-ca"]
+            first.details[1..],
+            ["import CA under alias apim-provision-ca"]
         );
         assert_eq!(second.action, Action::None);
         assert!(keytool(&dest, PW, &["-list", "-alias", "gateway"]).0);
@@ -343,7 +450,7 @@ mod tests {
             &stale,
         ];
         assert!(keytool(&dest, PW, &import).0);
-        let (first, second) = converge(r.as_ref(), &t).await;
+        let (first, second) = converge_runs(KIND, keep, &t).await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
             first.details,
@@ -384,16 +491,13 @@ mod tests {
         let t = LocalTransport::new("t");
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("trust.p12");
-        let r = res(
-            KIND,
-            args(
-                &tmp.path().join("pki"),
-                &dest,
-                json!({"format": "pkcs12", "alias": "ca"}),
-            ),
+        let a = args(
+            &tmp.path().join("pki"),
+            &dest,
+            json!({"format": "pkcs12", "alias": "ca"}),
         );
-        let (first, second) = converge(r.as_ref(), &t).await;
-        assert_eq!(first.details[0], "create PKCS12 store");
+        let (first, second) = converge_runs(KIND, a, &t).await;
+        assert_eq!(first.details[1], "create PKCS12 store");
         assert_eq!(second.action, Action::None);
         assert_ne!(
             &std::fs::read(&dest).unwrap()[..4],
@@ -416,9 +520,12 @@ mod tests {
         bad_args(KIND, a, "state_dir");
         bad_args(
             KIND,
-            args(&state, &dest, json!({"format": "pem"})),
+            args(&state, &dest, json!({"format": "der"})),
             "format",
         );
+        let mut a = args(&state, &dest, json!({}));
+        a.as_object_mut().unwrap().remove("password");
+        bad_args(KIND, a, "password");
         bad_args(
             KIND,
             args(&state, &dest, json!({"create": "maybe"})),
@@ -431,5 +538,30 @@ mod tests {
         );
         assert!(!m.contains("12345"));
         assert!(build_plain(KIND, args(&state, &dest, json!({}))).is_ok());
+        assert!(!state.exists(), "building must not create the CA");
+    }
+
+    #[tokio::test]
+    async fn pem_format_writes_the_ca_certificate() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        let dest = tmp.path().join("ca.pem");
+        let a = json!({"dest": dest.display().to_string(), "state_dir": state.display().to_string(),
+                       "format": "pem", "mode": "0644"});
+        let (first, second) = converge_runs(KIND, a.clone(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(first.details[1], "write the CA certificate (PEM)");
+        assert_eq!(second.action, Action::None);
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            std::fs::read(state.join("ca.pem")).unwrap()
+        );
+        assert_eq!(mode_of(&dest), 0o644);
+        assert_eq!(first.result["fingerprint"].as_str().unwrap().len(), 64);
+        std::fs::write(&dest, "stale\n").unwrap();
+        let (first, second) = converge_runs(KIND, a, &t).await;
+        assert_eq!(first.details, ["replace the CA certificate (PEM)"]);
+        assert_eq!(second.action, Action::None);
     }
 }
