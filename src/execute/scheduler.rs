@@ -450,7 +450,7 @@ impl Run {
         &self,
         node: NodeIndex,
         hs: &HostState,
-        result: Result<crate::resources::Outcome, crate::resources::ResourceError>,
+        result: Result<crate::resources::Registered, crate::resources::ResourceError>,
         outcome: Outcome,
     ) -> Outcome {
         hs.changed();
@@ -546,7 +546,7 @@ impl Run {
 mod tests {
     use super::*;
     use crate::plan::{prepare, Options};
-    use crate::resources::{Change, Outcome as Registered, ResourceError};
+    use crate::resources::{Change, Registered, ResourceError};
     use crate::transport::{Facts, Transport};
     use async_trait::async_trait;
 

@@ -9,9 +9,9 @@ use serde::{Deserialize, Deserializer};
 /// A permission mode. Accepts `"0644"`, `"644"` and an unquoted YAML `0644` (which YAML 1.2 reads as the
 /// decimal 644: its digits are taken as octal, which is what the author meant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mode(pub u32);
+pub struct FileMode(pub u32);
 
-impl Mode {
+impl FileMode {
     /// Parses octal digits, rejecting anything that is not a valid mode.
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim().trim_start_matches("0o");
@@ -19,17 +19,17 @@ impl Mode {
         if v > 0o7777 {
             return Err(format!("mode `{s}` is out of range"));
         }
-        Ok(Mode(v))
+        Ok(FileMode(v))
     }
 }
 
-impl std::fmt::Display for Mode {
+impl std::fmt::Display for FileMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04o}", self.0)
     }
 }
 
-impl<'de> Deserialize<'de> for Mode {
+impl<'de> Deserialize<'de> for FileMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
         let s = match v {
@@ -41,7 +41,7 @@ impl<'de> Deserialize<'de> for Mode {
                 )))
             }
         };
-        Mode::parse(&s).map_err(serde::de::Error::custom)
+        FileMode::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -49,7 +49,7 @@ impl<'de> Deserialize<'de> for Mode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Attrs {
     /// Permission bits.
-    pub mode: Option<Mode>,
+    pub mode: Option<FileMode>,
     /// Owning user name.
     pub owner: Option<String>,
     /// Owning group name.
@@ -61,7 +61,7 @@ impl Attrs {
     pub fn changes(&self, facts: &Facts) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(m) = self.mode {
-            let cur = facts.get("mode").and_then(|c| Mode::parse(c).ok());
+            let cur = facts.get("mode").and_then(|c| FileMode::parse(c).ok());
             if cur != Some(m) {
                 let was = cur.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
                 out.push(format!("mode {was} -> {m}"));
@@ -182,7 +182,7 @@ trap - EXIT
             Some(_) => "",
             None => "chmod --reference=\"$dest\" \"$tmp\"; ",
         },
-        new_mode = attrs.mode.unwrap_or(Mode(0o644)),
+        new_mode = attrs.mode.unwrap_or(FileMode(0o644)),
     )
 }
 

@@ -16,7 +16,7 @@ use super::pki::{
 };
 use super::{
     atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
-    Mode, Outcome, Resource, ResourceError,
+    FileMode, Registered, Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -27,7 +27,7 @@ use serde_json::Value;
 const KIND: &str = "keystore";
 
 /// Mode of a file holding the private key that this task creates, unless `mode` says otherwise.
-const NEW_MODE: Mode = Mode(0o600);
+const NEW_MODE: FileMode = FileMode(0o600);
 
 /// What the task writes at `dest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -446,7 +446,11 @@ fi"#,
         Ok(change)
     }
 
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    async fn apply(
+        &self,
+        change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Registered, ResourceError> {
         // Waiting for the state directory's lock and generating keys block: off the async workers.
         let id = self.id.clone();
         let m =

@@ -44,12 +44,12 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-pub use attrs::{atomic_write_script, Attrs, Mode};
+pub use attrs::{atomic_write_script, Attrs, FileMode};
 pub use keymat::is_key_material;
 pub use sim::{Effect, FileSim, HostView, Pending, Reads};
 
 /// The registered result of a task (`register:`), as templates see it.
-pub type Outcome = Map<String, Value>;
+pub type Registered = Map<String, Value>;
 
 /// The kind of change a task would make, which decides its plan symbol and how it is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -121,7 +121,7 @@ pub struct Change {
     /// Text diff of the content, when content changes and both sides are text.
     pub diff: Option<ContentDiff>,
     /// What `register:` sees when the task makes no change (probe facts worth exposing).
-    pub result: Outcome,
+    pub result: Registered,
     /// What apply runs, in order, decided here from the same facts as `action` and `details`: apply
     /// executes exactly these, so what plan showed and what apply does cannot diverge.
     pub steps: Vec<Step>,
@@ -370,7 +370,7 @@ async fn upload_and_run(
 
 /// Runs `change`'s steps in order on `host` and returns the registered result: the one way apply makes a
 /// change, whatever the resource type. A failed guard or step stops there.
-pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Registered, ResourceError> {
     let mut result = change.result.clone();
     for step in &change.steps {
         let (what, script) = step.script();
@@ -420,7 +420,7 @@ impl Change {
             action,
             details,
             diff: None,
-            result: Outcome::new(),
+            result: Registered::new(),
             steps: Vec::new(),
             sensitive: false,
         }
@@ -552,7 +552,11 @@ pub trait Resource: Send + Sync {
 
     /// Makes exactly `change` on the host and returns what `register:` should see: by default its
     /// [`Change::steps`], through [`execute`].
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    async fn apply(
+        &self,
+        change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Registered, ResourceError> {
         execute(change, host).await
     }
 

@@ -7,7 +7,7 @@
 //! kept, not mounted), `absent` (no fstab entry, not mounted).
 
 use super::edit::{body, lines, Edit, TextFile};
-use super::{bad, parse_args, Action, Attrs, BuildCtx, Change, Outcome, Step};
+use super::{bad, parse_args, Action, Attrs, BuildCtx, Change, Registered, Step};
 use super::{Resource, ResourceError};
 use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
@@ -282,7 +282,7 @@ impl Mount {
                 };
             }
         }
-        change.result = Outcome::new();
+        change.result = Registered::new();
         change
             .result
             .insert("path".into(), self.path.clone().into());

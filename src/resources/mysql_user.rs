@@ -18,7 +18,7 @@ use super::mysql::{
 };
 use super::Presence as State;
 use super::{
-    bad, execute, one_or_many, parse_args, Action, BuildCtx, Change, Outcome, Resource,
+    bad, execute, one_or_many, parse_args, Action, BuildCtx, Change, Registered, Resource,
     ResourceError,
 };
 use crate::transport::{Facts, Transport};
@@ -507,7 +507,11 @@ fact password_matches "$(printf '%s\n' "$my_out" | cut -f2)"
     }
 
     /// Runs the planned statements, masking the password hash in an error that quotes one.
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    async fn apply(
+        &self,
+        change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Registered, ResourceError> {
         execute(change, host).await.map_err(|e| self.mask(e))
     }
 }

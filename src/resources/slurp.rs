@@ -3,7 +3,7 @@
 //! `registered['host']` — can use what a host has, such as a public key, on every run including a
 //! converged one.
 
-use super::{bad, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError, Step};
+use super::{bad, parse_args, Action, BuildCtx, Change, Registered, Resource, ResourceError, Step};
 use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -34,7 +34,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
 
 impl Slurp {
     /// The registered result for the probed file, or why there is none.
-    fn read(&self, facts: &Facts) -> Result<Option<Outcome>, ResourceError> {
+    fn read(&self, facts: &Facts) -> Result<Option<Registered>, ResourceError> {
         match facts.get("type") {
             Some("file") => {}
             Some("absent") | None => return Ok(None),
@@ -48,7 +48,7 @@ impl Slurp {
         let bytes = facts.bytes("content").ok_or_else(|| {
             ResourceError::Failed(format!("{} is larger than {MAX} bytes", self.path))
         })?;
-        let mut r = Outcome::new();
+        let mut r = Registered::new();
         r.insert("path".into(), self.path.clone().into());
         r.insert(
             "base64".into(),

@@ -12,7 +12,7 @@ use super::pki::{
 };
 use super::{
     atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
-    Outcome, Resource, ResourceError,
+    Registered, Resource, ResourceError,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -269,7 +269,11 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
         Ok(change)
     }
 
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    async fn apply(
+        &self,
+        change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Registered, ResourceError> {
         // Waiting for the state directory's lock and generating the CA block: off the async workers.
         let (dir, cn) = (self.state_dir.clone(), self.ca_common_name.clone());
         let ca = tokio::task::spawn_blocking(move || StateDir::open(KIND, &dir)?.ca(&cn))
@@ -310,7 +314,7 @@ mv -f "$w/store" "$dest"
             pem = ca.pem,
             sp = env_secret("APIM_SP", &self.password),
             fmt = self.keytool_type(),
-            new_mode = self.attrs.mode.unwrap_or(super::Mode(0o644)),
+            new_mode = self.attrs.mode.unwrap_or(super::FileMode(0o644)),
             attrs = self.attrs.script("\"$w/store\""),
         );
         run_ok(host, &format!("updating truststore {}", self.dest), &script).await?;

@@ -3,7 +3,7 @@
 //! a server and using it; a condition already met plans nothing, so a converged run does not wait.
 
 use super::{
-    bad, execute, parse_args, Action, BuildCtx, Change, Outcome, Resource, ResourceError, Step,
+    bad, execute, parse_args, Action, BuildCtx, Change, Registered, Resource, ResourceError, Step,
 };
 use crate::transport::{sh_quote, Facts, Transport};
 use async_trait::async_trait;
@@ -269,7 +269,11 @@ impl Resource for WaitFor {
 
     /// Runs the planned poll; what it printed says how long the wait took, which `register:` sees as
     /// `elapsed` (run-time data the plan cannot know).
-    async fn apply(&self, change: &Change, host: &dyn Transport) -> Result<Outcome, ResourceError> {
+    async fn apply(
+        &self,
+        change: &Change,
+        host: &dyn Transport,
+    ) -> Result<Registered, ResourceError> {
         let out = execute(change, host).await?;
         let elapsed: u64 = out
             .get("stdout")
