@@ -320,3 +320,33 @@ plays:
         "wkr ed25519-B\n"
     );
 }
+
+#[test]
+fn a_registered_result_beats_a_variable_of_its_name_and_extra_vars_beat_both() {
+    let p = Project::new();
+    p.local_inventory(&["a"], "vars:\n  answer: from-inventory\n  shown: from-inventory\n");
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - name: dir
+        file: { path: "{{ root }}", state: directory }
+      - name: ask
+        shell: { cmd: "echo from-register" }
+        register: answer
+      - name: ask again
+        shell: { cmd: "echo from-register" }
+        register: shown
+      - name: write
+        copy: { dest: "{{ root }}/out", content: "{{ answer.stdout }} {{ shown }}" }
+"#,
+    );
+    let r = p.run(&["apply", "inventory.yaml", "-e", "shown=from-e"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("out")).unwrap(),
+        "from-register from-e"
+    );
+}

@@ -66,13 +66,14 @@ impl Prepared {
         &self.pb.tasks[self.graph.graph[node].task]
     }
 
-    /// Template context of `node` with `registers` (the host's registered results so far) layered in.
+    /// Template context of `node` with `registers` (the host's registered results so far) layered in:
+    /// they beat every variable but `-e`, the README's precedence. `merge_maps` lets the last map win.
     pub fn context(&self, node: petgraph::graph::NodeIndex, registers: &Vars) -> Value {
         let n = &self.graph.graph[node];
         let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)]
             .context
             .clone();
-        merge_maps([self.extra.clone(), Value::from_serialize(registers), base])
+        merge_maps([base, Value::from_serialize(registers), self.extra.clone()])
     }
 
     /// Builds a node's resource with `ctx`, labelling errors with the task, host and place.
