@@ -324,7 +324,10 @@ plays:
 #[test]
 fn a_registered_result_beats_a_variable_of_its_name_and_extra_vars_beat_both() {
     let p = Project::new();
-    p.local_inventory(&["a"], "vars:\n  answer: from-inventory\n  shown: from-inventory\n");
+    p.local_inventory(
+        &["a"],
+        "vars:\n  answer: from-inventory\n  shown: from-inventory\n",
+    );
     p.write(
         "playbooks/main.yaml",
         r#"

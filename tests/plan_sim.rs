@@ -11,24 +11,6 @@ fn changes(run: &Run) -> u64 {
     s["add"].as_u64().unwrap() + s["change"].as_u64().unwrap()
 }
 
-/// The names of the tasks of a `--json` run whose status is not `unchanged` or a skip, sorted (events come
-/// in completion order).
-fn changed_tasks(run: &Run) -> Vec<String> {
-    run.json()
-        .into_iter()
-        .filter(|e| e["type"] == "task")
-        .filter(|e| {
-            !matches!(
-                e["status"].as_str(),
-                Some("unchanged") | Some("skipped") | Some("not_notified")
-            )
-        })
-        .map(|e| e["task"].as_str().unwrap().to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
 fn project(playbook: &str) -> Project {
     let p = Project::new();
     p.local_inventory(&["a"], "");
@@ -165,7 +147,7 @@ plays:
     assert_eq!(plan.event("a", "gate")["status"], "known_after_apply");
     let apply = p.run(&["apply", "inventory.yaml", "-e", "heap=2g", "--json"]);
     assert_eq!(apply.code, 0, "{}", apply.all());
-    assert_eq!(changed_tasks(&plan), changed_tasks(&apply));
+    assert_eq!(plan.changed_tasks(), apply.changed_tasks());
     assert_eq!(changes(&plan), 3, "{}", plan.stdout);
     assert_eq!(changes(&plan), changes(&apply));
 }

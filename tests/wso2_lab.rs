@@ -211,7 +211,7 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     assert_eq!(plan.code, 2, "{}", plan.all());
     let applied = run(&p, "apply", &vars, &heap);
     assert_eq!(applied.code, 0, "{}", applied.all());
-    assert_eq!(changed_tasks(&plan), changed_tasks(&applied));
+    assert_eq!(plan.changed_tasks(), applied.changed_tasks());
     assert_eq!(plan.summary()["change"], 8, "{}", plan.stdout);
     assert_eq!(plan.summary()["change"], applied.summary()["change"]);
 
@@ -223,24 +223,6 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
         t4.elapsed(),
         t0.elapsed()
     );
-}
-
-/// Host and task of every event of a `--json` run that is a change (pending or made), sorted.
-fn changed_tasks(r: &Run) -> Vec<String> {
-    let mut out: Vec<String> = r
-        .json()
-        .into_iter()
-        .filter(|e| e["type"] == "task")
-        .filter(|e| {
-            !matches!(
-                e["status"].as_str(),
-                Some("unchanged") | Some("skipped") | Some("not_notified")
-            )
-        })
-        .map(|e| format!("{} {}", e["host"], e["task"]))
-        .collect();
-    out.sort();
-    out
 }
 
 /// An HTTP server for the lab's hosts: python's http.server serving `dir` from h1's network namespace

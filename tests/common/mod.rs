@@ -55,6 +55,25 @@ impl Run {
         );
     }
 
+    /// `host task` of every task event of a `--json` run that is a change (pending in plan, made in
+    /// apply), sorted: events come in completion order, which differs between plan and apply.
+    pub fn changed_tasks(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .json()
+            .into_iter()
+            .filter(|e| e["type"] == "task")
+            .filter(|e| {
+                !matches!(
+                    e["status"].as_str(),
+                    Some("unchanged") | Some("skipped") | Some("not_notified")
+                )
+            })
+            .map(|e| format!("{} {}", e["host"], e["task"]))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The JSON task event for `host`/`task`.
     pub fn event(&self, host: &str, task: &str) -> serde_json::Value {
         self.json()
