@@ -547,3 +547,22 @@ fn template_paths_in_errors_are_normalised() {
     );
     assert!(!err.contains("/../") && !err.contains("/./"), "{err}");
 }
+
+#[test]
+fn a_type_error_in_the_inventory_does_not_quote_the_value() {
+    // Secrets are known only once the inventory is read: a value in the wrong place may be one.
+    let p = Project::new();
+    p.write("playbooks/main.yaml", "plays: []\n");
+    p.write(
+        "inventory.yaml",
+        "playbook: playbooks/main.yaml\nhosts:\n  a: \"-----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\"\n",
+    );
+    let r = p.run(&["plan", "inventory.yaml", "--no-color"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("inventory.yaml:3"), "{}", r.stderr);
+    assert!(
+        !r.all().contains("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC") && !r.all().contains("PRIVATE KEY"),
+        "{}",
+        r.all()
+    );
+}

@@ -61,7 +61,7 @@ pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    let mut msg = e.to_string();
+    let mut msg = withhold_values(&e.to_string());
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
     }
@@ -76,6 +76,18 @@ pub fn yaml_error(path: &std::path::Path, e: serde_yaml::Error) -> ModelError {
             msg
         },
     }
+}
+
+/// serde's type errors quote the offending value (`invalid type: string "…", expected a map`). Such an
+/// error comes before the run knows which values are secrets (the inventory is being read), so the
+/// value could be a password or a key: the message keeps the kind and leaves the value out.
+fn withhold_values(msg: &str) -> String {
+    use std::sync::OnceLock;
+    static QUOTED: OnceLock<regex::Regex> = OnceLock::new();
+    let re = QUOTED.get_or_init(|| {
+        regex::Regex::new(r#"\b(string|char) "(?:[^"\\]|\\.)*""#).expect("static regex")
+    });
+    re.replace_all(msg, "$1 (value not shown)").into_owned()
 }
 
 /// Reads a regular file, naming it (as the user wrote it, normalised) on failure.
