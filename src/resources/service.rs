@@ -157,6 +157,11 @@ fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's
     /// A unit file written by an earlier task of the run makes systemd want a daemon-reload by the time
     /// this task runs, which the probe (taken before) cannot see yet.
     fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
+        // A unit that does not exist yet after an earlier package install or command: the package may
+        // well bring it, started and enabled (Debian's do), so only apply can tell.
+        if facts.is("load", "not-found") && view.opaque() {
+            return Ok(None);
+        }
         let mut facts = facts.clone();
         if self.daemon_reload && UNIT_DIRS.iter().any(|d| view.writes_under(d)) {
             facts.set("need_reload", "yes");
@@ -392,6 +397,20 @@ exit 0"#
             change.details,
             vec!["daemon-reload (unit files changed on disk)"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_missing_unit_after_an_earlier_package_install_is_known_after_apply() {
+        use super::super::{Effect, HostView};
+        let fake = fake_systemd(&[]).await;
+        let r = res(KIND, json!({"name": "nginx", "state": "started"}));
+        let facts = super::super::testkit::probe_now(r.as_ref(), &fake)
+            .await
+            .unwrap();
+        let mut view = HostView::default();
+        assert!(r.plan_in(&facts, &view).unwrap().is_some());
+        view.record(vec![Effect::Other]);
+        assert!(r.plan_in(&facts, &view).unwrap().is_none());
     }
 
     #[tokio::test]
