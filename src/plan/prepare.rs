@@ -58,6 +58,7 @@ pub struct Prepared {
     /// Secret variable names per context (see [`secret_names`]).
     secret_vars: HashMap<(String, usize), BTreeSet<String>>,
     extra: Value,
+    digests: resources::Digests,
 }
 
 impl Prepared {
@@ -106,6 +107,7 @@ impl Prepared {
             render: &render,
             sensitive: self.is_sensitive(node),
             reads_secret: &reads_secret,
+            digests: &self.digests,
         };
         resources::build(&t.kind, args, &bctx)
             .map(Arc::from)
@@ -325,6 +327,7 @@ pub fn prepare_with(
         contexts,
         secret_vars,
         extra: Value::from_serialize(&opts.extra),
+        digests: resources::Digests::default(),
     };
     p.add_sensitive_registers();
     for node in p.graph.graph.node_indices() {

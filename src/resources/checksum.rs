@@ -6,7 +6,7 @@ use super::{bad, ResourceError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// The lowercase hex digest of a `sha256` argument; `kind` names the task type in the error.
@@ -29,30 +29,43 @@ pub fn parse_optional(kind: &str, given: &Option<String>) -> Result<Option<Strin
     }
 }
 
-/// Digests already computed, by path, size and modification time: a pack is hashed once per run, not
-/// once per host.
-type Seen = HashMap<(PathBuf, u64, Option<SystemTime>), String>;
+/// The run's digests of controller files, by path, size and modification time: a pack is hashed once per
+/// run, not once per host. One per run (the plan owns it), passed to resources as they are built.
+#[derive(Debug, Default)]
+pub struct Digests(Mutex<HashMap<FileVersion, String>>);
 
-fn digest_of(path: &Path) -> std::io::Result<String> {
-    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
-    let meta = std::fs::metadata(path)?;
-    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
-    let seen = SEEN.get_or_init(Default::default);
-    if let Some(d) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(d.clone());
+/// A controller file as it is now: path, size and modification time.
+type FileVersion = (PathBuf, u64, Option<SystemTime>);
+
+impl Digests {
+    /// The sha256 of the controller file at `path`, computed once for its current size and mtime.
+    fn of(&self, path: &Path) -> std::io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+        if let Some(d) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(d.clone());
+        }
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+        let d = format!("{:x}", hasher.finalize());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, d.clone());
+        Ok(d)
     }
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    let d = format!("{:x}", hasher.finalize());
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, d.clone());
-    Ok(d)
 }
 
 /// Fails, naming the file and both digests, unless the controller file at `path` has digest `want`.
-pub fn verify_file(kind: &str, path: &Path, want: &str) -> Result<(), ResourceError> {
-    let got = digest_of(path).map_err(|e| bad(kind, format!("reading {}: {e}", path.display())))?;
+pub fn verify_file(
+    kind: &str,
+    path: &Path,
+    want: &str,
+    digests: &Digests,
+) -> Result<(), ResourceError> {
+    let got = digests
+        .of(path)
+        .map_err(|e| bad(kind, format!("reading {}: {e}", path.display())))?;
     expect(kind, path, &got, want)
 }
 
@@ -96,11 +109,14 @@ mod tests {
         let f = d.path().join("pack.zip");
         std::fs::write(&f, "one").unwrap();
         let one = super::super::sha256_hex(b"one");
-        verify_file("t", &f, &one).unwrap();
+        let digests = Digests::default();
+        verify_file("t", &f, &one, &digests).unwrap();
         std::fs::write(&f, "two!").unwrap();
-        let err = verify_file("t", &f, &one).unwrap_err().to_string();
+        let err = verify_file("t", &f, &one, &digests)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pack.zip") && err.contains(&one), "{err}");
-        let missing = verify_file("t", &d.path().join("nope"), &one).unwrap_err();
+        let missing = verify_file("t", &d.path().join("nope"), &one, &digests).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
     }
 }

@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use attrs::{atomic_write_script, Attrs, FileMode};
+pub use checksum::Digests;
 pub use keymat::is_key_material;
 pub use sim::{Effect, FileSim, HostView, Pending, Reads};
 
@@ -506,6 +507,8 @@ pub struct BuildCtx<'a> {
     /// True when template text (a template file; the name places its includes) renders anything from a
     /// secret variable.
     pub reads_secret: &'a dyn Fn(&str, &str) -> bool,
+    /// The run's cache of controller file digests, so a pinned pack is hashed once, not once per host.
+    pub digests: &'a Digests,
 }
 
 impl BuildCtx<'_> {
@@ -716,6 +719,7 @@ pub(crate) mod testkit {
             render: &render,
             sensitive: false,
             reads_secret: &|_, _| false,
+            digests: &Digests::default(),
         };
         build(kind, args, &ctx)
     }

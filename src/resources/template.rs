@@ -74,6 +74,7 @@ mod tests {
             render: &render,
             sensitive: false,
             reads_secret: &reads_secret,
+            digests: &crate::resources::Digests::default(),
         };
         build("template", args, &ctx)
     }

@@ -112,7 +112,7 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
                 .find("files", &src)
                 .map_err(|e| bad(KIND, format!("src: {e}")))?;
             if let Some(want) = &sha256 {
-                checksum::verify_file(KIND, &path, want)?;
+                checksum::verify_file(KIND, &path, want, ctx.digests)?;
             }
             Source::Controller(path)
         }
