@@ -232,19 +232,31 @@ mod tests {
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
-    /// Apply downloads only what plan decided: a file that appeared at `dest` after the probe is the
-    /// operator's, not overwritten, and the shell no longer decides by itself.
-    #[tokio::test]
-    async fn a_file_written_after_the_plan_is_refused_not_replaced() {
-        let t = LocalTransport::new("t");
+    /// A pack served on loopback and a `get_url` of it (with `extra` arguments) into a fresh directory:
+    /// the transport, the directory guard, the URL, `dest` and the resource.
+    fn served_pack(
+        extra: serde_json::Value,
+    ) -> (
+        LocalTransport,
+        tempfile::TempDir,
+        String,
+        String,
+        Box<dyn super::super::Resource>,
+    ) {
         let body = b"pack contents\n".to_vec();
         let url = format!("http://127.0.0.1:{}/pack.zip", serve_http(body.clone()));
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("pack.zip").display().to_string();
-        let r = res(
-            KIND,
-            json!({"url": url, "dest": dest, "sha256": sha256_hex(&body)}),
-        );
+        let args = json!({"url": url, "dest": dest, "sha256": sha256_hex(&body)});
+        let r = res(KIND, super::super::testkit::merged(args, extra));
+        (LocalTransport::new("t"), dir, url, dest, r)
+    }
+
+    /// Apply downloads only what plan decided: a file that appeared at `dest` after the probe is the
+    /// operator's, not overwritten, and the shell no longer decides by itself.
+    #[tokio::test]
+    async fn a_file_written_after_the_plan_is_refused_not_replaced() {
+        let (t, _dir, _url, dest, r) = served_pack(json!({}));
         let change = plan_now(r.as_ref(), &t).await.unwrap();
         assert_eq!(change.action, Action::Create);
         std::fs::write(&dest, "someone else's\n").unwrap();
@@ -258,15 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn downloads_once_then_plans_nothing() {
-        let t = LocalTransport::new("t");
-        let body = b"pack contents\n".to_vec();
-        let url = format!("http://127.0.0.1:{}/pack.zip", serve_http(body.clone()));
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("pack.zip").display().to_string();
-        let r = res(
-            KIND,
-            json!({"url": url, "dest": dest, "sha256": sha256_hex(&body), "mode": "0640"}),
-        );
+        let (t, _dir, url, dest, r) = served_pack(json!({"mode": "0640"}));
         let (first, second) = converge(r.as_ref(), &t).await;
         assert_eq!(first.action, Action::Create);
         assert_eq!(
@@ -274,7 +278,7 @@ mod tests {
             vec![format!("download {url}"), "mode - -> 0640".to_string()]
         );
         assert_eq!(second.action, Action::None);
-        assert_eq!(std::fs::read(&dest).unwrap(), body);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"pack contents\n");
         let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o640);
     }
