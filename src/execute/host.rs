@@ -6,7 +6,7 @@ use crate::resources::HostView;
 use crate::transport::{BatchAnswer, ProbeBatch, Transport};
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -29,8 +29,6 @@ pub struct HostState {
     pub view: Mutex<HostView>,
     /// Number of changes made on this host; a batch taken before the first change stays valid.
     changes: AtomicU64,
-    /// Plan mode: a change is pending on this host, so results probed after it may differ after apply.
-    pending: AtomicBool,
     batch: OnceCell<BatchResult>,
 }
 
@@ -44,7 +42,6 @@ impl HostState {
             notified: Mutex::new(HashMap::new()),
             view: Mutex::new(HostView::default()),
             changes: AtomicU64::new(0),
-            pending: AtomicBool::new(false),
             batch: OnceCell::new(),
         }
     }
@@ -100,15 +97,10 @@ impl HostState {
             .await
     }
 
-    /// Plan mode: records that a change is pending on this host.
-    pub fn plan_pending(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-    }
-
     /// Registers `value` under `name`; in plan mode after a pending change on this host the value is
     /// only known after apply, so it is marked unknown instead.
     pub fn register(&self, name: &str, value: serde_json::Value) {
-        if self.pending.load(Ordering::SeqCst) {
+        if !self.view.lock().expect("view").is_empty() {
             self.unknown
                 .lock()
                 .expect("unknown")

@@ -365,10 +365,7 @@ impl Run {
             ));
         }
         let planned = match self.mode {
-            Mode::Plan => {
-                let view = hs.view.lock().expect("view").clone();
-                resource.plan_in(&answer.facts, &view)
-            }
+            Mode::Plan => resource.plan_in(&answer.facts, &hs.view.lock().expect("view")),
             Mode::Apply => resource.plan(&answer.facts).map(Some),
         };
         let change = match planned {
@@ -426,7 +423,6 @@ impl Run {
     /// the handlers it notifies will run.
     fn pending(&self, node: NodeIndex, hs: &HostState, effects: Vec<Effect>) {
         hs.view.lock().expect("view").record(effects);
-        hs.plan_pending();
         if let Some(r) = &self.p.task(node).register {
             hs.unknown.lock().expect("unknown").insert(r.clone());
         }

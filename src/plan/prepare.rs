@@ -96,11 +96,11 @@ impl Prepared {
         };
         // A template file reads a secret when what it renders changes with the secrets replaced by
         // placeholders: through filters, includes and macros alike. A render that fails with them
-        // (`| int` of one) counts as reading one.
-        let without = self.without_secrets(node, ctx);
-        let reads_secret = |text: &str, name: &str| {
-            let real = self.templates.render_named(name, text, ctx);
-            real.is_err() || real != self.templates.render_named(name, text, &without)
+        // (`| int` of one) counts as reading one. The real render is the one `render` already made, and
+        // the placeholder context is made only for the template files that ask.
+        let reads_secret = |text: &str, name: &str, rendered: &str| {
+            let without = self.without_secrets(node, ctx);
+            self.templates.render_named(name, text, &without).as_deref() != Ok(rendered)
         };
         let bctx = BuildCtx {
             search: &t.search,

@@ -185,11 +185,7 @@ impl Resource for Copy {
                 }
             }
             FileSim::AsProbed => facts.clone(),
-            FileSim::Absent => {
-                let mut f = Facts::default();
-                f.set("type", "absent");
-                f
-            }
+            FileSim::Absent => Facts::absent(),
             FileSim::File { mut facts, content } => {
                 let sha = sha256_hex(&content);
                 if sha != self.sha && content.len() as u64 <= DIFF_LIMIT {

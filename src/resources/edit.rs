@@ -190,11 +190,7 @@ if [ -f "$p" ]; then s=$(stat -c %s -- "$p"); fact size "$s"; if [ "$s" -le {MAX
         let target = facts.get("target").unwrap_or(&self.path).to_string();
         match view.file(&target, facts) {
             FileSim::AsProbed => Some(facts.clone()),
-            FileSim::Absent => {
-                let mut f = Facts::default();
-                f.set("type", "absent");
-                Some(f)
-            }
+            FileSim::Absent => Some(Facts::absent()),
             FileSim::File { mut facts, content } => {
                 if target != self.path {
                     facts.set("target", &target);

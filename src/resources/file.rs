@@ -114,11 +114,7 @@ impl Resource for FileRes {
     fn plan_in(&self, facts: &Facts, view: &HostView) -> Result<Option<Change>, ResourceError> {
         match view.file(&self.args.path, facts) {
             FileSim::AsProbed => self.plan(facts).map(Some),
-            FileSim::Absent => {
-                let mut f = Facts::default();
-                f.set("type", "absent");
-                self.plan(&f).map(Some)
-            }
+            FileSim::Absent => self.plan(&Facts::absent()).map(Some),
             FileSim::File { facts, .. } => self.plan(&facts).map(Some),
             FileSim::Unknown => Ok(None),
         }

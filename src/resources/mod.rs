@@ -504,9 +504,9 @@ pub struct BuildCtx<'a> {
     /// True when the task is sensitive (reads a secret, or says `sensitive: true`): resources that show
     /// content keep it out of their change.
     pub sensitive: bool,
-    /// True when template text (a template file; the name places its includes) renders anything from a
-    /// secret variable.
-    pub reads_secret: &'a dyn Fn(&str, &str) -> bool,
+    /// True when template text (a template file; the name places its includes), already rendered by
+    /// `render` as the third argument, renders anything from a secret variable.
+    pub reads_secret: &'a dyn Fn(&str, &str, &str) -> bool,
     /// The run's cache of controller file digests, so a pinned pack is hashed once, not once per host.
     pub digests: &'a Digests,
 }
@@ -718,7 +718,7 @@ pub(crate) mod testkit {
             search: &[],
             render: &render,
             sensitive: false,
-            reads_secret: &|_, _| false,
+            reads_secret: &|_, _, _| false,
             digests: &Digests::default(),
         };
         build(kind, args, &ctx)

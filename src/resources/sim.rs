@@ -112,11 +112,16 @@ impl HostView {
         }
     }
 
+    /// True while no pending change is recorded: what a probe sees now is what apply will find.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.units.is_empty() && !self.other
+    }
+
     /// True when no pending change can affect a probe that `reads`.
     pub fn unaffected(&self, reads: &Reads) -> bool {
         match reads {
             Reads::Nothing => true,
-            Reads::Anything => self.paths.is_empty() && self.units.is_empty() && !self.other,
+            Reads::Anything => self.is_empty(),
             Reads::Paths(ps) => ps.iter().all(|p| self.at(p).is_none()),
         }
     }

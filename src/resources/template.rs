@@ -29,7 +29,8 @@ pub(super) fn build(args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, Re
     let rendered =
         (ctx.render)(&text, &path.display().to_string()).map_err(|e| bad("template", e))?;
     format::check("template", &a.src, a.format, rendered.as_bytes())?;
-    let sensitive = ctx.sensitive || (ctx.reads_secret)(&text, &path.display().to_string());
+    let sensitive =
+        ctx.sensitive || (ctx.reads_secret)(&text, &path.display().to_string(), &rendered);
     Ok(Box::new(
         Copy::new(
             "template",
@@ -66,8 +67,8 @@ mod tests {
             placeholder["token"] = json!("\u{1}token\u{1}");
         }
         let without = minijinja::Value::from_serialize(&placeholder);
-        let reads_secret = |text: &str, name: &str| {
-            engine.render_named(name, text, &ctx) != engine.render_named(name, text, &without)
+        let reads_secret = |text: &str, name: &str, rendered: &str| {
+            engine.render_named(name, text, &without).as_deref() != Ok(rendered)
         };
         let ctx = BuildCtx {
             search: &search,

@@ -50,6 +50,14 @@ impl Facts {
         self.0.iter()
     }
 
+    /// The facts `fact_stat` prints for a path that does not exist: how a plan describes a file that
+    /// will not be there yet when a task runs.
+    pub fn absent() -> Self {
+        let mut f = Facts::default();
+        f.set("type", "absent");
+        f
+    }
+
     /// Sets (or replaces) the fact `key`: how a plan describes a host as earlier pending changes will
     /// leave it, in the facts a probe would then print.
     pub fn set(&mut self, key: &str, value: &str) {
