@@ -104,18 +104,9 @@ fn a_closed_pipe_is_an_error_not_a_panic() {
         &["graph", "inventory.yaml"][..],
         &["validate", "inventory.yaml"],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-provision"))
-            .args(args)
-            .current_dir(p.path())
-            .env_remove("RUST_BACKTRACE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let out = p.run_stdout_closed(args);
+        let err = &out.stderr;
+        assert_eq!(out.code, 1, "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(err.contains("writing to standard output"), "{err}");
     }

@@ -140,6 +140,26 @@ impl Project {
         }
     }
 
+    /// Runs the binary with `args` and its standard output closed before it writes (`… | head -0`), as a
+    /// pager or `head` that quits early leaves it.
+    pub fn run_stdout_closed(&self, args: &[&str]) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-provision"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run apim-provision");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for apim-provision");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// True when no host directory was created: nothing was touched.
     pub fn untouched(&self) -> bool {
         !self.path().join("hosts").exists()
