@@ -566,3 +566,21 @@ fn a_type_error_in_the_inventory_does_not_quote_the_value() {
         r.all()
     );
 }
+
+#[test]
+fn vars_files_are_shared_below_the_playbook_vars_and_their_errors_are_located() {
+    let pb = "vars_files: [vars/shared.yaml]\nvars:\n  b: from-playbook\nplays:\n  - hosts: a\n    tasks:\n      - name: show\n        copy: {dest: \"{{ root }}/out\", content: \"{{ a }} {{ b }}\"}\n";
+    let p = project(pb);
+    p.write("playbooks/vars/shared.yaml", "a: from-file\nb: from-file\n");
+    std::fs::create_dir_all(p.path().join("hosts/a")).unwrap();
+    let r = p.run(&["apply", "inventory.yaml", "--no-color"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let out = std::fs::read_to_string(p.path().join("hosts/a/out")).unwrap();
+    assert_eq!(out, "from-file from-playbook");
+
+    let dup = project(pb);
+    dup.write("playbooks/vars/shared.yaml", "a: 1\na: 2\n");
+    every_command(&dup, &["shared.yaml:2"]);
+    let missing = project("vars_files: [vars/missing.yaml]\nplays:\n  - hosts: a\n    tasks: []\n");
+    every_command(&missing, &["main.yaml:1", "missing.yaml does not exist"]);
+}

@@ -113,6 +113,8 @@ pub struct Playbook {
 struct PlaybookFile {
     name: Option<String>,
     #[serde(default)]
+    vars_files: Vec<String>,
+    #[serde(default)]
     vars: Vars,
     plays: Vec<PlayFile>,
 }
@@ -218,7 +220,9 @@ impl Playbook {
             },
             stack: Vec::new(),
         };
-        let pb_vars = Arc::new(raw.vars);
+        let mut shared = vars_files(&dir, &raw.vars_files, &lines)?;
+        shared.extend(raw.vars);
+        let pb_vars = Arc::new(shared);
         for (i, p) in raw.plays.into_iter().enumerate() {
             let at = format!("{prefix}{i}");
             let loc = lines.at(&at);
@@ -260,6 +264,27 @@ impl Playbook {
         l.check_notify()?;
         Ok(l.pb)
     }
+}
+
+/// The playbook's `vars_files`, merged in order (a later file overrides an earlier one): vars that several
+/// playbooks share are written once. Paths are relative to the playbook's directory; the playbook's own
+/// `vars` then override what the files set.
+fn vars_files(dir: &Path, files: &[String], lines: &Lines) -> Result<Vars, ModelError> {
+    let mut merged = Vars::new();
+    for (i, f) in files.iter().enumerate() {
+        let path = clean(&dir.join(f));
+        if !path.exists() {
+            return Err(ModelError::at(
+                &lines.at(&format!("vars_files.{i}")),
+                format!("vars file {} does not exist", path.display()),
+            ));
+        }
+        let text = read(&path)?;
+        Lines::index(&path, &text)?;
+        let vars: Vars = parse_yaml(&path, &text)?;
+        merged.extend(vars);
+    }
+    Ok(merged)
 }
 
 impl Loader {
