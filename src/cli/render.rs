@@ -34,7 +34,7 @@ pub fn render(p: &Prepared, out: &Path) -> Result<String> {
             let file = match &f.outcome {
                 Outcome::Written(content) => {
                     let rel = Path::new(host).join(relative(f)?);
-                    write(p, f, &tmp.path.join(&rel), content)?;
+                    write(p, f, &tmp.path.join(&rel), &out.join(&rel), content)?;
                     written += 1;
                     Some(rel)
                 }
@@ -125,10 +125,11 @@ fn relative(f: &RenderedFile) -> Result<PathBuf> {
     }
 }
 
-/// Writes one rendered file, an error naming its task.
-fn write(p: &Prepared, f: &RenderedFile, path: &Path, content: &[u8]) -> Result<()> {
+/// Writes one rendered file at `path` in the scratch tree, an error naming its task and where the file
+/// goes (`shown`).
+fn write(p: &Prepared, f: &RenderedFile, path: &Path, shown: &Path, content: &[u8]) -> Result<()> {
     let t = p.task(f.node);
-    let at = || format!("{}: task `{}`: writing {}", t.loc, t.name, path.display());
+    let at = || format!("{}: task `{}`: writing {}", t.loc, t.name, shown.display());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(at)?;
     }

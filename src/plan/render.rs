@@ -1,8 +1,20 @@
 //! What `render` shows: every whole file the plan's `copy` and `template` tasks would write, made on the
-//! controller from what the run already prepared, touching no host. Secrets render as
-//! [`MASK`](crate::report::mask::MASK) (the secret variables are replaced by it, as the secret check
-//! replaces them by its markers) and registered results, which only a run can know, as
-//! [`KNOWN_AFTER_APPLY`].
+//! controller from what the run already prepared, touching no host. The rules, per task and host:
+//!
+//! - Secrets: a sensitive file is built again with every secret variable replaced by
+//!   [`MASK`](crate::report::mask::MASK) (as the secret check replaces them by its markers), so what it
+//!   renders holds no secret by construction, short ones included; filters apply to the placeholder
+//!   (`| upper` shows `(SENSITIVE)`). A template that needs a secret's real value (`| int`) is not
+//!   written. Every written text also passes the run's masker. Key material, and a task that says
+//!   `sensitive: true` (whatever it reads), is never written.
+//! - Registered results (own host's, or `registered['h'].x`) are unknown without a run: each renders as
+//!   [`KNOWN_AFTER_APPLY`], whatever attribute is read of it. A template that needs a real value of one
+//!   (`| b64decode`) is not written.
+//! - `when`: decided as apply decides it when it reads no registered result; false means skipped (not
+//!   written). A `when` reading registered results, and a handler (run only when notified), are
+//!   undecided: listed, not written.
+//! - A file a later task of the host writes again is not written: the later one is what the host ends
+//!   with. Later partial edits (`lineinfile`, `xml`, …) are not applied.
 
 use super::prepare::{Prepared, OTHER_HOSTS};
 use crate::model::ModelError;

@@ -1084,6 +1084,27 @@ mod tests {
         assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "user");
     }
 
+    /// `render` lists the types the table marks as writing whole files, and their resources give it.
+    #[test]
+    fn whole_file_types_give_the_file_they_write() {
+        let r = res(
+            "copy",
+            json!({"dest": "/etc/x", "content": "a\n", "mode": "0600"}),
+        );
+        let w = r.whole_file().expect("copy writes a whole file");
+        assert_eq!(
+            (w.dest, w.content, w.attrs.mode, w.sensitive),
+            ("/etc/x", &b"a\n"[..], Some(FileMode(0o600)), false)
+        );
+        let dir = res("file", json!({"path": "/etc/x", "state": "directory"}));
+        assert!(dir.whole_file().is_none());
+        let marked: Vec<_> = names()
+            .into_iter()
+            .filter(|n| writes_whole_file(n))
+            .collect();
+        assert_eq!(marked, ["copy", "template"]);
+    }
+
     /// A planned change carries its scripts, secrets included, but its `Debug` (what a log line would
     /// show) never does.
     #[tokio::test]
