@@ -4,6 +4,7 @@
 mod demo;
 mod lock;
 mod logging;
+mod render;
 mod signals;
 
 use anyhow::{bail, Context, Result};
@@ -51,6 +52,15 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+    /// Write every file the copy/template tasks would write into DIR/<host>/<dest>, with DIR/index.json;
+    /// touches no host.
+    Render {
+        #[command(flatten)]
+        target: Target,
+        /// Directory to write (new, empty, or an earlier render's, which is replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Run plan -> apply -> plan of the main job: the active-active WSO2 cluster on the project's lab
     /// where this machine can run it, else the embedded local demo.
@@ -130,6 +140,7 @@ impl Cli {
                 Command::Apply(a) => run(&a, Mode::Apply, verbosity, &masker).await,
                 Command::Validate(t) => validate(&t, &masker),
                 Command::Graph { target, format } => graph(&target, format, &masker),
+                Command::Render { target, out } => render_to(&target, &out, &masker),
                 Command::Demo { dir, keep, local } => {
                     demo::run(&dir, keep, local, verbosity, &masker).await
                 }
@@ -278,5 +289,15 @@ fn graph(t: &Target, format: GraphFormat, masker: &Masker) -> Result<i32> {
         GraphFormat::Json => serde_json::to_string_pretty(&p.graph.to_json(&p.pb))?,
     };
     print_out(&masker.mask(&text))?;
+    Ok(0)
+}
+
+fn render_to(t: &Target, out: &std::path::Path, masker: &Masker) -> Result<i32> {
+    let p = load(t, masker)?;
+    for w in &p.graph.warnings {
+        eprintln!("warning: {w}");
+    }
+    let summary = render::render(&p, out)?;
+    print_out(&masker.mask(&summary))?;
     Ok(0)
 }

@@ -4,6 +4,8 @@
 
 pub mod graph;
 mod prepare;
+mod render;
 
 pub use graph::{Edge, Node, TaskGraph};
 pub use prepare::{prepare, prepare_with, NodePrep, Options, Prepared, OTHER_HOSTS};
+pub use render::{Outcome, RenderedFile, KNOWN_AFTER_APPLY};

@@ -70,11 +70,17 @@ impl Prepared {
     /// Template context of `node` with `registers` (the host's registered results so far) layered in:
     /// they beat every variable but `-e`, the README's precedence. `merge_maps` lets the last map win.
     pub fn context(&self, node: petgraph::graph::NodeIndex, registers: &Vars) -> Value {
+        self.context_with(node, Value::from_serialize(registers))
+    }
+
+    /// [`Prepared::context`] with the registered results given as a template value, which may hold
+    /// what no JSON can (`render`'s stand-in for results known only after apply).
+    pub(super) fn context_with(&self, node: petgraph::graph::NodeIndex, registers: Value) -> Value {
         let n = &self.graph.graph[node];
         let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)]
             .context
             .clone();
-        merge_maps([base, Value::from_serialize(registers), self.extra.clone()])
+        merge_maps([base, registers, self.extra.clone()])
     }
 
     /// Builds a node's resource with `ctx`, labelling errors with the task, host and place.
@@ -156,11 +162,22 @@ impl Prepared {
     /// `ctx` with each secret variable of `node`'s context replaced by a placeholder, to tell what a
     /// template renders from secrets by rendering it both ways.
     fn without_secrets(&self, node: petgraph::graph::NodeIndex, ctx: &Value) -> Value {
+        self.secrets_as(node, ctx, &|n| format!("\u{1}{n}\u{1}"))
+    }
+
+    /// `ctx` with each secret variable `name` of `node`'s context replaced by `placeholder(name)`: the
+    /// secret check's unique markers, or what `render` shows instead of a secret.
+    pub(super) fn secrets_as(
+        &self,
+        node: petgraph::graph::NodeIndex,
+        ctx: &Value,
+        placeholder: &dyn Fn(&str) -> String,
+    ) -> Value {
         let t = self.task(node);
         let secret = &self.secret_vars[&(self.graph.graph[node].host.clone(), t.scope)];
         let placeholders: serde_json::Map<String, serde_json::Value> = secret
             .iter()
-            .map(|n| (n.clone(), format!("\u{1}{n}\u{1}").into()))
+            .map(|n| (n.clone(), placeholder(n).into()))
             .collect();
         // merge_maps: the last map wins.
         merge_maps([ctx.clone(), Value::from_serialize(&placeholders)])

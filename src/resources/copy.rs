@@ -7,7 +7,7 @@ use super::format::{self, Format};
 use super::{
     as_text, atomic_write_script, bad, is_key_material, parse_args, sha256_hex, Action, Attrs,
     BuildCtx, Change, ContentDiff, Effect, FileSim, Guard, HostView, Reads, Resource,
-    ResourceError, Step,
+    ResourceError, Step, WholeFile,
 };
 use crate::transport::{sh_quote, Facts};
 use async_trait::async_trait;
@@ -158,6 +158,15 @@ impl Resource for Copy {
 
     fn reads(&self) -> Reads {
         Reads::Paths(vec![self.dest.clone()])
+    }
+
+    fn whole_file(&self) -> Option<WholeFile<'_>> {
+        Some(WholeFile {
+            dest: &self.dest,
+            content: &self.content,
+            attrs: &self.attrs,
+            sensitive: self.sensitive,
+        })
     }
 
     fn effects(&self, _change: &Change) -> Vec<Effect> {

@@ -585,53 +585,90 @@ pub trait Resource: Send + Sync {
             Ok(None)
         }
     }
+
+    /// The whole file this resource writes, when the controller knows all of its content: what
+    /// `render` puts in its tree for review without touching a host. Types that change part of a file
+    /// or whose result depends on the host have none.
+    fn whole_file(&self) -> Option<WholeFile<'_>> {
+        None
+    }
+}
+
+/// A file as a resource will write it, whole: see [`Resource::whole_file`].
+#[derive(Debug, Clone, Copy)]
+pub struct WholeFile<'a> {
+    /// The absolute path on the host.
+    pub dest: &'a str,
+    /// The exact bytes apply writes.
+    pub content: &'a [u8],
+    /// Mode, owner and group set on it.
+    pub attrs: &'a Attrs,
+    /// The content is key material or rendered for a sensitive task: never shown as it is.
+    pub sensitive: bool,
+}
+
+/// Whether a type's tasks write whole files ([`Resource::whole_file`]): `render` lists such a task even
+/// when it does not run (a false `when`), when no resource is built for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// Each task writes one whole file.
+    WholeFile,
+    /// Anything else.
+    Other,
 }
 
 /// Builds a resource from its (already templated) arguments.
 pub type Builder = fn(Value, &BuildCtx) -> Result<Box<dyn Resource>, ResourceError>;
 
-const TYPES: &[(&str, Builder)] = &[
-    ("assert", assert::build),
-    ("blockinfile", blockinfile::build),
-    ("command", command::build_command),
-    ("copy", copy::build),
-    ("file", file::build),
-    ("get_url", get_url::build),
-    ("group", group::build),
-    ("hosts_entry", hosts_entry::build),
-    ("keystore", keystore::build),
-    ("lineinfile", lineinfile::build),
-    ("mount", mount::build),
-    ("mysql_db", mysql_db::build),
-    ("mysql_import", mysql_import::build),
-    ("mysql_user", mysql_user::build),
-    ("package", package::build),
-    ("service", service::build),
-    ("shell", command::build_shell),
-    ("slurp", slurp::build),
-    ("template", template::build),
-    ("truststore", truststore::build),
-    ("unarchive", unarchive::build),
-    ("user", user::build),
-    ("wait_for", wait_for::build),
-    ("xml", xml::build),
+const TYPES: &[(&str, Builder, Writes)] = &[
+    ("assert", assert::build, Writes::Other),
+    ("blockinfile", blockinfile::build, Writes::Other),
+    ("command", command::build_command, Writes::Other),
+    ("copy", copy::build, Writes::WholeFile),
+    ("file", file::build, Writes::Other),
+    ("get_url", get_url::build, Writes::Other),
+    ("group", group::build, Writes::Other),
+    ("hosts_entry", hosts_entry::build, Writes::Other),
+    ("keystore", keystore::build, Writes::Other),
+    ("lineinfile", lineinfile::build, Writes::Other),
+    ("mount", mount::build, Writes::Other),
+    ("mysql_db", mysql_db::build, Writes::Other),
+    ("mysql_import", mysql_import::build, Writes::Other),
+    ("mysql_user", mysql_user::build, Writes::Other),
+    ("package", package::build, Writes::Other),
+    ("service", service::build, Writes::Other),
+    ("shell", command::build_shell, Writes::Other),
+    ("slurp", slurp::build, Writes::Other),
+    ("template", template::build, Writes::WholeFile),
+    ("truststore", truststore::build, Writes::Other),
+    ("unarchive", unarchive::build, Writes::Other),
+    ("user", user::build, Writes::Other),
+    ("wait_for", wait_for::build, Writes::Other),
+    ("xml", xml::build, Writes::Other),
 ];
 
 /// Names of every built-in resource type, for error messages and `validate`.
 pub fn names() -> Vec<&'static str> {
-    TYPES.iter().map(|(n, _)| *n).collect()
+    TYPES.iter().map(|(n, ..)| *n).collect()
 }
 
 /// True when `kind` names a built-in resource type.
 pub fn is_known(kind: &str) -> bool {
-    TYPES.iter().any(|(n, _)| *n == kind)
+    TYPES.iter().any(|(n, ..)| *n == kind)
+}
+
+/// True when tasks of `kind` write whole files whose content the controller knows (`copy`, `template`).
+pub fn writes_whole_file(kind: &str) -> bool {
+    TYPES
+        .iter()
+        .any(|(n, _, w)| *n == kind && *w == Writes::WholeFile)
 }
 
 /// Builds the resource `kind` from `args`.
 pub fn build(kind: &str, args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
-    let (_, builder) = TYPES
+    let (_, builder, _) = TYPES
         .iter()
-        .find(|(n, _)| *n == kind)
+        .find(|(n, ..)| *n == kind)
         .ok_or_else(|| ResourceError::Unknown(kind.to_string()))?;
     builder(args, ctx)
 }
@@ -1045,6 +1082,27 @@ mod tests {
         assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "group");
         let r = res("user", json!({"name": "app"}));
         assert_eq!(apply_round_trips(r.as_ref(), &t).await, 1, "user");
+    }
+
+    /// `render` lists the types the table marks as writing whole files, and their resources give it.
+    #[test]
+    fn whole_file_types_give_the_file_they_write() {
+        let r = res(
+            "copy",
+            json!({"dest": "/etc/x", "content": "a\n", "mode": "0600"}),
+        );
+        let w = r.whole_file().expect("copy writes a whole file");
+        assert_eq!(
+            (w.dest, w.content, w.attrs.mode, w.sensitive),
+            ("/etc/x", &b"a\n"[..], Some(FileMode(0o600)), false)
+        );
+        let dir = res("file", json!({"path": "/etc/x", "state": "directory"}));
+        assert!(dir.whole_file().is_none());
+        let marked: Vec<_> = names()
+            .into_iter()
+            .filter(|n| writes_whole_file(n))
+            .collect();
+        assert_eq!(marked, ["copy", "template"]);
     }
 
     /// A planned change carries its scripts, secrets included, but its `Debug` (what a log line would
