@@ -25,23 +25,16 @@ pub fn project(inventory: &str, edit: impl Fn(String) -> String) -> Project {
     p
 }
 
-/// Builds the stand-in pack into `dir` and unzips its dbscripts next to it; returns the zip's path.
+/// Builds the stand-in pack into `dir` (the zip, `dir/dbscripts` and `dir/mariadb-java-client.jar`, as
+/// the example inventories expect them under `files/`); returns the zip's path.
 pub fn build_pack(dir: &Path) -> PathBuf {
-    let zip = build_pack_version(dir, "4.2.0");
-    let st = Command::new("unzip")
-        .args(["-q", "-o"])
-        .arg(&zip)
-        .arg("wso2am-4.2.0/dbscripts/*")
-        .arg("-d")
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "unzip of the dbscripts failed");
-    zip
+    build_pack_version(dir, "4.2.0")
 }
 
 /// Builds the stand-in pack of `version` into `dir`; returns the zip's path.
 pub fn build_pack_version(dir: &Path, version: &str) -> PathBuf {
+    // The build copies the JDBC driver next to the zip.
+    ensure_driver();
     let out = Command::new(repo().join("tests/pack/build"))
         .arg(dir)
         .arg(version)
@@ -52,7 +45,15 @@ pub fn build_pack_version(dir: &Path, version: &str) -> PathBuf {
         "tests/pack/build failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let zip = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
+    assert!(zip.is_file(), "tests/pack/build printed no zip: {stdout}");
+    assert!(
+        dir.join("dbscripts/apimgt/mysql.sql").is_file(),
+        "no dbscripts in {}",
+        dir.display()
+    );
+    zip
 }
 
 /// The JDBC driver on the controller: Debian's MariaDB Connector/J, installed when missing.
@@ -69,11 +70,13 @@ pub fn ensure_driver() {
 
 /// `-e` arguments naming the pack, its dbscripts and the driver built in `dir`.
 pub fn pack_vars(dir: &Path, zip: &Path) -> Vec<String> {
-    let dbscripts = dir.join("wso2am-4.2.0/dbscripts");
     [
         format!("wso2_pack_zip={}", zip.display()),
-        format!("wso2_dbscripts_dir={}", dbscripts.display()),
-        format!("jdbc_driver_jar={DRIVER}"),
+        format!("wso2_dbscripts_dir={}", dir.join("dbscripts").display()),
+        format!(
+            "jdbc_driver_jar={}",
+            dir.join("mariadb-java-client.jar").display()
+        ),
     ]
     .into_iter()
     .flat_map(|v| ["-e".to_string(), v])
