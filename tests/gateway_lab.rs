@@ -1,12 +1,14 @@
 //! The distributed gateway with rsync end to end: `playbooks/apim-gateway-rsync.yaml` with the example
-//! lab inventory on the stand-in product pack: h1 MariaDB, h2 the gateway manager, h3 + h4 gateway
-//! workers. Module `wso2_rsync` on its own is tested in `sync_lab.rs`; this is the whole topology.
+//! lab inventory on the stand-in product pack: h1 MariaDB and nginx, h2 the gateway manager, h3 + h4
+//! gateway workers. Module `wso2_rsync` on its own is tested in `sync_lab.rs`; this is the whole
+//! topology, as the guide asks: start order, profiles, names, the load balancer, content sync.
 
 mod common;
 use common::lab;
 use common::wso2::{
-    build_pack, ensure_driver, fresh_hosts, health, pack_vars, project, run, started_at,
+    build_pack, fresh_hosts, health_at, nodes_behind, project, run, started_at, unit_time_ms,
 };
+use std::time::{Duration, Instant};
 
 const INVENTORY: &str = "inventory/lab-gateway-rsync.yaml";
 const WORKERS: [(&str, &str); 2] = [("h3", "10.231.0.13"), ("h4", "10.231.0.14")];
@@ -22,52 +24,122 @@ fn java_args(host: &str) -> String {
 }
 
 #[test]
-fn the_manager_starts_first_workers_run_the_worker_profile_and_get_its_artifacts() {
+fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {
     let Some((_lab, _)) = lab::acquire() else {
         return;
     };
     let p = project(INVENTORY, |s| s);
-    let files = p.path().join("inventory/files");
-    let zip = build_pack(&files);
-    ensure_driver();
-    let vars = pack_vars(&files, &zip);
+    build_pack(&p.path().join("inventory/files"));
     fresh_hosts();
 
-    let first = run(&p, INVENTORY, "apply", &vars, &["--json"]);
+    let plan = run(&p, INVENTORY, "plan", &[], &[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let first = run(&p, INVENTORY, "apply", &[], &["--json"]);
     assert_eq!(first.code, 0, "{}", first.all());
-
-    // The guide's start order: each worker's product came up after the manager's.
-    let manager = started_at("h2");
-    for (w, _) in WORKERS {
-        assert!(started_at(w) > manager, "{w} started before the manager");
-    }
-    let margs = java_args("h2");
-    assert!(!margs.contains("-Dprofile"), "manager: {margs}");
     let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
-    assert!(health(&ca, "10.231.0.12").contains(r#""status":"ok""#));
+
+    // Every node healthy, peers included (the workers' traffic manager and service URL are the
+    // manager's).
+    let node = |addr: &str| {
+        health_at(&ca, &format!("https://{addr}:9443/health"), None)
+            .unwrap_or_else(|| panic!("{addr} is not healthy"))
+    };
+    let manager = node("10.231.0.12");
+    assert_eq!(manager["profile"], "default", "{manager}");
+    assert_eq!(manager["hostname"], "mgt.am.lab.internal", "{manager}");
+    assert!(!java_args("h2").contains("-Dprofile"));
     for (w, addr) in WORKERS {
-        let args = java_args(w);
-        assert!(args.contains("-Dprofile=gateway-worker"), "{w}: {args}");
-        let h = health(&ca, addr);
-        assert!(h.contains(r#""status":"ok""#), "{w}: {h}");
+        let h = node(addr);
+        assert_eq!(h["profile"], "gateway-worker", "{w}: {h}");
+        assert_eq!(h["hostname"], "am.lab.internal", "{w}: {h}");
+        let peers = h["peers"].as_object().unwrap();
+        assert!(
+            peers.contains_key("tcp://10.231.0.12:9611")
+                && peers
+                    .keys()
+                    .any(|k| k.starts_with("https://10.231.0.12:9443")),
+            "{w}: {h}"
+        );
+        assert!(java_args(w).contains("-Dprofile=gateway-worker"), "{w}");
+        // Start order: the worker's product came up after the manager was healthy, and after the
+        // first sync had landed (the marker's arrival on the worker).
+        let start = unit_time_ms(w, "ActiveEnterTimestamp");
+        let manager_ready = manager["started_at"].as_u64().unwrap();
+        assert!(
+            start > manager_ready,
+            "{w} started at {start}, the manager was ready at {manager_ready}"
+        );
+        let (_, landed) = lab::ssh(w, &format!("stat -c %Z {SERVER}/.apim-provision-sync"));
+        let landed: u64 = landed.trim().parse::<u64>().unwrap() * 1000;
+        assert!(
+            start + 1000 >= landed,
+            "{w} started before the first sync landed"
+        );
+        // The names, both ways.
+        let (_, hosts) = lab::ssh(w, "cat /etc/hosts");
+        assert!(
+            hosts.contains("10.231.0.12 mgt.am.lab.internal"),
+            "{w}: {hosts}"
+        );
+    }
+    let (_, hosts) = lab::ssh("h2", "cat /etc/hosts");
+    for (_, addr) in WORKERS {
+        assert!(
+            hosts.contains(&format!("{addr} am.lab.internal")),
+            "h2: {hosts}"
+        );
     }
 
-    // An API the manager deploys reaches every worker with the next sync run.
+    // The load balancer: the gateway on 80 (proxied, not redirected) and 443 reaches every worker and
+    // never the manager; the management console reaches the manager.
+    for (url, resolve) in [
+        (
+            "http://am.lab.internal/health",
+            "am.lab.internal:80:10.231.0.11",
+        ),
+        (
+            "https://am.lab.internal/health",
+            "am.lab.internal:443:10.231.0.11",
+        ),
+    ] {
+        let seen = nodes_behind(&ca, url, resolve, 8);
+        assert_eq!(
+            seen,
+            ["10.231.0.13", "10.231.0.14"].map(String::from).into(),
+            "{url}"
+        );
+    }
+    let seen = nodes_behind(
+        &ca,
+        "https://mgt.am.lab.internal/health",
+        "mgt.am.lab.internal:443:10.231.0.11",
+        3,
+    );
+    assert_eq!(seen, ["10.231.0.12".to_string()].into());
+
+    // An API the manager deploys reaches every worker within a sync period (the timer runs each minute).
     let api = format!("{SERVER}/synapse-configs/default/api/PizzaShack.xml");
     lab::ssh(
         "h2",
         &format!("echo '<api name=\"PizzaShack\"/>' > {api} && chown wso2:wso2 {api}"),
     );
-    let (rc, out) = lab::ssh("h2", "systemctl start wso2-sync.service");
-    assert_eq!(rc, 0, "{out}");
+    let t = Instant::now();
     for (w, _) in WORKERS {
-        let (rc, _) = lab::ssh(w, &format!("grep -q PizzaShack {api}"));
-        assert_eq!(rc, 0, "{w} did not get the manager's API");
+        while lab::ssh(w, &format!("grep -q PizzaShack {api}")).0 != 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(75),
+                "{w} did not get the manager's API"
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
     }
 
     // Nothing to do the second time, and nothing restarted.
     let before: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started_at(h)).collect();
-    let again = run(&p, INVENTORY, "apply", &vars, &["--json"]);
+    let plan = run(&p, INVENTORY, "plan", &[], &["--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    plan.assert_no_changes();
+    let again = run(&p, INVENTORY, "apply", &[], &["--json"]);
     again.assert_no_changes();
     let after: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started_at(h)).collect();
     assert_eq!(before, after, "a no-op apply restarted wso2am");

@@ -6,13 +6,13 @@
 
 mod common;
 use common::wso2::{
-    build_pack, build_pack_version, ensure_driver, fresh_hosts, health, pack_vars, started_at,
-    DRIVER,
+    build_pack, build_pack_version, ensure_driver, fresh_hosts, health, health_at, nodes_behind,
+    pack_vars, started_at, unit_time_ms, DRIVER,
 };
 use common::{lab, Project, Run};
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const INVENTORY: &str = "inventory/lab-active-active.yaml";
 
@@ -93,65 +93,107 @@ fn the_playbook_validates_and_a_toml_ordering_mistake_in_an_override_fails_valid
     );
 }
 
+/// The JVM's command line of the host's running wso2am.
+fn java_heap(host: &str) -> String {
+    lab::ssh(
+        host,
+        "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value wso2am)/cmdline",
+    )
+    .1
+}
+
 #[test]
-fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_health_gate() {
+fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_health_gate() {
     let Some((_lab, _)) = lab::acquire() else {
         return;
     };
     let t0 = Instant::now();
     let p = project(|s| s);
     let files = p.path().join("inventory/files");
-    let zip = build_pack(&files);
-    ensure_driver();
-    let vars = pack_vars(&files, &zip);
+    build_pack(&files);
+    let vars: Vec<String> = Vec::new();
     fresh_hosts();
 
+    let plan = run(&p, "plan", &vars, &[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
     let first = run(&p, "apply", &vars, &["--json"]);
     assert_eq!(first.code, 0, "{}", first.all());
     let t_first = t0.elapsed();
     let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
-    // Throttling across the pair: each node's second JNDI file points at the other node's broker.
-    for (host, peer) in [("h2", "10.231.0.13"), ("h3", "10.231.0.12")] {
-        let jndi = std::fs::read_to_string(lab::on_disk(
-            host,
-            "/opt/wso2am-4.2.0/repository/conf/jndi2.properties",
-        ))
-        .unwrap();
-        assert!(
-            jndi.contains(&format!("brokerlist='tcp://{peer}:5672'")),
-            "{host}: {jndi}"
-        );
-        let publisher = lab::on_disk(host, "/opt/wso2am-4.2.0/repository/deployment/server/eventpublishers/jmsEventPublisher-2.xml");
-        assert!(std::fs::read_to_string(publisher)
-            .unwrap()
-            .contains("repository/conf/jndi2.properties"));
-    }
     assert!(
         !first.all().contains("apim-Admin-pass-1"),
         "the admin password leaked"
     );
-    for addr in ["10.231.0.12", "10.231.0.13"] {
-        let h = health(&ca, addr);
-        assert!(h.contains(r#""apim_db":"ok""#), "{addr}: {h}");
-        assert!(h.contains(r#""shared_db":"ok""#), "{addr}: {h}");
+    // Each node reports its databases and every peer (both traffic managers, the other node's JMS
+    // broker through jndi2.properties, the gateway service URL: node 2's is node 1) as reachable.
+    for (addr, peer) in [
+        ("10.231.0.12", "10.231.0.13"),
+        ("10.231.0.13", "10.231.0.12"),
+    ] {
+        let h = health_at(&ca, &format!("https://{addr}:9443/health"), None)
+            .unwrap_or_else(|| panic!("{addr} is not healthy"));
+        assert_eq!(h["datasources"]["apim_db"], "ok", "{h}");
+        assert_eq!(h["datasources"]["shared_db"], "ok", "{h}");
+        let peers = h["peers"].as_object().unwrap();
+        for want in [
+            format!("tcp://{peer}:9611"),
+            format!("ssl://{peer}:9711"),
+            format!("tcp://{peer}:5672"),
+        ] {
+            assert!(
+                peers.iter().any(|(k, v)| k.contains(&want) && v == "ok"),
+                "{addr}: {want} not ok in {h}"
+            );
+        }
     }
-    let lb = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(&ca)
-        .args([
-            "--resolve",
-            "apim.lab.internal:443:10.231.0.14",
-            "https://apim.lab.internal/health",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&lb.stdout).contains(r#""status":"ok""#),
-        "through the load balancer: {lb:?}"
-    );
 
-    // A second apply changes nothing and restarts nothing.
+    // Through the load balancer: the gateway (80 proxied, 443) reaches both nodes; the portals are
+    // sticky, so one client always lands on the same node.
+    for (url, resolve) in [
+        (
+            "http://gw.am.lab.internal/health",
+            "gw.am.lab.internal:80:10.231.0.14",
+        ),
+        (
+            "https://gw.am.lab.internal/health",
+            "gw.am.lab.internal:443:10.231.0.14",
+        ),
+    ] {
+        let seen = nodes_behind(&ca, url, resolve, 8);
+        assert_eq!(
+            seen,
+            ["10.231.0.12", "10.231.0.13"].map(String::from).into(),
+            "{url}"
+        );
+    }
+    let portal = nodes_behind(
+        &ca,
+        "https://api.am.lab.internal/health",
+        "api.am.lab.internal:443:10.231.0.14",
+        6,
+    );
+    assert_eq!(portal.len(), 1, "portal not sticky: {portal:?}");
+
+    // Artifact sync (rsync mode): an API deployed on node 1 appears on node 2 within a sync period.
+    let api = "/opt/wso2am/repository/deployment/server/synapse-configs/default/api/PizzaShack.xml";
+    lab::ssh(
+        "h2",
+        &format!("echo '<api name=\"PizzaShack\"/>' > {api} && chown wso2:wso2 {api}"),
+    );
+    let t = Instant::now();
+    while lab::ssh("h3", &format!("grep -q PizzaShack {api}")).0 != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(75),
+            "h3 did not get h2's API"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    // A second plan and apply change nothing and restart nothing.
     let since: Vec<u64> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
+    let plan = run(&p, "plan", &vars, &["--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    plan.assert_no_changes();
     let t1 = Instant::now();
     let again = run(&p, "apply", &vars, &["--json"]);
     let t_again = t1.elapsed();
@@ -159,8 +201,58 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
     let now: Vec<u64> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
     assert_eq!(since, now, "a no-op apply restarted wso2am");
 
+    // Rolling restart: a new heap size restarts h2, waits for its health gate, then restarts h3. A
+    // client polling the gateway through the load balancer meanwhile always gets an answer. Plan
+    // equals apply: the unit file, daemon-reload, restart handler and health gates are all counted.
+    let heap = ["--json", "-e", "wso2_heap_max=768m"];
+    let plan = run(&p, "plan", &vars, &heap);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (ca, stop) = (ca.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match health_at(
+                    &ca,
+                    "http://gw.am.lab.internal/health/node",
+                    Some("gw.am.lab.internal:80:10.231.0.14"),
+                ) {
+                    Some(_) => ok += 1,
+                    None => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (ok, failed)
+        })
+    };
+    let applied = run(&p, "apply", &vars, &heap);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = poller.join().unwrap();
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} polls through the load balancer failed",
+        ok + failed
+    );
+    assert!(ok > 5, "only {ok} polls");
+    assert_eq!(plan.changed_tasks(), applied.changed_tasks());
+    assert_eq!(plan.summary()["change"], applied.summary()["change"]);
+    let h2 = health_at(&ca, "https://10.231.0.12:9443/health/node", None).unwrap();
+    let h2_ready = h2["started_at"].as_u64().unwrap();
+    let h3_stopped = unit_time_ms("h3", "InactiveEnterTimestamp");
+    assert!(
+        h3_stopped > h2_ready,
+        "h3 went down at {h3_stopped}, before h2 was back at {h2_ready}"
+    );
+    for h in ["h2", "h3"] {
+        assert!(java_heap(h).contains("-Xmx768m"), "{h} not restarted");
+    }
+
     // A wrong database password on h3 only: h3's health gate fails naming the host and the datasource,
     // what depends on it is skipped, and h2 is untouched.
+    let since_h2 = started_at("h2");
     let good = std::fs::read_to_string(p.path().join(INVENTORY)).unwrap();
     p.write(
         INVENTORY,
@@ -174,7 +266,13 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
         &p,
         "apply",
         &vars,
-        &["--json", "-e", "wso2_health_timeout=30"],
+        &[
+            "--json",
+            "-e",
+            "wso2_heap_max=768m",
+            "-e",
+            "wso2_health_timeout=30",
+        ],
     );
     let t_bad = t2.elapsed();
     assert_eq!(bad.code, 1, "{}", bad.all());
@@ -191,29 +289,18 @@ fn active_active_converges_is_idempotent_and_a_wrong_db_password_fails_the_healt
         bad.event("h4", "nginx_lb | nginx.conf")["status"],
         "skipped_dependency"
     );
-    assert_eq!(since[0], started_at("h2"), "h2 was restarted");
-    assert!(health(&ca, "10.231.0.12").contains(r#""status":"ok""#));
+    assert_eq!(since_h2, started_at("h2"), "h2 was restarted");
+    assert!(health(&ca, "10.231.0.12").contains(r#""apim_db":"ok""#));
 
     // Restored: converges, and then nothing is left to do.
     p.write(INVENTORY, &good);
     let t3 = Instant::now();
-    let fixed = run(&p, "apply", &vars, &["--json"]);
+    let fixed = run(&p, "apply", &vars, &["--json", "-e", "wso2_heap_max=768m"]);
     let t_fixed = t3.elapsed();
     assert_eq!(fixed.code, 0, "{}", fixed.all());
     assert!(health(&ca, "10.231.0.13").contains(r#""apim_db":"ok""#));
-    let plan = run(&p, "plan", &vars, &[]);
+    let plan = run(&p, "plan", &vars, &["-e", "wso2_heap_max=768m"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
-
-    // Plan equals apply: a new heap size changes the unit file, which makes the service task's
-    // daemon-reload, the restart handler and the health gate after it run too; the plan counts them all.
-    let heap = ["--json", "-e", "wso2_heap_max=768m"];
-    let plan = run(&p, "plan", &vars, &heap);
-    assert_eq!(plan.code, 2, "{}", plan.all());
-    let applied = run(&p, "apply", &vars, &heap);
-    assert_eq!(applied.code, 0, "{}", applied.all());
-    assert_eq!(plan.changed_tasks(), applied.changed_tasks());
-    assert_eq!(plan.summary()["change"], 8, "{}", plan.stdout);
-    assert_eq!(plan.summary()["change"], applied.summary()["change"]);
 
     let t4 = Instant::now();
     upgrade_from_a_mirror(&p, &vars, &ca);

@@ -118,12 +118,58 @@ pub fn started_at(host: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{host}: no start time in `{out}`"))
 }
 
-/// Puts h1..h4 back to fresh for a WSO2 topology test: no product, unit, sync timer, nginx, JDK tarball
-/// or download on h2..h4 (another topology's test may have left them: a sync timer on h2 would push
-/// into the next test's nodes, nginx on h4 holds port 9443), and no product databases or account on h1.
+/// Puts h1..h4 back to fresh for a WSO2 topology test: no product, unit, sync state, nginx site, JDK
+/// tarball, download or cluster names on any of them (another topology's test may have left them: a sync
+/// timer on h2 would push into the next test's nodes, nginx on h4 holds port 9443), and no product
+/// databases or account on h1.
 pub fn fresh_hosts() {
-    for h in ["h2", "h3", "h4"] {
-        lab::ssh(h, "systemctl disable --now wso2am wso2-sync.timer nginx 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am.service; systemctl daemon-reload; true");
+    for h in ["h1", "h2", "h3", "h4"] {
+        lab::ssh(h, "systemctl disable --now wso2am wso2-sync.timer nginx 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am.service /etc/systemd/system/wso2-sync.* /var/lib/wso2-sync /etc/nginx/conf.d/*.conf; sed -i '/apim-provision cluster names/,/apim-provision cluster names/d' /etc/hosts; systemctl daemon-reload; true");
     }
     lab::ssh("h1", "command -v mysql >/dev/null && mysql -e 'DROP DATABASE IF EXISTS WSO2AM_DB; DROP DATABASE IF EXISTS WSO2SHARED_DB; DROP USER IF EXISTS apimuser@\"10.231.0.%\"'; true");
+}
+
+/// The stand-in's health answer at `url` (TLS verified against the cluster CA; `resolve` pins a
+/// name to the load balancer's address as a client's DNS would), or None when it does not answer 200.
+pub fn health_at(ca: &Path, url: &str, resolve: Option<&str>) -> Option<serde_json::Value> {
+    let mut c = Command::new("curl");
+    c.args(["-fsS", "--max-time", "5", "--cacert"]).arg(ca);
+    if let Some(r) = resolve {
+        c.args(["--resolve", r]);
+    }
+    let out = c.arg(url).output().expect("run curl");
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The node addresses that answered `url` through the load balancer in `tries` requests.
+pub fn nodes_behind(
+    ca: &Path,
+    url: &str,
+    resolve: &str,
+    tries: usize,
+) -> std::collections::BTreeSet<String> {
+    (0..tries)
+        .map(|_| {
+            let h = health_at(ca, url, Some(resolve))
+                .unwrap_or_else(|| panic!("{url} via {resolve} did not answer 200"));
+            h["node_ip"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+/// A systemd timestamp property of the host's wso2am (e.g. ActiveEnterTimestamp) as epoch
+/// milliseconds, to compare with the stand-in's own `started_at`.
+pub fn unit_time_ms(host: &str, prop: &str) -> u64 {
+    let (_, out) = lab::ssh(
+        host,
+        &format!(
+            "date -d \"$(systemctl show -p {prop} --value --timestamp=us+utc wso2am)\" +%s%3N"
+        ),
+    );
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{host}: no {prop} in `{out}`"))
 }
