@@ -133,6 +133,8 @@ fn shipped_templates_render_as_ansible_renders_them() {
     let templates = [
         ("wso2_config", "deployment.toml"),
         ("nginx_lb", "nginx.conf"),
+        ("nginx_lb", "portal.conf"),
+        ("nginx_lb", "gateway.conf"),
         ("wso2_service", "wso2am.service"),
     ];
     for scenario in ["on", "off"] {
@@ -141,7 +143,7 @@ fn shipped_templates_render_as_ansible_renders_them() {
         p.write(
             "inventory.yaml",
             &format!(
-                "playbook: playbooks/main.yaml\nhosts:\n  a: {{connection: local, address: 10.0.0.1}}\n  b: {{connection: local, address: 10.0.0.2}}\nvars: {vars}\n"
+                "playbook: playbooks/main.yaml\nhosts:\n  a: {{connection: local, address: 10.0.0.1}}\n  b: {{connection: local, address: 10.0.0.2, vars: {{wso2_port_offset: 1}}}}\nvars: {vars}\n"
             ),
         );
         let mut tasks = String::from(
@@ -156,6 +158,14 @@ fn shipped_templates_render_as_ansible_renders_them() {
             tasks.push_str(&format!(
                 "      - template: {{ src: {file}.j2, dest: \"@ROOT@/{file}\" }}\n"
             ));
+        }
+        // The parts the nginx virtual hosts include.
+        for part in ["tls.j2", "proxy.j2"] {
+            let src = repo.join("modules/nginx_lb/templates").join(part);
+            p.write(
+                &format!("playbooks/templates/{part}"),
+                &std::fs::read_to_string(src).unwrap(),
+            );
         }
         p.write("playbooks/main.yaml", &tasks);
         let r = p.run(&["apply", "inventory.yaml", "--no-color"]);
