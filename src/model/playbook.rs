@@ -782,3 +782,45 @@ fn default_name(kind: &str, args: &serde_json::Value) -> String {
         None => kind.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SerialError;
+
+    fn load(text: &str) -> Result<Playbook, ModelError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("main.yaml");
+        std::fs::write(&p, text).unwrap();
+        Playbook::load(&p, &[])
+    }
+
+    #[test]
+    fn post_tasks_and_the_handlers_they_reach_are_kept_apart_from_tasks() {
+        let pb = load(
+            "plays:\n  - hosts: all\n    serial: \"50%\"\n    tasks:\n      - name: t\n        command: x\n        notify: a\n    handlers:\n      - name: a\n        command: x\n      - name: b\n        command: x\n        notify: c\n      - name: c\n        command: x\n    post_tasks:\n      - name: p\n        command: x\n        notify: b\n",
+        )
+        .unwrap();
+        let play = &pb.plays[0];
+        let names = |ids: &[usize]| -> Vec<&str> {
+            ids.iter().map(|i| pb.tasks[*i].short.as_str()).collect()
+        };
+        assert_eq!(names(&play.tasks), ["t"]);
+        assert_eq!(names(&play.post_tasks), ["p"]);
+        assert_eq!(names(&play.handlers), ["a", "b", "c"]);
+        assert_eq!(names(&play.post_handlers), ["b", "c"]);
+        assert_eq!(play.serial, SerialSpec::Fixed(Serial::Percent(50)));
+    }
+
+    #[test]
+    fn a_bad_serial_is_a_typed_error_at_its_line() {
+        let e = load("plays:\n  - name: roll\n    hosts: all\n    serial: abc\n").unwrap_err();
+        match e {
+            ModelError::Serial { loc, play, why, .. } => {
+                assert_eq!((loc.line, play.as_str()), (4, "roll"));
+                assert_eq!(why, SerialError::NotANumber);
+            }
+            other => panic!("{other}"),
+        }
+    }
+}
