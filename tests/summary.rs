@@ -72,7 +72,10 @@ fn summary_matches_events(run: &Run, changed: &[&str], failed: &str) -> Value {
     );
     assert_eq!(
         n("skipped"),
-        n("skipped_condition") + n("not_notified") + n("skipped_dependency")
+        n("skipped_condition")
+            + n("not_notified")
+            + n("skipped_dependency")
+            + n("skipped_earlier_batch")
     );
     assert_eq!(
         n("total"),
@@ -80,7 +83,12 @@ fn summary_matches_events(run: &Run, changed: &[&str], failed: &str) -> Value {
     );
     for h in ["a", "b"] {
         let t = &s["hosts"][h];
-        let skips = ["skipped", "not_notified", "skipped_dependency"];
+        let skips = [
+            "skipped",
+            "not_notified",
+            "skipped_dependency",
+            "skipped_earlier_batch",
+        ];
         assert_eq!(t["ok"], count(run, Some(h), &["unchanged"]), "{h}: {s}");
         assert_eq!(t["changed"], count(run, Some(h), changed), "{h}: {s}");
         assert_eq!(t["failed"], count(run, Some(h), &[failed]), "{h}: {s}");

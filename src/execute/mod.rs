@@ -105,6 +105,9 @@ pub enum SkipCause {
     NotNotified,
     /// Something it waits for failed or was skipped for that reason.
     Dependency,
+    /// A host of an earlier `serial:` batch of its play did not finish the play: a rolling update
+    /// stops rather than take more nodes down (Ansible's `max_fail_percentage: 0`).
+    EarlierBatch,
 }
 
 /// What happened to (or would happen to) one task on one host.
@@ -141,7 +144,7 @@ impl Outcome {
             self,
             Outcome::Failed(_)
                 | Outcome::Skipped {
-                    cause: SkipCause::Dependency,
+                    cause: SkipCause::Dependency | SkipCause::EarlierBatch,
                     ..
                 }
         )

@@ -1,6 +1,7 @@
 //! The DAG walk on tokio: every node is a task that waits for its predecessors, then takes a fork permit
 //! and runs. A node whose predecessor failed is skipped, and so are its own dependents, across hosts, while
-//! independent branches go on.
+//! independent branches go on. A host of a `serial:` batch whose previous batch did not finish the play
+//! is skipped for that reason, so a rolling update stops instead of taking down the next nodes.
 
 use super::host::HostState;
 use super::{Control, Mode, NodeReport, Outcome, Sink, SkipCause};
@@ -22,6 +23,11 @@ struct Done {
     ok: bool,
     changed: bool,
     label: String,
+    /// The task that failed first on the way here (this node's own label when it failed itself).
+    root: String,
+    /// Set when the node was skipped because an earlier `serial:` batch failed: why, for its
+    /// dependents, which are skipped for the same reason.
+    earlier_batch: Option<String>,
 }
 
 struct Run {
@@ -52,6 +58,8 @@ impl Drop for Unfinished<'_> {
                 ok: false,
                 changed: false,
                 label: self.label.clone(),
+                root: self.label.clone(),
+                earlier_batch: None,
             }));
         }
     }
@@ -168,10 +176,10 @@ impl Run {
             label: format!("`{}` on {}", self.p.task(node).name, g[node].host),
             reported: false,
         };
-        let mut failed_dep = None;
+        let mut failed_dep: Option<Done> = None;
         let mut dep_changed = false;
         // Plan needs no cross-host order, except on the way to a task that reads what other hosts
-        // registered.
+        // registered. `serial:` batches keep theirs, so a plan walks the batches as apply will.
         let keeps_order = self.keeps_order[node.index()];
         for e in g.edges_directed(node, Direction::Incoming) {
             if self.mode == Mode::Plan && *e.weight() == Edge::Depends && !keeps_order {
@@ -186,11 +194,23 @@ impl Run {
                     ok: false,
                     changed: false,
                     label: "(lost)".into(),
+                    root: "(lost)".into(),
+                    earlier_batch: None,
                 });
+            // A change on another host before this one (its dependency, or the batch before it)
+            // may have changed this host too: its batched probes may be stale.
+            dep_changed |= d.changed && *e.weight() != Edge::Order;
             if !d.ok && failed_dep.is_none() {
-                failed_dep = Some(d.label.clone());
+                let mut d = d;
+                if *e.weight() == Edge::Serial && d.earlier_batch.is_none() {
+                    d.earlier_batch = Some(format!(
+                        "not started: an earlier serial batch of play `{}` failed ({} did not succeed)",
+                        self.p.pb.plays[self.p.task(node).play].name,
+                        d.root
+                    ));
+                }
+                failed_dep = Some(d);
             }
-            dep_changed |= d.changed && *e.weight() == Edge::Depends;
         }
         let t = self.p.task(node);
         let host = &g[node].host;
@@ -201,12 +221,28 @@ impl Run {
             cause: SkipCause::Dependency,
             reason: format!("not started: the run was interrupted ({why})"),
         };
+        let label = format!("`{}` on {host}", t.name);
+        // What the dependents of a node skipped for a failed dependency learn: the first failure, and
+        // whether it stopped a serial batch.
+        let (mut root, mut earlier_batch) = (label.clone(), None);
         let outcome = match (failed_dep, cancel.reason()) {
             (_, Some(why)) => interrupted(why),
-            (Some(l), None) if self.mode == Mode::Apply => Outcome::Skipped {
-                cause: SkipCause::Dependency,
-                reason: format!("{l} did not succeed"),
-            },
+            (Some(d), None) if self.mode == Mode::Apply => {
+                root = d.root;
+                match d.earlier_batch {
+                    Some(why) => {
+                        earlier_batch = Some(why.clone());
+                        Outcome::Skipped {
+                            cause: SkipCause::EarlierBatch,
+                            reason: why,
+                        }
+                    }
+                    None => Outcome::Skipped {
+                        cause: SkipCause::Dependency,
+                        reason: format!("{} did not succeed", d.label),
+                    },
+                }
+            }
             _ => {
                 tokio::select! {
                     why = cancel.cancelled() => interrupted(why),
@@ -240,7 +276,9 @@ impl Run {
         self.done[node.index()].send_replace(Some(Done {
             ok: report.outcome.succeeded(),
             changed: report.outcome.changes(),
-            label: format!("`{}` on {host}", t.name),
+            label,
+            root,
+            earlier_batch,
         }));
         unfinished.reported = true;
         self.sink.done(&report);
@@ -262,12 +300,13 @@ impl Run {
             reason: reason.to_string(),
         };
         if t.handler {
+            // Taken, not read: a handler's second flush (after the post tasks) runs only for what
+            // notified it after its first.
             let by = hs
                 .notified
                 .lock()
                 .expect("notified")
-                .get(&(t.play, t.short.clone()))
-                .cloned();
+                .remove(&(t.play, t.short.clone()));
             if by.is_none() {
                 return skip(SkipCause::NotNotified, "not notified");
             }
@@ -467,7 +506,7 @@ impl Run {
         let mut out = Vec::new();
         for e in g.edges_directed(node, Direction::Incoming) {
             let host = &g[e.source()].host;
-            if *e.weight() != Edge::Depends || host == &g[node].host {
+            if *e.weight() == Edge::Order || host == &g[node].host {
                 continue;
             }
             for r in self.hosts[host].unknown.lock().expect("unknown").iter() {

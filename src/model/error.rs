@@ -35,6 +35,19 @@ pub enum ModelError {
     /// Tasks that wait on each other.
     #[error("dependency cycle: {0}")]
     Cycle(String),
+    /// A play's `serial:` that is no batch size: refused while loading (or, when templated, once
+    /// rendered), before any host is touched, because a wrong batch could restart every node at once.
+    #[error("{loc}: play `{play}`: `serial: {value}` {why}")]
+    Serial {
+        /// Where `serial:` is written.
+        loc: Location,
+        /// The play.
+        play: String,
+        /// The value as written (or as rendered from its template).
+        value: String,
+        /// Why it is refused.
+        why: super::serial::SerialError,
+    },
 }
 
 impl ModelError {

@@ -5,6 +5,7 @@ pub mod error;
 pub mod inventory;
 pub mod location;
 pub mod playbook;
+pub mod serial;
 pub mod template;
 pub mod vars;
 
@@ -12,6 +13,7 @@ pub use error::ModelError;
 pub use inventory::{Connection, Host, Inventory};
 pub use location::Location;
 pub use playbook::{Playbook, TaskSpec};
+pub use serial::{Serial, SerialError, SerialSpec};
 
 /// A set of variables; JSON values so they serialize to reports and templates without conversion.
 pub type Vars = serde_json::Map<String, serde_json::Value>;

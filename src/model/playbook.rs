@@ -1,10 +1,12 @@
-//! Playbooks and modules. A playbook is a list of plays; a play runs tasks (and handlers) on the hosts
-//! its pattern selects. `include: NAME` pulls in the reusable bundle `modules/NAME/` (`tasks.yaml`,
+//! Playbooks and modules. A playbook is a list of plays; a play runs tasks, then the handlers they
+//! notified, then its `post_tasks` (and the handlers those notified) on the hosts its pattern selects,
+//! all of them at once or in `serial:` batches. `include: NAME` pulls in the reusable bundle `modules/NAME/` (`tasks.yaml`,
 //! optional `defaults.yaml` and `handlers.yaml`, `templates/`, `files/`) with vars of its own.
 //! Everything here is checked when loading: unknown resource types, unknown modules, unknown handlers.
 
 use super::error::{parse_yaml, read, ModelError};
 use super::location::{clean, Lines, Location};
+use super::serial::{Serial, SerialSpec};
 use super::Vars;
 use crate::resources;
 use serde::Deserialize;
@@ -77,6 +79,18 @@ pub struct Play {
     pub tasks: Vec<usize>,
     /// Handler ids in order.
     pub handlers: Vec<usize>,
+    /// `post_tasks:` ids in order: they run on a host after its handlers (Ansible's order), e.g. a
+    /// health gate after the restart a config change notified.
+    pub post_tasks: Vec<usize>,
+    /// The handlers a post task can notify (directly or through other handlers), in declaration
+    /// order: flushed a second time after the post tasks, as Ansible does at the end of a play.
+    pub post_handlers: Vec<usize>,
+    /// The play's own `vars:`, for what is evaluated per play rather than per host (`serial:`).
+    pub vars: Arc<Vars>,
+    /// How many hosts run the play at once (`serial:`; all when absent).
+    pub serial: SerialSpec,
+    /// Where `serial:` is written (the play, when it is not).
+    pub serial_loc: Location,
     /// Where the play is written.
     pub loc: Location,
 }
@@ -106,6 +120,8 @@ pub struct Playbook {
     pub scopes: Vec<Scope>,
     /// Every `register:` name, so templates may use them before they exist.
     pub registered: BTreeSet<String>,
+    /// The playbook's `vars:`, for what is evaluated per play rather than per host (`serial:`).
+    pub vars: Arc<Vars>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +148,9 @@ struct PlayFile {
     tasks: Vec<Y>,
     #[serde(default)]
     handlers: Vec<Y>,
+    #[serde(default)]
+    post_tasks: Vec<Y>,
+    serial: Option<Y>,
 }
 
 const TASK_KEYS: &[&str] = &[
@@ -159,6 +178,8 @@ struct Frame {
     prefix: String,
     play: usize,
     handler: bool,
+    /// Tasks read here are the play's `post_tasks` (a module's handlers stay handlers).
+    post: bool,
     defaults: Vec<Arc<Vars>>,
     includes: Vec<Arc<Vars>>,
     when: Vec<String>,
@@ -207,6 +228,8 @@ impl Playbook {
                 modules.push(m.clone());
             }
         }
+        let mut shared = vars_files(&dir, &raw.vars_files, &lines)?;
+        shared.extend(raw.vars);
         let mut l = Loader {
             modules,
             pb: Playbook {
@@ -217,12 +240,11 @@ impl Playbook {
                 tasks: Vec::new(),
                 scopes: Vec::new(),
                 registered: BTreeSet::new(),
+                vars: Arc::new(shared),
             },
             stack: Vec::new(),
         };
-        let mut shared = vars_files(&dir, &raw.vars_files, &lines)?;
-        shared.extend(raw.vars);
-        let pb_vars = Arc::new(shared);
+        let pb_vars = l.pb.vars.clone();
         for (i, p) in raw.plays.into_iter().enumerate() {
             let at = format!("{prefix}{i}");
             let loc = lines.at(&at);
@@ -233,11 +255,29 @@ impl Playbook {
                 .enumerate()
                 .map(|(j, d)| dep_ref(d, lines.at(&format!("{at}.depends_on.{j}"))))
                 .collect::<Result<Vec<_>, _>>()?;
+            let serial_loc = lines.at(&format!("{at}.serial"));
+            let serial = match &p.serial {
+                None => SerialSpec::Fixed(Serial::All),
+                Some(v) => SerialSpec::parse(v).map_err(|why| ModelError::Serial {
+                    loc: serial_loc.clone(),
+                    play: play_name.clone(),
+                    value: serde_yaml::to_string(v)
+                        .map(|t| t.trim().to_string())
+                        .unwrap_or_default(),
+                    why,
+                })?,
+            };
+            let play_vars = Arc::new(p.vars);
             l.pb.plays.push(Play {
                 name: play_name,
                 hosts: p.hosts.clone(),
                 tasks: Vec::new(),
                 handlers: Vec::new(),
+                post_tasks: Vec::new(),
+                post_handlers: Vec::new(),
+                vars: play_vars.clone(),
+                serial,
+                serial_loc,
                 loc,
             });
             let frame = Frame {
@@ -245,14 +285,21 @@ impl Playbook {
                 prefix: format!("{at}.tasks"),
                 play: i,
                 handler: false,
+                post: false,
                 defaults: Vec::new(),
-                includes: vec![pb_vars.clone(), Arc::new(p.vars)],
+                includes: vec![pb_vars.clone(), play_vars],
                 when: Vec::new(),
                 depends_on: deps,
                 search: Arc::new(vec![dir.clone()]),
                 label: String::new(),
             };
             l.tasks(&p.tasks, &frame)?;
+            let post = Frame {
+                prefix: format!("{at}.post_tasks"),
+                post: true,
+                ..frame.clone()
+            };
+            l.tasks(&p.post_tasks, &post)?;
             let hframe = Frame {
                 prefix: format!("{at}.handlers"),
                 handler: true,
@@ -262,6 +309,7 @@ impl Playbook {
             l.tasks(&p.handlers, &hframe)?;
         }
         l.check_notify()?;
+        l.post_handlers();
         Ok(l.pb)
     }
 }
@@ -512,6 +560,8 @@ impl Loader {
         let play = &mut self.pb.plays[f.play];
         if f.handler {
             play.handlers.push(id)
+        } else if f.post {
+            play.post_tasks.push(id)
         } else {
             play.tasks.push(id)
         }
@@ -634,6 +684,44 @@ impl Loader {
             .collect()
     }
 
+    /// Fills each play's [`Play::post_handlers`]: the handlers its post tasks notify, and those these
+    /// handlers notify in turn.
+    fn post_handlers(&mut self) {
+        let tasks = &self.pb.tasks;
+        for play in &mut self.pb.plays {
+            let by_name = |n: &String| {
+                play.handlers
+                    .iter()
+                    .copied()
+                    .find(|h| &tasks[*h].short == n)
+            };
+            let mut reached: BTreeSet<usize> = play
+                .post_tasks
+                .iter()
+                .flat_map(|t| &tasks[*t].notify)
+                .filter_map(by_name)
+                .collect();
+            loop {
+                let more: BTreeSet<usize> = reached
+                    .iter()
+                    .flat_map(|h| &tasks[*h].notify)
+                    .filter_map(by_name)
+                    .filter(|h| !reached.contains(h))
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                reached.extend(more);
+            }
+            play.post_handlers = play
+                .handlers
+                .iter()
+                .copied()
+                .filter(|h| reached.contains(h))
+                .collect();
+        }
+    }
+
     fn check_notify(&self) -> Result<(), ModelError> {
         for t in &self.pb.tasks {
             let play = &self.pb.plays[t.play];
@@ -717,5 +805,47 @@ fn default_name(kind: &str, args: &serde_json::Value) -> String {
     match what {
         Some(w) => format!("{kind} {w}"),
         None => kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SerialError;
+
+    fn load(text: &str) -> Result<Playbook, ModelError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("main.yaml");
+        std::fs::write(&p, text).unwrap();
+        Playbook::load(&p, &[])
+    }
+
+    #[test]
+    fn post_tasks_and_the_handlers_they_reach_are_kept_apart_from_tasks() {
+        let pb = load(
+            "plays:\n  - hosts: all\n    serial: \"50%\"\n    tasks:\n      - name: t\n        command: x\n        notify: a\n    handlers:\n      - name: a\n        command: x\n      - name: b\n        command: x\n        notify: c\n      - name: c\n        command: x\n    post_tasks:\n      - name: p\n        command: x\n        notify: b\n",
+        )
+        .unwrap();
+        let play = &pb.plays[0];
+        let names = |ids: &[usize]| -> Vec<&str> {
+            ids.iter().map(|i| pb.tasks[*i].short.as_str()).collect()
+        };
+        assert_eq!(names(&play.tasks), ["t"]);
+        assert_eq!(names(&play.post_tasks), ["p"]);
+        assert_eq!(names(&play.handlers), ["a", "b", "c"]);
+        assert_eq!(names(&play.post_handlers), ["b", "c"]);
+        assert_eq!(play.serial, SerialSpec::Fixed(Serial::Percent(50)));
+    }
+
+    #[test]
+    fn a_bad_serial_is_a_typed_error_at_its_line() {
+        let e = load("plays:\n  - name: roll\n    hosts: all\n    serial: abc\n").unwrap_err();
+        match e {
+            ModelError::Serial { loc, play, why, .. } => {
+                assert_eq!((loc.line, play.as_str()), (4, "roll"));
+                assert_eq!(why, SerialError::NotANumber);
+            }
+            other => panic!("{other}"),
+        }
     }
 }

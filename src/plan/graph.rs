@@ -1,9 +1,11 @@
 //! The task graph: one node per (host, task), an edge from each task to the next on the same host
-//! (declaration order) and from every task a `depends_on` names to the task that waits, across hosts.
-//! petgraph finds cycles and orders the graph; the scheduler walks the same graph.
+//! (tasks, handlers, post tasks, the handlers post tasks notify), from every task a `depends_on` names
+//! to the task that waits, across hosts, and, in a play with `serial:`, from the end of the play on
+//! every host of a batch to its start on every host of the next batch. petgraph finds cycles and
+//! orders the graph; the scheduler walks the same graph, in plan and apply alike.
 
 use crate::model::playbook::DepRef;
-use crate::model::{Inventory, ModelError, Playbook};
+use crate::model::{Inventory, ModelError, Playbook, Serial};
 use indexmap::IndexMap;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::dot::{Config, Dot};
@@ -11,7 +13,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use std::collections::HashMap;
 
-/// A task on a host.
+/// A task on a host. A handler that post tasks can notify has two nodes on a host: its flush after the
+/// tasks and its flush after the post tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Inventory host name.
@@ -27,6 +30,9 @@ pub enum Edge {
     Order,
     /// An explicit `depends_on`.
     Depends,
+    /// `serial:`: a host of the previous batch finished the play (its last node) before this host
+    /// starts it (its first node).
+    Serial,
 }
 
 /// The edge kind's name, as in the JSON graph (and what DOT requires of edge weights).
@@ -35,6 +41,7 @@ impl std::fmt::Display for Edge {
         f.write_str(match self {
             Edge::Order => "order",
             Edge::Depends => "depends_on",
+            Edge::Serial => "serial",
         })
     }
 }
@@ -52,8 +59,14 @@ pub struct TaskGraph {
 
 impl TaskGraph {
     /// Builds the graph for the hosts `limit` selects (all when `None`), checking every host pattern and
-    /// dependency and rejecting cycles.
-    pub fn build(inv: &Inventory, pb: &Playbook, limit: Option<&str>) -> Result<Self, ModelError> {
+    /// dependency and rejecting cycles. `serial` is each play's batch size, resolved (templates
+    /// rendered) by the caller, which knows the variables.
+    pub fn build(
+        inv: &Inventory,
+        pb: &Playbook,
+        limit: Option<&str>,
+        serial: &[Serial],
+    ) -> Result<Self, ModelError> {
         let limit_error = |msg: String| ModelError::At {
             loc: crate::model::Location {
                 file: "--limit".into(),
@@ -80,9 +93,9 @@ impl TaskGraph {
                 g.hosts.insert(h.name.clone(), Vec::new());
             }
         }
-        let mut index: HashMap<(usize, String), NodeIndex> = HashMap::new();
+        let mut index: HashMap<(usize, String), Vec<NodeIndex>> = HashMap::new();
         let mut play_hosts: Vec<Vec<String>> = Vec::new();
-        for play in &pb.plays {
+        for (i, play) in pb.plays.iter().enumerate() {
             let hosts = inv
                 .select(&play.hosts)
                 .map_err(|e| ModelError::at(&play.loc, format!("play `{}`: {e}", play.name)))?;
@@ -91,18 +104,40 @@ impl TaskGraph {
                 .filter(|h| g.hosts.contains_key(*h))
                 .cloned()
                 .collect();
+            // (first, last) node of the play on each selected host, for the batch edges.
+            let mut ends = Vec::new();
             for h in &selected {
-                for &t in play.tasks.iter().chain(&play.handlers) {
+                let mut first = None;
+                let order = play
+                    .tasks
+                    .iter()
+                    .chain(&play.handlers)
+                    .chain(&play.post_tasks)
+                    .chain(&play.post_handlers);
+                for &t in order {
                     let n = g.graph.add_node(Node {
                         host: h.clone(),
                         task: t,
                     });
-                    index.insert((t, h.clone()), n);
+                    index.entry((t, h.clone())).or_default().push(n);
                     let list = g.hosts.get_mut(h).expect("selected host");
                     if let Some(&prev) = list.last() {
                         g.graph.add_edge(prev, n, Edge::Order);
                     }
                     list.push(n);
+                    first.get_or_insert(n);
+                }
+                if let Some(first) = first {
+                    ends.push((first, g.hosts[h].last().copied().expect("just added")));
+                }
+            }
+            let size = serial.get(i).copied().unwrap_or(Serial::All);
+            let batches: Vec<_> = ends.chunks(size.batch_size(ends.len())).collect();
+            for pair in batches.windows(2) {
+                for &(_, last) in pair[0] {
+                    for &(first, _) in pair[1] {
+                        g.graph.add_edge(last, first, Edge::Serial);
+                    }
                 }
             }
             play_hosts.push(hosts);
@@ -120,17 +155,16 @@ impl TaskGraph {
                     &task.name,
                 )?;
                 for h in &play_hosts[task.play] {
-                    let Some(&me) = index.get(&(task.id, h.clone())) else {
-                        continue;
-                    };
-                    for &t in &targets {
-                        if t == me {
-                            return Err(ModelError::at(
-                                &dep.loc,
-                                format!("task `{}` depends on itself", task.name),
-                            ));
+                    for &me in index.get(&(task.id, h.clone())).into_iter().flatten() {
+                        for &t in &targets {
+                            if t == me {
+                                return Err(ModelError::at(
+                                    &dep.loc,
+                                    format!("task `{}` depends on itself", task.name),
+                                ));
+                            }
+                            g.graph.add_edge(t, me, Edge::Depends);
                         }
-                        g.graph.add_edge(t, me, Edge::Depends);
                     }
                 }
             }
@@ -195,7 +229,7 @@ impl TaskGraph {
     }
 
     /// Graphviz DOT: one box per (host, task), labelled `host: task` (quotes in names escaped, never
-    /// added), dashed edges for explicit dependencies.
+    /// added), dashed edges for explicit dependencies, dotted ones between `serial:` batches.
     pub fn to_dot(&self, pb: &Playbook) -> String {
         let labelled = self.graph.map(
             |_, n| format!("{}: {}", n.host, pb.tasks[n.task].name),
@@ -204,6 +238,7 @@ impl TaskGraph {
         let edge_attr = |_: &_, e: petgraph::graph::EdgeReference<'_, Edge>| match e.weight() {
             Edge::Order => String::new(),
             Edge::Depends => "style=dashed color=blue".to_string(),
+            Edge::Serial => "style=dotted color=red".to_string(),
         };
         let node_attr = |_: &_, _: (NodeIndex, &String)| "shape=box".to_string();
         // Display, not Debug: Debug would quote each label a second time, so the quotes showed.
@@ -239,7 +274,7 @@ fn resolve_dep(
     pb: &Playbook,
     dep: &DepRef,
     play_hosts: &[Vec<String>],
-    index: &HashMap<(usize, String), NodeIndex>,
+    index: &HashMap<(usize, String), Vec<NodeIndex>>,
     limited: bool,
     warnings: &mut Vec<String>,
     waiting: &str,
@@ -280,6 +315,7 @@ fn resolve_dep(
             .tasks
             .iter()
             .chain(&pb.plays[play].handlers)
+            .chain(&pb.plays[play].post_tasks)
             .copied()
             .collect()
     };
@@ -298,9 +334,7 @@ fn resolve_dep(
                 continue;
             }
             any_host = true;
-            if let Some(&n) = index.get(&(t, h.clone())) {
-                out.push(n);
-            }
+            out.extend(index.get(&(t, h.clone())).into_iter().flatten());
         }
     }
     if !any_host {

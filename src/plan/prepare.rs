@@ -3,7 +3,9 @@
 use super::graph::TaskGraph;
 use crate::model::template::Templates;
 use crate::model::vars::{merge, resolve, secret_names, Resolved};
-use crate::model::{Inventory, ModelError, Playbook, TaskSpec, Vars};
+use crate::model::{
+    Inventory, ModelError, Playbook, Serial, SerialError, SerialSpec, TaskSpec, Vars,
+};
 use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
 use minijinja::value::{merge_maps, Value};
@@ -273,7 +275,6 @@ pub fn prepare_with(
         }
     };
     let pb = Playbook::load(&pb_path, &inv.module_path)?;
-    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref())?;
     let templates = Arc::new(Templates::new());
 
     let groups: serde_json::Map<String, serde_json::Value> = std::iter::once("all".to_string())
@@ -286,15 +287,18 @@ pub fn prepare_with(
             .display()
             .to_string()
     };
+    let mut shared = Vars::new();
+    shared.insert("groups".into(), groups.into());
+    shared.insert("inventory_dir".into(), dir_of(&inv.dir).into());
+    shared.insert("playbook_dir".into(), dir_of(&pb.dir).into());
+    let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
+    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
     let magic_for = |host: &str| -> Vars {
         let h = inv.host(host).expect("known host");
-        let mut m = Vars::new();
+        let mut m = shared.clone();
         m.insert("inventory_hostname".into(), host.into());
         m.insert("ansible_host".into(), h.address.clone().into());
         m.insert("group_names".into(), inv.groups_of(host).into());
-        m.insert("groups".into(), groups.clone().into());
-        m.insert("inventory_dir".into(), dir_of(&inv.dir).into());
-        m.insert("playbook_dir".into(), dir_of(&pb.dir).into());
         m
     };
     let no_regs = BTreeSet::new();
@@ -352,6 +356,46 @@ pub fn prepare_with(
     }
     check_cross_host_reads(&p)?;
     Ok(p)
+}
+
+/// Each play's `serial:` as a batch size. A template is rendered against the variables that are the same
+/// for every host of the play (playbook and play `vars`, inventory `vars`, `-e`, and `groups`,
+/// `inventory_dir`, `playbook_dir`): group and host vars could give each host its own batch size, which
+/// means nothing. A value that is no batch size is refused here, before any host is touched.
+fn serials(
+    inv: &Inventory,
+    pb: &Playbook,
+    templates: &Templates,
+    extra: &Vars,
+    shared: &Vars,
+) -> Result<Vec<Serial>, ModelError> {
+    pb.plays
+        .iter()
+        .map(|play| {
+            let text = match &play.serial {
+                SerialSpec::Fixed(s) => return Ok(*s),
+                SerialSpec::Template(text) => text,
+            };
+            let refuse = |value: String, why| ModelError::Serial {
+                loc: play.serial_loc.clone(),
+                play: play.name.clone(),
+                value,
+                why,
+            };
+            let raw = merge(&[&pb.vars, &play.vars, &inv.vars, extra]);
+            let ctx = resolve(templates, &raw, shared).context;
+            let value = templates
+                .render_value(&serde_json::Value::String(text.clone()), &ctx)
+                .map_err(|e| refuse(text.clone(), SerialError::Template(e)))?;
+            Serial::from_json(&value).map_err(|why| {
+                let shown = match &value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                refuse(format!("{text} (renders as {shown})"), why)
+            })
+        })
+        .collect()
 }
 
 /// A task that reads `registered[H].NAME` must wait for the task that registers NAME on H, or it reads

@@ -82,7 +82,7 @@ impl Sink for HumanSink {
                 ..
             } => return,
             Outcome::Skipped { reason, cause } => (
-                if *cause == SkipCause::Dependency {
+                if matches!(cause, SkipCause::Dependency | SkipCause::EarlierBatch) {
                     style("skipped").red()
                 } else {
                     style("skipped").dim()

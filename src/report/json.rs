@@ -68,6 +68,13 @@ fn status(mode: Mode, o: &Outcome) -> (&'static str, Option<String>) {
                 reason,
             },
         ) => ("skipped_dependency", Some(reason.clone())),
+        (
+            _,
+            Outcome::Skipped {
+                cause: C::EarlierBatch,
+                reason,
+            },
+        ) => ("skipped_earlier_batch", Some(reason.clone())),
     }
 }
 
@@ -124,6 +131,7 @@ pub fn print_summary(
             "skipped_condition": s.skipped_condition,
             "not_notified": s.not_notified,
             "skipped_dependency": s.skipped_dependency,
+            "skipped_earlier_batch": s.skipped_batch,
             "hosts": s.hosts,
             "warnings": warnings,
             "exit_code": s.exit_code(mode),

@@ -43,6 +43,8 @@ pub struct Summary {
     pub not_notified: usize,
     /// Not run because something they depend on did not succeed.
     pub skipped_dependency: usize,
+    /// Not run because a host of an earlier `serial:` batch of their play did not finish it.
+    pub skipped_batch: usize,
     /// Per host.
     pub hosts: IndexMap<String, HostTally>,
 }
@@ -72,6 +74,7 @@ impl Summary {
                         SkipCause::Condition => &mut s.skipped_condition,
                         SkipCause::NotNotified => &mut s.not_notified,
                         SkipCause::Dependency => &mut s.skipped_dependency,
+                        SkipCause::EarlierBatch => &mut s.skipped_batch,
                     } += 1;
                 }
                 Outcome::Change {
@@ -98,7 +101,7 @@ impl Summary {
     /// skipped because its dependency failed is an error too; one whose condition is false is not.
     pub fn exit_code(&self, mode: Mode) -> i32 {
         match mode {
-            _ if self.failed > 0 || self.skipped_dependency > 0 => 1,
+            _ if self.failed > 0 || self.skipped_dependency + self.skipped_batch > 0 => 1,
             Mode::Plan if self.add + self.change > 0 => 2,
             _ => 0,
         }
@@ -117,16 +120,24 @@ impl Summary {
         line
     }
 
-    /// The apply recap's closing line, without the elapsed time.
+    /// The apply recap's closing line, without the elapsed time; it says when a `serial:` batch
+    /// failing stopped the later ones, which is why their hosts were not updated.
     pub fn apply_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "Apply: {} changed, {} failed, {} skipped, {} unchanged ({} tasks)",
             self.add + self.change,
             self.failed,
             self.skipped,
             self.unchanged,
             self.total
-        )
+        );
+        if self.skipped_batch > 0 {
+            line.push_str(&format!(
+                "; {} not run because an earlier serial batch failed",
+                self.skipped_batch
+            ));
+        }
+        line
     }
 }
 
@@ -166,6 +177,7 @@ mod tests {
             report("a", skipped(SkipCause::Condition)),
             report("a", skipped(SkipCause::NotNotified)),
             report("b", skipped(SkipCause::Dependency)),
+            report("b", skipped(SkipCause::EarlierBatch)),
             report("b", Outcome::Failed("x".into())),
             report(
                 "b",
@@ -178,14 +190,19 @@ mod tests {
             report("b", Outcome::Unknown("later".into())),
         ];
         let s = Summary::of(["a".to_string(), "b".to_string()], &reports);
-        assert_eq!(s.total, 7);
+        assert_eq!(s.total, 8);
         assert_eq!(
             (s.add, s.change, s.unchanged, s.failed, s.skipped),
-            (1, 1, 1, 1, 3)
+            (1, 1, 1, 1, 4)
         );
         assert_eq!(
-            (s.skipped_condition, s.not_notified, s.skipped_dependency),
-            (1, 1, 1)
+            (
+                s.skipped_condition,
+                s.not_notified,
+                s.skipped_dependency,
+                s.skipped_batch
+            ),
+            (1, 1, 1, 1)
         );
         let a = &s.hosts["a"];
         assert_eq!((a.ok, a.changed, a.failed, a.skipped), (1, 0, 0, 2));
@@ -198,11 +215,12 @@ mod tests {
         assert_eq!(s.exit_code(Mode::Apply), 1);
         assert_eq!(
             s.plan_line(),
-            "Plan: 1 to add, 1 to change, 1 unchanged, 3 skipped, 1 would fail (7 tasks)."
+            "Plan: 1 to add, 1 to change, 1 unchanged, 4 skipped, 1 would fail (8 tasks)."
         );
     }
 
-    /// A false condition or an unnotified handler is no error; a dependency's failure is.
+    /// A false condition or an unnotified handler is no error; a dependency's failure is, and so is an
+    /// earlier batch's.
     #[test]
     fn only_a_dependency_skip_fails_the_run() {
         let quiet = vec![
@@ -215,6 +233,18 @@ mod tests {
         assert_eq!(
             Summary::of(["a".to_string()], &dep).exit_code(Mode::Apply),
             1
+        );
+        let batch = Summary::of(
+            ["a".to_string()],
+            &[report("a", skipped(SkipCause::EarlierBatch))],
+        );
+        assert_eq!(batch.exit_code(Mode::Apply), 1);
+        assert!(
+            batch
+                .apply_line()
+                .ends_with("; 1 not run because an earlier serial batch failed"),
+            "{}",
+            batch.apply_line()
         );
     }
 }
