@@ -1,4 +1,4 @@
-//! NFS shared storage (module `wso2_shared_fs`, resource `mount`) on three qemu VMs of tests/lab/vm: the
+//! NFS shared storage (modules `nfs_server` and `wso2_shared_fs`, resource `mount`) on three qemu VMs of tests/lab/vm: the
 //! lab's nspawn hosts share this machine's kernel, which may have no NFS, so this test needs real VMs.
 //! v1 exports the directory; v2 and v3 mount it as the product's `repository/deployment/server`, and
 //! v2, the first client, seeds the share from its own local directory before anyone mounts it. One
@@ -91,8 +91,12 @@ plays:
         file:
           path: /root
           state: directory
+  - name: nfs server
+    hosts: nfs_server
+    tasks:
+      - include: nfs_server
   - name: shared deployment dir
-    hosts: nfs_server,nfs_clients
+    hosts: nfs_clients
     tasks:
       - include: wso2_shared_fs
 "#;
