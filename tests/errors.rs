@@ -584,3 +584,18 @@ fn vars_files_are_shared_below_the_playbook_vars_and_their_errors_are_located() 
     let missing = project("vars_files: [vars/missing.yaml]\nplays:\n  - hosts: a\n    tasks: []\n");
     every_command(&missing, &["main.yaml:1", "missing.yaml does not exist"]);
 }
+
+#[test]
+fn a_var_that_cannot_resolve_only_fails_the_tasks_that_run() {
+    let pb = |cond: &str| {
+        format!("vars:\n  server: \"{{{{ groups['nfs_server'][0] }}}}\"\nplays:\n  - hosts: a\n    tasks:\n      - name: mount\n        when: {cond}\n        file: {{path: \"{{{{ root }}}}/{{{{ server }}}}\", state: directory}}\n")
+    };
+    let skipped = project(&pb("false"));
+    let r = skipped.run(&["validate", "inventory.yaml", "--no-color"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let runs = project(&pb("true"));
+    every_command(
+        &runs,
+        &["main.yaml:6", "variable `server` cannot be resolved"],
+    );
+}

@@ -557,11 +557,16 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
     }
     let sensitive = p.is_sensitive(node);
     let mut reads = BTreeSet::new();
+    // A variable whose own template fails (it reads a group this inventory does not have, say) only
+    // matters to a task that runs: a task whose condition is false does not need its arguments.
+    let mut unresolved = None;
     for name in names {
         if p.pb.registered.contains(&name) || name == OTHER_HOSTS {
             reads.insert(name);
         } else if let Some(why) = ctx_vars.broken.get(&name) {
-            return Err(here(format!("variable `{name}` cannot be resolved: {why}")));
+            unresolved.get_or_insert_with(|| {
+                here(format!("variable `{name}` cannot be resolved: {why}"))
+            });
         } else if !ctx_vars.vars.contains_key(&name)
             && !p.templates.is_global(&name)
             && !guarded.contains(&name)
@@ -570,6 +575,9 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
         }
     }
     if !reads.is_empty() {
+        if let Some(e) = unresolved {
+            return Err(e);
+        }
         return Ok(NodePrep {
             resource: None,
             when: None,
@@ -578,10 +586,22 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
         });
     }
     let ctx = p.context(node, &Vars::new());
+    let when = p.condition(node, &ctx)?;
+    match unresolved {
+        Some(e) if when => return Err(e),
+        Some(_) => {
+            return Ok(NodePrep {
+                resource: None,
+                when: Some(false),
+                reads,
+                sensitive,
+            })
+        }
+        None => {}
+    }
     if sensitive {
         p.learn_secrets(node, &ctx);
     }
-    let when = p.condition(node, &ctx)?;
     let resource = if when {
         match p.build(node, &ctx) {
             Ok(r) => Some(r),
