@@ -5,59 +5,9 @@
 //! inventory with the lab's ssh settings reaches the VMs and the lab host h1.
 
 mod common;
+use common::vm::ssh;
 use common::{lab, Project};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn vm_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/vm")
-}
-
-/// Runs tests/lab/vm; exit status and both streams.
-fn vm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(vm_script())
-        .args(args)
-        .env("VM_BOOT_TIMEOUT", "180")
-        .output()
-        .expect("run tests/lab/vm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Tears the VMs down (the script kills only the qemu PIDs it recorded) however the test ends.
-struct Vms;
-
-impl Drop for Vms {
-    fn drop(&mut self) {
-        let (ok, _, err) = vm(&["down"]);
-        if !ok {
-            eprintln!("tests/lab/vm down failed: {err}");
-        }
-    }
-}
-
-/// Runs `cmd` on VM `v` over the lab's ssh config, which includes the VMs' (host keys checked strictly).
-fn ssh(v: &str, cmd: &str) -> (i32, String) {
-    let cfg = lab::dir().join("ssh_config");
-    let out = Command::new("ssh")
-        .args([
-            "-F",
-            &cfg.display().to_string(),
-            "-o",
-            "BatchMode=yes",
-            v,
-            cmd,
-        ])
-        .output()
-        .expect("run ssh");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
+use std::path::Path;
 
 /// The lines of an inventory's `ssh:` block.
 fn ssh_block(inventory: &str) -> String {
@@ -110,26 +60,10 @@ fn nfs_share_seeded_once_and_mounted_on_two_vms() {
     let Some((_guard, lab_inventory)) = lab::acquire() else {
         return;
     };
-    let (ok, _, err) = vm(&["deps"]);
-    if !ok {
-        eprintln!("SKIPPED: nfs_vm: qemu cannot be installed here:\n{err}");
-        return;
-    }
     // Fresh VMs: the first apply must do the whole job.
-    let _vms = Vms;
-    let (ok, _, err) = vm(&["down"]);
-    assert!(ok, "tests/lab/vm down failed: {err}");
-    let (up, out, err) = vm(&["up", "3"]);
-    if !up {
-        if err.contains("no sshd after") || err.contains("qemu exited") {
-            // The script printed the tail of the serial log of the VM that did not boot.
-            eprintln!("SKIPPED: nfs_vm: a VM did not boot within 180 s:\n{err}");
-            return;
-        }
-        panic!("tests/lab/vm up 3 failed:\n{out}{err}");
-    }
-    eprintln!("{err}");
-    let vm_inventory = PathBuf::from(out.lines().last().expect("inventory path").trim());
+    let Some((_vms, vm_inventory)) = common::vm::fresh(3, "nfs_vm") else {
+        return;
+    };
     let inv = std::fs::read_to_string(&vm_inventory).expect("VM inventory");
     let lab_inv = std::fs::read_to_string(&lab_inventory).expect("lab inventory");
     // The VMs' inventory has exactly the lab's ssh settings: one block reaches h* and v*.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod vm;
 pub mod wso2;
 
 use std::path::{Path, PathBuf};
