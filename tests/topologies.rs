@@ -128,7 +128,7 @@ fn load_balancer(out: &Path, lb: &str, portal: (&str, &[&str]), gateway: (&str, 
         let (ip, off) = n.split_once('+').unwrap_or((n, "0"));
         let port = 9443 + off.parse::<u32>().unwrap();
         assert!(
-            conf.contains(&format!("server {ip}:{port};")),
+            conf.contains(&format!("server {ip}:{port} ")),
             "{n}:\n{conf}"
         );
     }
@@ -154,7 +154,7 @@ fn load_balancer(out: &Path, lb: &str, portal: (&str, &[&str]), gateway: (&str, 
             let (ip, off) = n.split_once('+').unwrap_or((n, "0"));
             let port: u32 = port.parse::<u32>().unwrap() + off.parse::<u32>().unwrap();
             assert!(
-                gw.contains(&format!("server {ip}:{port};")),
+                gw.contains(&format!("server {ip}:{port} ")),
                 "{n} {port}:\n{gw}"
             );
         }
@@ -169,6 +169,8 @@ fn load_balancer(out: &Path, lb: &str, portal: (&str, &[&str]), gateway: (&str, 
             "proxy_set_header Connection \"upgrade\";",
             "proxy_read_timeout 5m;",
             "proxy_send_timeout 5m;",
+            "proxy_next_upstream error timeout http_502 http_503 http_504;",
+            "max_fails=1 fail_timeout=1s;",
         ] {
             assert!(c.contains(h), "{h} missing:\n{c}");
         }

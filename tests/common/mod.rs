@@ -75,6 +75,35 @@ impl Run {
         out
     }
 
+    /// Checks a plan against the apply that followed it: every change the plan was sure of was made, and
+    /// every change made was in the plan, sure or "known after apply" (a check after a change, such
+    /// as a health gate whose probe the plan cannot run).
+    pub fn assert_plan_matches(&self, applied: &Run) {
+        let planned = self.changed_tasks();
+        let made = applied.changed_tasks();
+        let unsure: Vec<String> = self
+            .json()
+            .into_iter()
+            .filter(|e| e["type"] == "task" && e["status"] == "known_after_apply")
+            .map(|e| format!("{} {}", e["host"], e["task"]))
+            .collect();
+        let mut rest = planned.clone();
+        for m in &made {
+            let i = rest.iter().position(|p| p == m);
+            assert!(
+                i.is_some(),
+                "{m} changed but was not planned\nplanned: {planned:?}\nmade: {made:?}"
+            );
+            rest.remove(i.unwrap());
+        }
+        for r in &rest {
+            assert!(
+                unsure.contains(r),
+                "planned for sure but not made: {r}\nplanned: {planned:?}\nmade: {made:?}"
+            );
+        }
+    }
+
     /// The JSON task event for `host`/`task`.
     pub fn event(&self, host: &str, task: &str) -> serde_json::Value {
         self.json()
