@@ -6,7 +6,7 @@
 mod common;
 use common::lab;
 use common::wso2::{
-    build_pack, fresh_hosts, health_at, nodes_behind, project, run, started_at, unit_time_ms,
+    converged, first_converge, gateway_reaches, health_at, nodes_behind, started_at, unit_time_ms,
 };
 use std::time::{Duration, Instant};
 
@@ -28,15 +28,7 @@ fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {
     let Some((_lab, _)) = lab::acquire() else {
         return;
     };
-    let p = project(INVENTORY, |s| s);
-    build_pack(&p.path().join("inventory/files"));
-    fresh_hosts();
-
-    let plan = run(&p, INVENTORY, "plan", &[], &[]);
-    assert_eq!(plan.code, 2, "{}", plan.all());
-    let first = run(&p, INVENTORY, "apply", &[], &["--json"]);
-    assert_eq!(first.code, 0, "{}", first.all());
-    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
+    let (p, ca) = first_converge(INVENTORY, &[]);
 
     // Every node healthy, peers included (the workers' traffic manager and service URL are the
     // manager's).
@@ -75,6 +67,13 @@ fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {
             start + 1000 >= landed,
             "{w} started before the first sync landed"
         );
+        // Its deployment directory was emptied once, on this first provisioning (the marker says so;
+        // the pack's content it now has came with the sync).
+        assert_eq!(
+            lab::ssh(w, "test -f /var/lib/wso2-sync/.deployment-emptied").0,
+            0,
+            "{w}"
+        );
         // The names, both ways.
         let (_, hosts) = lab::ssh(w, "cat /etc/hosts");
         assert!(
@@ -92,23 +91,12 @@ fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {
 
     // The load balancer: the gateway on 80 (proxied, not redirected) and 443 reaches every worker and
     // never the manager; the management console reaches the manager.
-    for (url, resolve) in [
-        (
-            "http://am.lab.internal/health",
-            "am.lab.internal:80:10.231.0.11",
-        ),
-        (
-            "https://am.lab.internal/health",
-            "am.lab.internal:443:10.231.0.11",
-        ),
-    ] {
-        let seen = nodes_behind(&ca, url, resolve, 8);
-        assert_eq!(
-            seen,
-            ["10.231.0.13", "10.231.0.14"].map(String::from).into(),
-            "{url}"
-        );
-    }
+    gateway_reaches(
+        &ca,
+        "am.lab.internal",
+        "10.231.0.11",
+        &["10.231.0.13", "10.231.0.14"],
+    );
     let seen = nodes_behind(
         &ca,
         "https://mgt.am.lab.internal/health",
@@ -135,12 +123,5 @@ fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {
     }
 
     // Nothing to do the second time, and nothing restarted.
-    let before: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started_at(h)).collect();
-    let plan = run(&p, INVENTORY, "plan", &[], &["--json"]);
-    assert_eq!(plan.code, 0, "{}", plan.all());
-    plan.assert_no_changes();
-    let again = run(&p, INVENTORY, "apply", &[], &["--json"]);
-    again.assert_no_changes();
-    let after: Vec<u64> = ["h2", "h3", "h4"].iter().map(|h| started_at(h)).collect();
-    assert_eq!(before, after, "a no-op apply restarted wso2am");
+    converged(&p, INVENTORY, &[], || ["h2", "h3", "h4"].map(started_at));
 }

@@ -6,7 +6,7 @@
 mod common;
 use common::lab;
 use common::vm::ssh;
-use common::wso2::{build_pack, fresh_hosts, health_at, nodes_behind, project, run};
+use common::wso2::{converged, first_converge, gateway_reaches, health_at};
 
 const INVENTORY: &str = "inventory/lab-gateway-shared-fs.yaml";
 const NODES: [(&str, &str); 2] = [("v2", "10.231.0.102"), ("v3", "10.231.0.103")];
@@ -36,21 +36,7 @@ fn the_gateway_on_a_shared_file_system_converges_as_the_guide_lays_it_out() {
     let Some((_vms, _)) = common::vm::fresh(3, "gateway_shared_fs_lab") else {
         return;
     };
-    let p = project(INVENTORY, |s| s);
-    build_pack(&p.path().join("inventory/files"));
-    fresh_hosts();
-
-    let plan = run(&p, INVENTORY, "plan", &[], &[]);
-    assert_eq!(plan.code, 2, "{}", plan.all());
-    let first = run(
-        &p,
-        INVENTORY,
-        "apply",
-        &[],
-        &["--json", "-e", "wso2_health_timeout=300"],
-    );
-    assert_eq!(first.code, 0, "{}", first.all());
-    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
+    let (p, ca) = first_converge(INVENTORY, &["-e", "wso2_health_timeout=300"]);
 
     // The share: seeded with the pack's deployment directory (the marker last), mounted on both nodes.
     on(
@@ -80,20 +66,13 @@ fn the_gateway_on_a_shared_file_system_converges_as_the_guide_lays_it_out() {
         }
     }
 
-    // The load balancer reaches both nodes for API traffic (80 proxied, 443).
-    for (url, resolve) in [
-        (
-            "http://gw.am.lab.internal/health",
-            "gw.am.lab.internal:80:10.231.0.12",
-        ),
-        (
-            "https://gw.am.lab.internal/health",
-            "gw.am.lab.internal:443:10.231.0.12",
-        ),
-    ] {
-        let seen = nodes_behind(&ca, url, resolve, 8);
-        assert_eq!(seen, NODES.map(|(_, a)| a.to_string()).into(), "{url}");
-    }
+    // The load balancer reaches both nodes for API traffic.
+    gateway_reaches(
+        &ca,
+        "gw.am.lab.internal",
+        "10.231.0.12",
+        &NODES.map(|(_, a)| a),
+    );
 
     // An API deployed on any node is on every node at once.
     let api = format!("{SERVER}/synapse-configs/default/api/PizzaShack.xml");
@@ -109,12 +88,5 @@ fn the_gateway_on_a_shared_file_system_converges_as_the_guide_lays_it_out() {
     );
 
     // Nothing to do the second time, and nothing restarted.
-    let before: Vec<String> = NODES.iter().map(|(n, _)| started(n)).collect();
-    let plan = run(&p, INVENTORY, "plan", &[], &["--json"]);
-    assert_eq!(plan.code, 0, "{}", plan.all());
-    plan.assert_no_changes();
-    let again = run(&p, INVENTORY, "apply", &[], &["--json"]);
-    again.assert_no_changes();
-    let after: Vec<String> = NODES.iter().map(|(n, _)| started(n)).collect();
-    assert_eq!(before, after, "a no-op apply restarted wso2am");
+    converged(&p, INVENTORY, &[], || NODES.map(|(n, _)| started(n)));
 }

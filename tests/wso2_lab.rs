@@ -6,8 +6,8 @@
 
 mod common;
 use common::wso2::{
-    build_pack, build_pack_version, ensure_driver, fresh_hosts, health, health_at, nodes_behind,
-    pack_vars, started_at, unit_time_ms, DRIVER,
+    build_pack, build_pack_version, converged, ensure_driver, first_converge, gateway_reaches,
+    health, health_at, nodes_behind, pack_vars, started_at, unit_time_ms, DRIVER,
 };
 use common::{lab, Project, Run};
 use std::path::Path;
@@ -108,22 +108,9 @@ fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_heal
         return;
     };
     let t0 = Instant::now();
-    let p = project(|s| s);
-    let files = p.path().join("inventory/files");
-    build_pack(&files);
+    let (p, ca) = first_converge(INVENTORY, &[]);
     let vars: Vec<String> = Vec::new();
-    fresh_hosts();
-
-    let plan = run(&p, "plan", &vars, &[]);
-    assert_eq!(plan.code, 2, "{}", plan.all());
-    let first = run(&p, "apply", &vars, &["--json"]);
-    assert_eq!(first.code, 0, "{}", first.all());
     let t_first = t0.elapsed();
-    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
-    assert!(
-        !first.all().contains("apim-Admin-pass-1"),
-        "the admin password leaked"
-    );
     // Each node reports its databases and every peer (both traffic managers, the other node's JMS
     // broker through jndi2.properties, the gateway service URL: node 2's is node 1) as reachable.
     for (addr, peer) in [
@@ -149,23 +136,12 @@ fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_heal
 
     // Through the load balancer: the gateway (80 proxied, 443) reaches both nodes; the portals are
     // sticky, so one client always lands on the same node.
-    for (url, resolve) in [
-        (
-            "http://gw.am.lab.internal/health",
-            "gw.am.lab.internal:80:10.231.0.14",
-        ),
-        (
-            "https://gw.am.lab.internal/health",
-            "gw.am.lab.internal:443:10.231.0.14",
-        ),
-    ] {
-        let seen = nodes_behind(&ca, url, resolve, 8);
-        assert_eq!(
-            seen,
-            ["10.231.0.12", "10.231.0.13"].map(String::from).into(),
-            "{url}"
-        );
-    }
+    gateway_reaches(
+        &ca,
+        "gw.am.lab.internal",
+        "10.231.0.14",
+        &["10.231.0.12", "10.231.0.13"],
+    );
     let portal = nodes_behind(
         &ca,
         "https://api.am.lab.internal/health",
@@ -190,16 +166,9 @@ fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_heal
     }
 
     // A second plan and apply change nothing and restart nothing.
-    let since: Vec<u64> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
-    let plan = run(&p, "plan", &vars, &["--json"]);
-    assert_eq!(plan.code, 0, "{}", plan.all());
-    plan.assert_no_changes();
     let t1 = Instant::now();
-    let again = run(&p, "apply", &vars, &["--json"]);
+    converged(&p, INVENTORY, &vars, || ["h2", "h3"].map(started_at));
     let t_again = t1.elapsed();
-    again.assert_no_changes();
-    let now: Vec<u64> = ["h2", "h3"].iter().map(|h| started_at(h)).collect();
-    assert_eq!(since, now, "a no-op apply restarted wso2am");
 
     // Rolling restart: a new heap size restarts h2, waits for its health gate, then restarts h3. A
     // client polling the gateway through the load balancer meanwhile always gets an answer. Plan

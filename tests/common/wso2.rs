@@ -173,3 +173,59 @@ pub fn unit_time_ms(host: &str, prop: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("{host}: no {prop} in `{out}`"))
 }
+
+/// A topology's first converge on fresh hosts, as an operator sees it: the example inventory in a
+/// project with the stand-in pack, a plan that has changes (exit 2), an apply that succeeds with
+/// `extra` arguments, neither showing a secret of the inventory. The project and the cluster CA's
+/// path.
+pub fn first_converge(inventory: &str, extra: &[&str]) -> (Project, PathBuf) {
+    let p = project(inventory, |s| s);
+    build_pack(&p.path().join("inventory/files"));
+    fresh_hosts();
+    let plan = run(&p, inventory, "plan", &[], &[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let first = run(&p, inventory, "apply", &[], &args);
+    assert_eq!(first.code, 0, "{}", first.all());
+    // No secret of the inventory in what the operator saw.
+    let inv: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(p.path().join(inventory)).unwrap()).unwrap();
+    for name in inv["secrets"].as_sequence().unwrap() {
+        let value = inv["vars"][name.as_str().unwrap()].as_str().unwrap();
+        for (what, out) in [("plan", plan.all()), ("apply", first.all())] {
+            assert!(!out.contains(value), "{what} shows the secret {name:?}");
+        }
+    }
+    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
+    (p, ca)
+}
+
+/// API traffic to `name` through the load balancer at `lb` (80 proxied and 443) reaches exactly the
+/// nodes at `addrs`.
+pub fn gateway_reaches(ca: &Path, name: &str, lb: &str, addrs: &[&str]) {
+    for (scheme, port) in [("http", 80), ("https", 443)] {
+        let url = format!("{scheme}://{name}/health");
+        let seen = nodes_behind(ca, &url, &format!("{name}:{port}:{lb}"), 8);
+        let want: std::collections::BTreeSet<String> =
+            addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(seen, want, "{url} through {lb}");
+    }
+}
+
+/// The second run of a converged topology: the plan exits 0 with nothing to change, the apply changes
+/// nothing, and `started` (the nodes' start times) is the same before and after: nothing restarted.
+pub fn converged<T: PartialEq + std::fmt::Debug>(
+    p: &Project,
+    inventory: &str,
+    vars: &[String],
+    started: impl Fn() -> T,
+) {
+    let before = started();
+    let plan = run(p, inventory, "plan", vars, &["--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    plan.assert_no_changes();
+    let again = run(p, inventory, "apply", vars, &["--json"]);
+    again.assert_no_changes();
+    assert_eq!(before, started(), "a no-op apply restarted wso2am");
+}
