@@ -55,15 +55,31 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
         }
     }
     vars.extend(magic.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // A value renders once the variables it reads are rendered: `default()` and `is defined` would
+    // otherwise take a variable that is only not rendered yet for an undefined one. When nothing is left
+    // that waits only for others (a cycle, an undefined name), the rest render as they are, for the
+    // reason they fail.
+    let reads: BTreeMap<&String, BTreeSet<String>> = pending
+        .iter()
+        .map(|(k, v)| (*k, t.names_in(v).unwrap_or_default()))
+        .collect();
     let mut broken = BTreeMap::new();
+    let mut stuck = false;
     while !pending.is_empty() {
         let ctx = Value::from_serialize(&vars);
+        let waiting: BTreeSet<&String> = pending.iter().map(|(k, _)| *k).collect();
         let mut next = Vec::new();
+        let mut progress = false;
         broken.clear();
         for (k, v) in pending.iter().copied() {
+            if !stuck && reads[k].iter().any(|n| n != k && waiting.contains(n)) {
+                next.push((k, v));
+                continue;
+            }
             match t.render_value(v, &ctx) {
                 Ok(r) => {
                     vars.insert(k.clone(), r);
+                    progress = true;
                 }
                 Err(e) => {
                     broken.insert(k.clone(), e);
@@ -71,8 +87,11 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
                 }
             }
         }
-        if next.len() == pending.len() {
-            break;
+        if !progress {
+            if stuck {
+                break;
+            }
+            stuck = true;
         }
         pending = next;
     }
@@ -153,6 +172,22 @@ mod tests {
         let r = resolve(&t, &raw, &magic);
         assert_eq!(r.vars["url"], json!("jdbc://h1.lab:3306"));
         assert!(r.broken.is_empty());
+    }
+
+    #[test]
+    fn a_default_sees_a_variable_rendered_later_in_the_same_pass() {
+        let t = Templates::new();
+        let raw: Vars = serde_json::from_value(json!({
+            "c": "{{ a | default('none') }}",
+            "a": "x-{{ b }}",
+            "b": "{{ 1 + 1 }}",
+            "d": "{{ missing | default('fallback') }}"
+        }))
+        .unwrap();
+        let r = resolve(&t, &raw, &Vars::new());
+        assert_eq!(r.vars["c"], json!("x-2"));
+        assert_eq!(r.vars["d"], json!("fallback"));
+        assert!(r.broken.is_empty(), "{:?}", r.broken);
     }
 
     #[test]
