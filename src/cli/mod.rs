@@ -2,12 +2,14 @@
 //! library below returns typed errors.
 
 mod demo;
+mod drift;
 mod lock;
 mod logging;
 mod render;
 mod signals;
 
 use anyhow::{bail, Context, Result};
+use apim_provision::drift::record;
 use apim_provision::execute::{self, Mode, Sink};
 use apim_provision::model::location::Lines;
 use apim_provision::model::{error, Vars};
@@ -43,6 +45,9 @@ enum Command {
     Plan(RunArgs),
     /// Make the changes (exit 0: all succeeded, 1: a task failed).
     Apply(RunArgs),
+    /// Check, changing nothing, whether hosts moved away from the inventory (exit 0: no drift, 2:
+    /// drift, 1: a host unreachable or a check failed).
+    Drift(drift::DriftArgs),
     /// Parse the inventory and playbook and build the graph; touches no host.
     Validate(Target),
     /// Print the task graph (Graphviz DOT or JSON); touches no host.
@@ -100,7 +105,7 @@ struct Target {
 }
 
 #[derive(Args, Clone)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     target: Target,
     /// Hosts worked on at once (default: all).
@@ -132,12 +137,17 @@ impl Cli {
             (_, 0) => Verbosity::Normal,
             _ => Verbosity::Verbose,
         };
-        let json = matches!(&self.command, Command::Plan(a) | Command::Apply(a) if a.json);
+        let json = match &self.command {
+            Command::Plan(a) | Command::Apply(a) => a.json,
+            Command::Drift(d) => d.run.json,
+            _ => false,
+        };
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
         let result = rt.block_on(async {
             match self.command {
                 Command::Plan(a) => run(&a, Mode::Plan, verbosity, &masker).await,
                 Command::Apply(a) => run(&a, Mode::Apply, verbosity, &masker).await,
+                Command::Drift(d) => drift::run(&d, verbosity, &masker).await,
                 Command::Validate(t) => validate(&t, &masker),
                 Command::Graph { target, format } => graph(&target, format, &masker),
                 Command::Render { target, out } => render_to(&target, &out, &masker),
@@ -213,12 +223,35 @@ fn load(t: &Target, masker: &Masker) -> Result<Prepared> {
 /// Plans or applies; returns the exit code.
 async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
     let p = Arc::new(load(&a.target, masker)?);
-    let started = Instant::now();
     if !a.json {
         for w in &p.graph.warnings {
             eprintln!("{} {w}", console::style("warning:").yellow());
         }
     }
+    let _lock = match mode {
+        Mode::Apply => Some(lock::RunLock::acquire(&a.target.inventory)?),
+        Mode::Plan => None,
+    };
+    let (signals, cancel) = signals::Signals::watch().context("watching for SIGINT/SIGTERM")?;
+    let summary = walk(&p, a, mode, verbosity, masker, cancel, None).await?;
+    Ok(signals
+        .exit_code()
+        .unwrap_or_else(|| summary.exit_code(mode)))
+}
+
+/// Walks the graph of `p` in `mode`, reporting as `a` asks (human or JSON lines) with the final plan
+/// or recap; an apply then records each host on which everything succeeded (see
+/// `apim_provision::drift::record`). `may_change` restricts what an apply changes (`drift --fix`).
+async fn walk(
+    p: &Arc<Prepared>,
+    a: &RunArgs,
+    mode: Mode,
+    verbosity: Verbosity,
+    masker: &Masker,
+    cancel: execute::Cancel,
+    may_change: Option<Arc<Vec<bool>>>,
+) -> Result<Summary> {
+    let started = Instant::now();
     let forks = a.forks.unwrap_or(p.graph.hosts.len()).max(1);
     let total = p.graph.graph.node_count();
     let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
@@ -228,15 +261,11 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity, masker: &Masker) -> 
         let h = Arc::new(HumanSink::new(mode, verbosity, total, masker.clone()));
         (h.clone(), Some(h))
     };
-    let _lock = match mode {
-        Mode::Apply => Some(lock::RunLock::acquire(&a.target.inventory)?),
-        Mode::Plan => None,
-    };
-    let (signals, cancel) = signals::Signals::watch().context("watching for SIGINT/SIGTERM")?;
     let ctl = execute::Control {
         cancel,
         command_timeout: Duration::from_secs(a.command_timeout),
         probe_timeout: Duration::from_secs(a.probe_timeout),
+        may_change,
     };
     let reports = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
     let summary = Summary::of(hosts, &reports);
@@ -251,9 +280,14 @@ async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity, masker: &Masker) -> 
     } else {
         json::print_summary(mode, &summary, elapsed, &p.graph.warnings, masker);
     }
-    Ok(signals
-        .exit_code()
-        .unwrap_or_else(|| summary.exit_code(mode)))
+    if mode == Mode::Apply {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        record::write_applied(p, &reports, now).context("writing the last-apply record")?;
+    }
+    Ok(summary)
 }
 
 /// Writes `text` and a newline to stdout. A closed reader (`graph | head -1`) is an error to report,

@@ -3,7 +3,7 @@
 
 use crate::model::Vars;
 use crate::resources::HostView;
-use crate::transport::{BatchAnswer, ProbeBatch, Transport};
+use crate::transport::{BatchAnswer, ProbeBatch, Transport, TransportError};
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +12,17 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// Probe answers of a host's batch, or why the batch could not run.
-pub type BatchResult = Result<HashMap<NodeIndex, BatchAnswer>, String>;
+pub type BatchResult = Result<HashMap<NodeIndex, BatchAnswer>, BatchError>;
+
+/// Why a host's batch could not run, and whether that is because the host could not be reached (which
+/// `drift` reports by host name) rather than a timeout.
+#[derive(Debug, Clone)]
+pub struct BatchError {
+    /// The message every task that waited for the batch fails with.
+    pub message: String,
+    /// The connection itself failed.
+    pub unreachable: bool,
+}
 
 /// Per-host run state.
 pub struct HostState {
@@ -83,15 +93,19 @@ impl HostState {
                 );
                 let answers = tokio::time::timeout(limit, b.run(t.as_ref()))
                     .await
-                    .map_err(|_| {
-                        format!(
+                    .map_err(|_| BatchError {
+                        message: format!(
                             "{}: the probe batch timed out after {}s (probe timeout), and what it \
                              started there was stopped",
                             t.host(),
                             limit.as_secs()
-                        )
+                        ),
+                        unreachable: false,
                     })?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| BatchError {
+                        unreachable: matches!(e, TransportError::Connection { .. }),
+                        message: e.to_string(),
+                    })?;
                 Ok(list.into_iter().map(|(n, _)| n).zip(answers).collect())
             })
             .await

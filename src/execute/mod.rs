@@ -1,6 +1,6 @@
 //! Running the graph. `plan` and `apply` are the same walk (mgmt's CheckApply with apply=false/true):
-//! the same probe decides the change, and only apply makes it. `drift` will be the plan walk, reported
-//! differently.
+//! the same probe decides the change, and only apply makes it. `drift` is the plan walk, reported
+//! differently (see [`ChangeCause`]), and `drift --fix` an apply restricted by [`Control::may_change`].
 
 mod host;
 mod scheduler;
@@ -9,6 +9,7 @@ pub use scheduler::{run, run_with};
 
 use crate::resources::{Action, ContentDiff};
 use petgraph::graph::NodeIndex;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -74,6 +75,10 @@ pub struct Control {
     pub command_timeout: Duration,
     /// Longest a probe (a host's batch, or one task's own probe) may take.
     pub probe_timeout: Duration,
+    /// Apply only: the nodes (by index) allowed to make a change; `None` allows all. `drift --fix`
+    /// allows only what drifted and what follows from it, so that a resource found in sync is not
+    /// changed by a repair.
+    pub may_change: Option<Arc<Vec<bool>>>,
 }
 
 impl Default for Control {
@@ -82,6 +87,7 @@ impl Default for Control {
             cancel: Cancel::never(),
             command_timeout: Duration::from_secs(3600),
             probe_timeout: Duration::from_secs(600),
+            may_change: None,
         }
     }
 }
@@ -108,6 +114,21 @@ pub enum SkipCause {
     /// A host of an earlier `serial:` batch of its play did not finish the play: a rolling update
     /// stops rather than take more nodes down (Ansible's `max_fail_percentage: 0`).
     EarlierBatch,
+    /// Apply only: its change is not one the run allows (`drift --fix` leaves alone what did not
+    /// drift, see [`Control::may_change`]).
+    NotAllowed,
+}
+
+/// Why a planned change is needed, which is what tells drift from a change that merely follows one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeCause {
+    /// The host as probed differs from the desired state: planned against the probe alone, the task
+    /// changes something too.
+    Host,
+    /// Plan only: the change follows from earlier pending changes of the run on this host (a
+    /// daemon-reload after a unit file changes, an edit of a file an earlier task rewrites); against
+    /// the host as probed the task would change nothing, or could not be planned.
+    EarlierChange,
 }
 
 /// What happened to (or would happen to) one task on one host.
@@ -123,11 +144,17 @@ pub enum Outcome {
         details: Vec<String>,
         /// Content diff, for files.
         diff: Option<ContentDiff>,
+        /// Whether the host itself differs or the change follows from an earlier one.
+        cause: ChangeCause,
     },
     /// Plan only: the task's inputs depend on an earlier change, so its effect is known after apply.
     Unknown(String),
     /// Failed in apply, or would fail in plan.
     Failed(String),
+    /// The host could not be reached to probe the task: nothing was decided or made. Kept apart from
+    /// [`Outcome::Failed`] so that `drift` can name the host as unreachable rather than call its
+    /// resources broken.
+    Unreachable(String),
     /// Not run.
     Skipped {
         /// Why.
@@ -143,6 +170,7 @@ impl Outcome {
         !matches!(
             self,
             Outcome::Failed(_)
+                | Outcome::Unreachable(_)
                 | Outcome::Skipped {
                     cause: SkipCause::Dependency | SkipCause::EarlierBatch,
                     ..
@@ -173,10 +201,46 @@ pub struct NodeReport {
     pub location: String,
     /// True for handlers.
     pub handler: bool,
+    /// The whole file the task manages (`copy`, `template`), when its resource was built: what the
+    /// last-apply record keeps and `drift` compares with it.
+    pub file: Option<ManagedFile>,
     /// What happened.
     pub outcome: Outcome,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+/// A whole file a task manages, by identity: its dest, the sha256 of the content the run rendered for it,
+/// and the attributes it sets. Never the content, so it can be stored and compared without holding a
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManagedFile {
+    /// The absolute path on the host.
+    pub dest: String,
+    /// Hex sha256 of the content.
+    pub sha256: String,
+    /// Mode set on it (`0640`), when the task sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Owner set on it, when the task sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Group set on it, when the task sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl ManagedFile {
+    /// The identity of what `resource` writes, when it writes a whole file.
+    pub fn of(resource: &dyn crate::resources::Resource) -> Option<Self> {
+        resource.whole_file().map(|w| Self {
+            dest: w.dest.to_string(),
+            sha256: w.sha256.to_string(),
+            mode: w.attrs.mode.map(|m| m.to_string()),
+            owner: w.attrs.owner.clone(),
+            group: w.attrs.group.clone(),
+        })
+    }
 }
 
 /// Receives progress while the graph runs (reports, progress bars, JSON lines).

@@ -4,11 +4,11 @@
 //! is skipped for that reason, so a rolling update stops instead of taking down the next nodes.
 
 use super::host::HostState;
-use super::{Control, Mode, NodeReport, Outcome, Sink, SkipCause};
+use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::model::Vars;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{Action, Change, Effect, Resource};
-use crate::transport::{connect, BatchAnswer, ProbeBatch};
+use crate::transport::{connect, BatchAnswer, ProbeBatch, TransportError};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -164,6 +164,7 @@ impl Run {
             target: None,
             location: t.loc.to_string(),
             handler: t.handler,
+            file: None,
             outcome: Outcome::Failed(format!("internal error while running the task: {why}")),
             elapsed: Duration::ZERO,
         }
@@ -216,6 +217,7 @@ impl Run {
         let host = &g[node].host;
         let started = Instant::now();
         let mut target = None;
+        let mut file = None;
         let cancel = &self.ctl.cancel;
         let interrupted = |why: String| Outcome::Skipped {
             cause: SkipCause::Dependency,
@@ -254,7 +256,7 @@ impl Run {
                                 "`{}` on {host}: stopped, the run was interrupted ({why})",
                                 t.name
                             )),
-                            o = self.execute(node, dep_changed, &mut target) => {
+                            o = self.execute(node, dep_changed, &mut target, &mut file) => {
                                 self.hide_if_sensitive(node, o)
                             }
                         }
@@ -270,6 +272,7 @@ impl Run {
             target,
             location: t.loc.to_string(),
             handler: t.handler,
+            file,
             outcome,
             elapsed: started.elapsed(),
         };
@@ -290,6 +293,7 @@ impl Run {
         node: NodeIndex,
         dep_changed: bool,
         target: &mut Option<String>,
+        file: &mut Option<ManagedFile>,
     ) -> Outcome {
         let p = &self.p;
         let t = p.task(node);
@@ -359,6 +363,7 @@ impl Run {
             }
         };
         *target = Some(resource.describe());
+        *file = ManagedFile::of(resource.as_ref());
         let transport = hs.transport().clone();
         let host = transport.host();
         let timed_out = |what: &str, limit: Duration| {
@@ -373,7 +378,8 @@ impl Run {
             let all = || self.batch_probes(&p.graph.graph[node].host);
             match hs.batch(all, self.ctl.probe_timeout).await {
                 Ok(map) => map.get(&node).cloned(),
-                Err(e) => return Outcome::Failed(e.clone()),
+                Err(e) if e.unreachable => return Outcome::Unreachable(e.message.clone()),
+                Err(e) => return Outcome::Failed(e.message.clone()),
             }
         } else {
             None
@@ -390,6 +396,9 @@ impl Run {
                     .unwrap_or(self.ctl.probe_timeout);
                 match tokio::time::timeout(limit, b.run(transport.as_ref())).await {
                     Ok(Ok(mut a)) => a.remove(0),
+                    Ok(Err(e @ TransportError::Connection { .. })) => {
+                        return Outcome::Unreachable(e.to_string())
+                    }
                     Ok(Err(e)) => return Outcome::Failed(e.to_string()),
                     Err(_) => return timed_out("its probe", limit),
                 }
@@ -403,6 +412,9 @@ impl Run {
                 answer.messages.join("\n")
             ));
         }
+        // Planned against earlier pending changes of the run, when there are any; a change is then the
+        // host's own only when the probe alone also asks for one.
+        let as_probed = self.mode == Mode::Apply || hs.view.lock().expect("view").is_empty();
         let planned = match self.mode {
             Mode::Plan => resource.plan_in(&answer.facts, &hs.view.lock().expect("view")),
             Mode::Apply => resource.plan(&answer.facts).map(Some),
@@ -423,16 +435,34 @@ impl Run {
             self.register(node, hs, false, change.result.clone());
             return Outcome::Unchanged;
         }
+        let cause = if as_probed || resource.plan(&answer.facts).is_ok_and(|c| c.is_pending()) {
+            ChangeCause::Host
+        } else {
+            ChangeCause::EarlierChange
+        };
         let (details, diff) = change.shown(prep.sensitive);
         let outcome = Outcome::Change {
             action: change.action,
             details,
             diff,
+            cause,
         };
         match self.mode {
             Mode::Plan => {
                 self.pending(node, hs, resource.effects(&change));
                 outcome
+            }
+            Mode::Apply
+                if self
+                    .ctl
+                    .may_change
+                    .as_ref()
+                    .is_some_and(|allowed| !allowed[node.index()]) =>
+            {
+                skip(
+                    SkipCause::NotAllowed,
+                    "not changed: it did not drift when checked (drift --fix changes only what drifted)",
+                )
             }
             Mode::Apply => {
                 tracing::info!(host = transport.host(), task = %t.name, "applying {}", resource.describe());

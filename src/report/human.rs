@@ -77,6 +77,7 @@ impl Sink for HumanSink {
             Outcome::Change { details, .. } => (style("changed").yellow(), details.join(", ")),
             Outcome::Unknown(m) => (style("unknown").yellow(), m.clone()),
             Outcome::Failed(m) => (style("FAILED").red().bold(), m.clone()),
+            Outcome::Unreachable(m) => (style("UNREACHABLE").red().bold(), m.clone()),
             Outcome::Skipped {
                 cause: SkipCause::NotNotified,
                 ..
@@ -116,7 +117,7 @@ fn symbol(o: &Outcome) -> console::StyledObject<&'static str> {
             ..
         } => style("-").red(),
         Outcome::Change { .. } | Outcome::Unknown(_) => style("~").yellow(),
-        Outcome::Failed(_) => style("!").red().bold(),
+        Outcome::Failed(_) | Outcome::Unreachable(_) => style("!").red().bold(),
         Outcome::Unchanged | Outcome::Skipped { .. } => style("=").dim(),
     }
 }
@@ -161,7 +162,8 @@ pub fn print_plan(
             .collect();
         // Quiet: failures only, then the totals.
         let shown = |r: &NodeReport| {
-            verbosity != Verbosity::Quiet || matches!(r.outcome, Outcome::Failed(_))
+            verbosity != Verbosity::Quiet
+                || matches!(r.outcome, Outcome::Failed(_) | Outcome::Unreachable(_))
         };
         if !mine.iter().any(|r| shown(r)) {
             continue;
@@ -186,6 +188,7 @@ pub fn print_plan(
                 Outcome::Change { details, .. } => details.join("; "),
                 Outcome::Unknown(m) => m.clone(),
                 Outcome::Failed(m) => format!("would fail: {m}"),
+                Outcome::Unreachable(m) => format!("unreachable: {m}"),
                 Outcome::Skipped { reason, .. } => reason.clone(),
                 Outcome::Unchanged => String::new(),
             };
@@ -230,16 +233,19 @@ pub fn print_recap(
         ));
     }
     for r in reports {
-        if let Outcome::Failed(m) = &r.outcome {
-            out.push_str(&format!(
-                "\n{} {} on {} ({}):\n  {}\n",
-                style("failed:").red().bold(),
-                r.task,
-                r.host,
-                r.location,
-                m.replace('\n', "\n  ")
-            ));
-        }
+        let (word, m) = match &r.outcome {
+            Outcome::Failed(m) => ("failed:", m),
+            Outcome::Unreachable(m) => ("unreachable:", m),
+            _ => continue,
+        };
+        out.push_str(&format!(
+            "\n{} {} on {} ({}):\n  {}\n",
+            style(word).red().bold(),
+            r.task,
+            r.host,
+            r.location,
+            m.replace('\n', "\n  ")
+        ));
     }
     out.push_str(&format!(
         "\n{} in {:.2}s.",

@@ -47,6 +47,7 @@ fn status(mode: Mode, o: &Outcome) -> (&'static str, Option<String>) {
         (_, Outcome::Unknown(msg)) => ("known_after_apply", Some(msg.clone())),
         (Mode::Plan, Outcome::Failed(msg)) => ("would_fail", Some(msg.clone())),
         (Mode::Apply, Outcome::Failed(msg)) => ("failed", Some(msg.clone())),
+        (_, Outcome::Unreachable(msg)) => ("unreachable", Some(msg.clone())),
         (
             _,
             Outcome::Skipped {
@@ -75,6 +76,13 @@ fn status(mode: Mode, o: &Outcome) -> (&'static str, Option<String>) {
                 reason,
             },
         ) => ("skipped_earlier_batch", Some(reason.clone())),
+        (
+            _,
+            Outcome::Skipped {
+                cause: C::NotAllowed,
+                reason,
+            },
+        ) => ("not_allowed", Some(reason.clone())),
     }
 }
 
@@ -132,6 +140,7 @@ pub fn print_summary(
             "not_notified": s.not_notified,
             "skipped_dependency": s.skipped_dependency,
             "skipped_earlier_batch": s.skipped_batch,
+            "not_allowed": s.not_allowed,
             "hosts": s.hosts,
             "warnings": warnings,
             "exit_code": s.exit_code(mode),

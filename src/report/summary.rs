@@ -15,9 +15,10 @@ pub struct HostTally {
     pub ok: usize,
     /// Changed (apply) or pending (plan, including "known after apply") tasks.
     pub changed: usize,
-    /// Failed (apply) or would-fail (plan) tasks.
+    /// Failed (apply) or would-fail (plan) tasks, those of an unreachable host included.
     pub failed: usize,
-    /// Tasks not run: condition false, handler not notified, or a dependency did not succeed.
+    /// Tasks not run: condition false, handler not notified, a dependency did not succeed, or a
+    /// change the run does not allow.
     pub skipped: usize,
 }
 
@@ -33,9 +34,9 @@ pub struct Summary {
     pub change: usize,
     /// Things already right.
     pub unchanged: usize,
-    /// Failed or would fail.
+    /// Failed or would fail, the tasks of an unreachable host included.
     pub failed: usize,
-    /// Not run, for any of the three reasons counted next.
+    /// Not run, for any of the reasons counted next.
     pub skipped: usize,
     /// Not run because their `when` is false.
     pub skipped_condition: usize,
@@ -45,6 +46,8 @@ pub struct Summary {
     pub skipped_dependency: usize,
     /// Not run because a host of an earlier `serial:` batch of their play did not finish it.
     pub skipped_batch: usize,
+    /// Changes not made because the run does not allow them (`drift --fix` leaves what did not drift).
+    pub not_allowed: usize,
     /// Per host.
     pub hosts: IndexMap<String, HostTally>,
 }
@@ -75,6 +78,7 @@ impl Summary {
                         SkipCause::NotNotified => &mut s.not_notified,
                         SkipCause::Dependency => &mut s.skipped_dependency,
                         SkipCause::EarlierBatch => &mut s.skipped_batch,
+                        SkipCause::NotAllowed => &mut s.not_allowed,
                     } += 1;
                 }
                 Outcome::Change {
@@ -88,7 +92,7 @@ impl Summary {
                     s.change += 1;
                     tally.changed += 1;
                 }
-                Outcome::Failed(_) => {
+                Outcome::Failed(_) | Outcome::Unreachable(_) => {
                     s.failed += 1;
                     tally.failed += 1;
                 }
@@ -156,6 +160,7 @@ mod tests {
             target: None,
             location: "x.yaml:1".into(),
             handler: false,
+            file: None,
             outcome,
             elapsed: Duration::ZERO,
         }
@@ -185,6 +190,7 @@ mod tests {
                     action: Action::Create,
                     details: vec![],
                     diff: None,
+                    cause: crate::execute::ChangeCause::Host,
                 },
             ),
             report("b", Outcome::Unknown("later".into())),

@@ -166,6 +166,7 @@ impl Resource for Copy {
             content: &self.content,
             attrs: &self.attrs,
             sensitive: self.sensitive,
+            sha256: &self.sha,
         })
     }
 

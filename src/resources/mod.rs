@@ -605,6 +605,9 @@ pub struct WholeFile<'a> {
     pub attrs: &'a Attrs,
     /// The content is key material or rendered for a sensitive task: never shown as it is.
     pub sensitive: bool,
+    /// Hex sha256 of `content`, computed once when the resource was built: the last-apply record and
+    /// `drift` compare files by it without hashing a large pack again.
+    pub sha256: &'a str,
 }
 
 /// Whether a type's tasks write whole files ([`Resource::whole_file`]): `render` lists such a task even
@@ -617,34 +620,85 @@ enum Writes {
     Other,
 }
 
+/// Whether `drift` checks a type's tasks: a type that manages a state can drift from it; one that exists
+/// to act or to check (`command`, `shell`, `wait_for`, `assert`, `slurp`) has nothing of its own to drift,
+/// and its planned run is an action, not a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// A desired state `drift` compares with the host.
+    State,
+    /// An action or a check: never drift.
+    Acts,
+}
+
 /// Builds a resource from its (already templated) arguments.
 pub type Builder = fn(Value, &BuildCtx) -> Result<Box<dyn Resource>, ResourceError>;
 
-const TYPES: &[(&str, Builder, Writes)] = &[
-    ("assert", assert::build, Writes::Other),
-    ("blockinfile", blockinfile::build, Writes::Other),
-    ("command", command::build_command, Writes::Other),
-    ("copy", copy::build, Writes::WholeFile),
-    ("file", file::build, Writes::Other),
-    ("get_url", get_url::build, Writes::Other),
-    ("group", group::build, Writes::Other),
-    ("hosts_entry", hosts_entry::build, Writes::Other),
-    ("keystore", keystore::build, Writes::Other),
-    ("lineinfile", lineinfile::build, Writes::Other),
-    ("mount", mount::build, Writes::Other),
-    ("mysql_db", mysql_db::build, Writes::Other),
-    ("mysql_import", mysql_import::build, Writes::Other),
-    ("mysql_user", mysql_user::build, Writes::Other),
-    ("package", package::build, Writes::Other),
-    ("service", service::build, Writes::Other),
-    ("shell", command::build_shell, Writes::Other),
-    ("slurp", slurp::build, Writes::Other),
-    ("template", template::build, Writes::WholeFile),
-    ("truststore", truststore::build, Writes::Other),
-    ("unarchive", unarchive::build, Writes::Other),
-    ("user", user::build, Writes::Other),
-    ("wait_for", wait_for::build, Writes::Other),
-    ("xml", xml::build, Writes::Other),
+const TYPES: &[(&str, Builder, Writes, Checked)] = &[
+    ("assert", assert::build, Writes::Other, Checked::Acts),
+    (
+        "blockinfile",
+        blockinfile::build,
+        Writes::Other,
+        Checked::State,
+    ),
+    (
+        "command",
+        command::build_command,
+        Writes::Other,
+        Checked::Acts,
+    ),
+    ("copy", copy::build, Writes::WholeFile, Checked::State),
+    ("file", file::build, Writes::Other, Checked::State),
+    ("get_url", get_url::build, Writes::Other, Checked::State),
+    ("group", group::build, Writes::Other, Checked::State),
+    (
+        "hosts_entry",
+        hosts_entry::build,
+        Writes::Other,
+        Checked::State,
+    ),
+    ("keystore", keystore::build, Writes::Other, Checked::State),
+    (
+        "lineinfile",
+        lineinfile::build,
+        Writes::Other,
+        Checked::State,
+    ),
+    ("mount", mount::build, Writes::Other, Checked::State),
+    ("mysql_db", mysql_db::build, Writes::Other, Checked::State),
+    (
+        "mysql_import",
+        mysql_import::build,
+        Writes::Other,
+        Checked::State,
+    ),
+    (
+        "mysql_user",
+        mysql_user::build,
+        Writes::Other,
+        Checked::State,
+    ),
+    ("package", package::build, Writes::Other, Checked::State),
+    ("service", service::build, Writes::Other, Checked::State),
+    ("shell", command::build_shell, Writes::Other, Checked::Acts),
+    ("slurp", slurp::build, Writes::Other, Checked::Acts),
+    (
+        "template",
+        template::build,
+        Writes::WholeFile,
+        Checked::State,
+    ),
+    (
+        "truststore",
+        truststore::build,
+        Writes::Other,
+        Checked::State,
+    ),
+    ("unarchive", unarchive::build, Writes::Other, Checked::State),
+    ("user", user::build, Writes::Other, Checked::State),
+    ("wait_for", wait_for::build, Writes::Other, Checked::Acts),
+    ("xml", xml::build, Writes::Other, Checked::State),
 ];
 
 /// Names of every built-in resource type, for error messages and `validate`.
@@ -661,12 +715,22 @@ pub fn is_known(kind: &str) -> bool {
 pub fn writes_whole_file(kind: &str) -> bool {
     TYPES
         .iter()
-        .any(|(n, _, w)| *n == kind && *w == Writes::WholeFile)
+        .any(|(n, _, w, _)| *n == kind && *w == Writes::WholeFile)
+}
+
+/// True when `drift` compares tasks of `kind` with the host: types that manage a state. A type that
+/// acts or checks (`command`, `shell`, `wait_for`, `assert`, `slurp`) is never drift, whatever its
+/// guard: a command's planned run is what it is for, and a guard's failure (a missing `creates` marker,
+/// a failing `unless` health check) says the action is due, not that managed state moved.
+pub fn drift_checked(kind: &str) -> bool {
+    TYPES
+        .iter()
+        .any(|(n, _, _, c)| *n == kind && *c == Checked::State)
 }
 
 /// Builds the resource `kind` from `args`.
 pub fn build(kind: &str, args: Value, ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
-    let (_, builder, _) = TYPES
+    let (_, builder, ..) = TYPES
         .iter()
         .find(|(n, ..)| *n == kind)
         .ok_or_else(|| ResourceError::Unknown(kind.to_string()))?;
@@ -1103,6 +1167,15 @@ mod tests {
             .filter(|n| writes_whole_file(n))
             .collect();
         assert_eq!(marked, ["copy", "template"]);
+    }
+
+    /// `drift` leaves out the types that act or check, and only those: the table is the one place
+    /// that decides it.
+    #[test]
+    fn drift_checks_every_type_but_the_ones_that_act() {
+        let acting: Vec<_> = names().into_iter().filter(|n| !drift_checked(n)).collect();
+        assert_eq!(acting, ["assert", "command", "shell", "slurp", "wait_for"]);
+        assert!(!drift_checked("no_such_type"));
     }
 
     /// A planned change carries its scripts, secrets included, but its `Debug` (what a log line would
