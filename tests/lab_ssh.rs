@@ -75,7 +75,9 @@ fn plan_apply_plan_over_ssh_with_packages_services_and_a_cross_host_wait() {
         "host = {{ inventory_hostname }}\naddress = {{ ansible_host }}\n",
     );
     for h in ["h1", "h2", "h3"] {
-        lab::ssh(h, "systemctl disable --now apim-demo nginx 2>/dev/null; rm -rf /opt/apim-lab-test /etc/systemd/system/apim-demo.service; apt-get remove -y -q tree nginx-light >/dev/null 2>&1; systemctl daemon-reload; true");
+        // Purged, not removed: a WSO2 topology test may have left its own nginx.conf (conffiles survive a
+        // remove), which serves no port 80.
+        lab::ssh(h, "systemctl disable --now apim-demo nginx 2>/dev/null; rm -rf /opt/apim-lab-test /etc/systemd/system/apim-demo.service; apt-get purge -y -q tree nginx-light nginx-common >/dev/null 2>&1; systemctl daemon-reload; true");
     }
     let plan = p.run(&args(&inv, "plan", &[]));
     assert_eq!(plan.code, 2, "{}", plan.all());
