@@ -1,5 +1,5 @@
 //! The embedded local demo (the README's first command where the lab cannot run) shows plan -> apply ->
-//! converged plan.
+//! converged plan -> `drift: none`.
 
 mod common;
 use common::Project;
@@ -37,6 +37,19 @@ fn demo_plans_applies_and_converges() {
     assert_eq!(
         std::fs::read_to_string(pid).unwrap(),
         "started wkr2 as gateway-worker\n"
+    );
+    // It ends with drift's one line; the demo's inventory is one drift reads: a hand edit shows.
+    assert!(r.stdout.lines().any(|l| l == "drift: none"), "{}", r.stdout);
+    let marker = dir.join("local/.scratch/wkr1/opt/wso2am-4.2.0/profile");
+    std::fs::write(&marker, "edited by hand\n").unwrap();
+    let inventory = dir.join("local/inventory/demo.yaml");
+    let d = p.run(&["drift", inventory.to_str().unwrap(), "--no-color"]);
+    assert_eq!(d.code, 2, "{}", d.all());
+    assert!(d.stdout.contains("profile marker"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("Drift: 1 drifted on 1 of 3 hosts"),
+        "{}",
+        d.stdout
     );
     // A second demo starts fresh, so it tells the same story.
     let again = p.run(&[

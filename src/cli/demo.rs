@@ -1,7 +1,8 @@
-//! `apim-provision demo`: plan -> apply -> plan of the main job, so a newcomer sees the whole cycle. Where
-//! this machine can run the project's lab, that is the active-active WSO2 cluster (DB host, two API-M nodes,
-//! nginx) on fresh lab hosts with a stand-in product pack; elsewhere (or with `--local`) it is the embedded
-//! demo inventory, whose hosts are local directories.
+//! `apim-provision demo`: plan -> apply -> plan of the main job, then a one-line drift check, so a
+//! newcomer sees the whole cycle. Where this machine can run the project's lab, that is the
+//! active-active WSO2 cluster (DB host, two API-M nodes, nginx) on fresh lab hosts with a stand-in
+//! product pack; elsewhere (or with `--local`) it is the embedded demo inventory, whose hosts are local
+//! directories.
 
 use anyhow::{Context, Result};
 use apim_provision::execute::Mode;
@@ -111,7 +112,8 @@ async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity, masker: &Masker
     Ok(last)
 }
 
-/// Plan, apply, plan again; the exit code is the final plan's (0 when converged) or the failed apply's.
+/// Plan, apply, plan again, drift in one line; the exit code is the failed apply's, else the final
+/// plan's when it has changes, else drift's (0 when converged and nothing drifted).
 async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
     let defaults = apim_provision::execute::Control::default();
     let args = super::RunArgs {
@@ -139,6 +141,8 @@ async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Resul
             return Ok(last);
         }
     }
+    let (drift, line) = super::drift::one_line(&args, masker).await?;
+    println!("\n{line}");
     println!("\nTry: apim-provision plan {}", inventory.display());
-    Ok(last)
+    Ok(if last == 0 { drift } else { last })
 }

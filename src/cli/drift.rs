@@ -3,8 +3,10 @@
 
 use super::{load, lock, signals, walk, RunArgs};
 use anyhow::{Context, Result};
+use apim_provision::drift::record::LastApply;
 use apim_provision::drift::{out, record, DriftReport};
-use apim_provision::execute::{self, Mode, NodeReport, Sink};
+use apim_provision::execute::{self, Cancel, Mode, NodeReport, Sink};
+use apim_provision::plan::Prepared;
 use apim_provision::report::human::{HumanSink, Verbosity};
 use apim_provision::report::mask::Masker;
 use clap::Args;
@@ -46,22 +48,7 @@ pub async fn run(d: &DriftArgs, verbosity: Verbosity, masker: &Masker) -> Result
             eprintln!("{} {w}", console::style("warning:").yellow());
         }
     }
-    let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
-    let mut records = BTreeMap::new();
-    for h in &hosts {
-        match record::load(&p.inv.path, h) {
-            Ok(Some(r)) => {
-                records.insert(h.clone(), r);
-            }
-            Ok(None) => {}
-            Err(e) => eprintln!(
-                "{} {e}; treated as none",
-                console::style("warning:").yellow()
-            ),
-        }
-    }
     let (signals, cancel) = signals::Signals::watch().context("watching for SIGINT/SIGTERM")?;
-    let started = Instant::now();
     let (sink, bar): (Arc<dyn Sink>, Option<Arc<HumanSink>>) = if a.json {
         (Arc::new(Silent), None)
     } else {
@@ -69,18 +56,11 @@ pub async fn run(d: &DriftArgs, verbosity: Verbosity, masker: &Masker) -> Result
         let h = Arc::new(HumanSink::new(Mode::Plan, verbosity, total, masker.clone()));
         (h.clone(), Some(h))
     };
-    let ctl = execute::Control {
-        cancel: cancel.clone(),
-        command_timeout: std::time::Duration::from_secs(a.command_timeout),
-        probe_timeout: std::time::Duration::from_secs(a.probe_timeout),
-        may_change: None,
-    };
-    let forks = a.forks.unwrap_or(hosts.len()).max(1);
-    let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
+    let walked = check(&p, a, sink, cancel.clone()).await;
     if let Some(b) = bar {
         b.finish();
     }
-    let report = DriftReport::of(&hosts, &reports, &records, started.elapsed());
+    let report = walked.report();
     let text = if a.json {
         out::json_lines(&report, masker)
     } else {
@@ -109,6 +89,75 @@ pub async fn run(d: &DriftArgs, verbosity: Verbosity, masker: &Masker) -> Result
     Ok(signals
         .exit_code()
         .unwrap_or_else(|| summary.exit_code(Mode::Apply).max(i32::from(code == 1))))
+}
+
+/// What one drift check walked, kept so that the report (which borrows the walk's reports) can be read
+/// from it.
+struct Walked {
+    hosts: Vec<String>,
+    reports: Vec<NodeReport>,
+    records: BTreeMap<String, LastApply>,
+    elapsed: std::time::Duration,
+}
+
+impl Walked {
+    fn report(&self) -> DriftReport<'_> {
+        DriftReport::of(&self.hosts, &self.reports, &self.records, self.elapsed)
+    }
+}
+
+/// The read-only plan walk of drift, reported to `sink` as it goes, with the last-apply records (an
+/// unreadable record is warned about and treated as none).
+async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Cancel) -> Walked {
+    let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
+    let mut records = BTreeMap::new();
+    for h in &hosts {
+        match record::load(&p.inv.path, h) {
+            Ok(Some(r)) => {
+                records.insert(h.clone(), r);
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "{} {e}; treated as none",
+                console::style("warning:").yellow()
+            ),
+        }
+    }
+    let started = Instant::now();
+    let ctl = execute::Control {
+        cancel,
+        command_timeout: std::time::Duration::from_secs(a.command_timeout),
+        probe_timeout: std::time::Duration::from_secs(a.probe_timeout),
+        may_change: None,
+    };
+    let forks = a.forks.unwrap_or(hosts.len()).max(1);
+    let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
+    Walked {
+        hosts,
+        reports,
+        records,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The demo's last step: drift, reported as one line (`drift: none`, or what drifted and the command
+/// that shows it), with drift's exit code.
+pub(super) async fn one_line(a: &RunArgs, masker: &Masker) -> Result<(i32, String)> {
+    let p = Arc::new(load(&a.target, masker)?);
+    let (_signals, cancel) = signals::Signals::watch().context("watching for SIGINT/SIGTERM")?;
+    let walked = check(&p, a, Arc::new(Silent), cancel).await;
+    let report = walked.report();
+    let code = report.exit_code();
+    let line = match code {
+        0 => "drift: none".to_string(),
+        _ => format!(
+            "drift: {} drifted, {} unreachable; see: apim-provision drift {}",
+            report.drifted(),
+            report.unreachable().len(),
+            a.target.inventory.display()
+        ),
+    };
+    Ok((code, line))
 }
 
 /// Writes a report file atomically (readable by a collector that runs as another user).
