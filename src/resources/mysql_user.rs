@@ -431,6 +431,9 @@ impl MysqlUser {
             }
         };
         let mut change = Change::new(action, details);
+        // The details name the account and its grants and say only that a password changes: never a
+        // password or its hash, so a task that reads the password secret still shows them.
+        change.sensitive = true;
         change
             .result
             .insert("user".into(), self.name.clone().into());
@@ -584,6 +587,8 @@ mod tests {
         let u = user(pw2, json!(["apim_udb.*:ALL", "apim_reg.*:SELECT"]));
         let (first, second) = converge(u.as_ref(), &rec).await;
         assert_eq!(first.details, ["revoke INSERT on apim_reg.*"]);
+        // The task reads a password secret; its grant changes are still shown.
+        assert_eq!(first.shown(true).0, ["revoke INSERT on apim_reg.*"]);
         assert_eq!(second.action, Action::None);
 
         let u = user(pw2, json!("apim_udb.*:ALL/apim_reg.*:SELECT,UPDATE,GRANT"));
