@@ -13,7 +13,8 @@
 //! - For a drifted `copy`/`template` file, the last-apply record ([`record`]) tells where it moved:
 //!   the rendered content or attributes differ from the recorded ones: the inventory changed (`since:
 //!   inventory`, also for a file the last apply did not write); they are the same: the host changed
-//!   (`since: host`). Without a record, and for every other type: `unknown`.
+//!   (`since: host`). Without a record, and for every other type: `unknown` (the human report says
+//!   which of the two).
 
 pub mod out;
 pub mod record;
@@ -34,8 +35,11 @@ pub enum Since {
     Host,
     /// The inventory changed since the last apply: it renders something else now.
     Inventory,
-    /// No record says (no apply recorded, or a type whose content the controller does not know).
+    /// No apply was recorded on the host.
     Unknown,
+    /// An apply was recorded, but the record holds whole files only (their digests): for a service,
+    /// a package, a grant or a keystore it cannot say which side moved.
+    Untracked,
 }
 
 impl Since {
@@ -44,7 +48,7 @@ impl Since {
         match self {
             Since::Host => "host",
             Since::Inventory => "inventory",
-            Since::Unknown => "unknown",
+            Since::Unknown | Since::Untracked => "unknown",
         }
     }
 
@@ -53,7 +57,10 @@ impl Since {
         match self {
             Since::Host => "changed on the host since the last apply",
             Since::Inventory => "the inventory changed since the last apply",
-            Since::Unknown => "no last apply recorded for it",
+            Since::Unknown => "no last apply recorded on this host",
+            Since::Untracked => {
+                "the host or the inventory moved (the last apply records files only)"
+            }
         }
     }
 }
@@ -264,8 +271,11 @@ fn host_drift<'a>(
 
 /// Where a drifted task moved: see the module's rules.
 fn since(r: &NodeReport, record: Option<&LastApply>) -> Since {
-    let (Some(now), Some(record)) = (&r.file, record) else {
+    let Some(record) = record else {
         return Since::Unknown;
+    };
+    let Some(now) = &r.file else {
+        return Since::Untracked;
     };
     match record.file(&now.dest) {
         Some(then) if then == now => Since::Host,
