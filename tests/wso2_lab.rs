@@ -10,6 +10,7 @@ use common::wso2::{
     health, health_at, nodes_behind, pack_vars, started_at, unit_time_ms, DRIVER,
 };
 use common::{lab, Project, Run};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -169,6 +170,7 @@ fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_heal
     let t1 = Instant::now();
     converged(&p, INVENTORY, &vars, || ["h2", "h3"].map(started_at));
     let t_again = t1.elapsed();
+    drift_names_exactly_what_moved(&p, &ca);
 
     // Rolling restart: a new heap size restarts h2, waits for its health gate, then restarts h3. A
     // client polling the gateway through the load balancer meanwhile always gets an answer. Plan
@@ -436,4 +438,195 @@ fn upgrade_from_a_mirror(p: &Project, vars: &[String], ca: &Path) {
     }
     let again = run(p, "apply", &up, &["--json"]);
     again.assert_no_changes();
+}
+
+/// What drift must leave alone on the lab: each managed file's checksum and attributes (the files the
+/// last apply recorded), each service's state and main PID, the product account's grants and the
+/// controller's state directory.
+fn untouched_state(p: &Project) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for h in ["h1", "h2", "h3", "h4"] {
+        let record = p
+            .path()
+            .join(format!("inventory/.apim-state/applied/{h}.json"));
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+        let files: Vec<String> = record["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("'{}'", f["dest"].as_str().unwrap()))
+            .collect();
+        assert!(!files.is_empty(), "{h}: no managed files recorded");
+        let (_, sums) = lab::ssh(
+            h,
+            &format!(
+                "sha256sum {f}; stat -c '%n %a %U %G' {f}; \
+                 systemctl show -p ActiveState -p UnitFileState -p MainPID wso2am mariadb nginx",
+                f = files.join(" ")
+            ),
+        );
+        out.insert(h.to_string(), sums);
+    }
+    out.insert(
+        "grants".into(),
+        lab::ssh(
+            "h1",
+            "mysql -N -e \"SHOW GRANTS FOR apimuser@'10.231.0.%'\"",
+        )
+        .1,
+    );
+    let mut stack = vec![p.path().join("inventory/.apim-state")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.display().to_string(), sha256_of(&path));
+            }
+        }
+    }
+    out
+}
+
+/// `host task` of every drift object of a `--json` drift run, sorted.
+fn drifted(r: &Run) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .json()
+        .into_iter()
+        .filter(|e| e["type"] == "drift")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["host"].as_str().unwrap(),
+                e["task"].as_str().unwrap()
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Drift on the converged active-active cluster: four things moved by hand (a deployment.toml edit on
+/// h2, wso2am stopped on h3, the product account's grant on one database revoked on h1, h2's primary
+/// keystore replaced by another certificate) are exactly what every report names; drift itself changes
+/// nothing; `--fix` repairs them and the nodes are healthy again; a host cut off is an error by name.
+fn drift_names_exactly_what_moved(p: &Project, ca: &Path) {
+    let none = run(p, "drift", &[], &["--json"]);
+    assert_eq!(none.code, 0, "a converged cluster drifted: {}", none.all());
+
+    let toml = "/opt/wso2am/repository/conf/deployment.toml";
+    lab::ssh("h2", &format!("echo '# tuned by hand' >> {toml}"));
+    lab::ssh("h3", "systemctl stop wso2am");
+    lab::ssh(
+        "h1",
+        "mysql -e \"REVOKE ALL PRIVILEGES ON WSO2SHARED_DB.* FROM apimuser@'10.231.0.%'\"",
+    );
+    let ks = "/opt/wso2am/repository/resources/security/wso2carbon.jks";
+    let (code, out) = lab::ssh(
+        "h2",
+        &format!(
+            "set -e; export P=apim-Ks-pass-1; rm -f /tmp/other.jks; \
+             keytool -genkeypair -alias wso2carbon -keyalg RSA -keysize 2048 -validity 30 \
+               -dname CN=replaced -storetype JKS -keystore /tmp/other.jks -storepass:env P -keypass:env P; \
+             install -o wso2 -g wso2 -m 0640 /tmp/other.jks {ks}; rm -f /tmp/other.jks"
+        ),
+    );
+    assert_eq!(code, 0, "replacing h2's keystore: {out}");
+
+    let before = untouched_state(p);
+    let want = [
+        "h1 wso2_databases | product account",
+        "h2 wso2_node | wso2_config | deployment.toml",
+        "h2 wso2_node | wso2_keystores | primary keystore",
+        "h3 wso2_service | service",
+    ];
+    let junit = p.path().join("drift.xml");
+    let prom = p.path().join("drift.prom");
+    let human = run(
+        p,
+        "drift",
+        &[],
+        &[
+            "--junit",
+            junit.to_str().unwrap(),
+            "--prometheus",
+            prom.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(human.code, 2, "{}", human.all());
+    assert!(
+        human.stdout.contains("Drift: 4 drifted on 3 of 4 hosts"),
+        "{}",
+        human.stdout
+    );
+    // How each one differs: deployment.toml holds secrets, so only how much changed; the grant, the
+    // service state, the certificate.
+    for what in [
+        "(sensitive content, 1 lines changed)",
+        "start (is inactive)",
+        "WSO2SHARED_DB",
+        "certificate under alias wso2carbon",
+    ] {
+        assert!(
+            human.stdout.contains(what),
+            "no `{what}` in:\n{}",
+            human.stdout
+        );
+    }
+    let json = run(p, "drift", &[], &["--json"]);
+    assert_eq!(json.code, 2, "{}", json.all());
+    let names = drifted(&json);
+    assert_eq!(names, want, "drift must name exactly the four");
+    for secret in [
+        "apim-Ks-pass-1",
+        "BEGIN PRIVATE KEY",
+        "BEGIN RSA PRIVATE KEY",
+    ] {
+        assert!(
+            !json.all().contains(secret) && !human.all().contains(secret),
+            "{secret} shown"
+        );
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<failure").count(), 4, "{xml}");
+    for n in want {
+        let task = n.split_once(' ').unwrap().1;
+        assert!(
+            xml.contains(&format!("name=\"{task}: ")),
+            "{task} not in {xml}"
+        );
+    }
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    for (h, n) in [("h1", 1), ("h2", 2), ("h3", 1), ("h4", 0)] {
+        let line = format!("apim_provision_drift_resources{{host=\"{h}\"}} {n}");
+        assert!(prom.lines().any(|l| l == line), "no `{line}` in:\n{prom}");
+    }
+    assert_eq!(before, untouched_state(p), "drift changed something");
+
+    // --fix repairs the four, the nodes are healthy, and then nothing has drifted.
+    let fixed = run(p, "drift", &[], &["--fix"]);
+    assert_eq!(fixed.code, 0, "{}", fixed.all());
+    for addr in ["10.231.0.12", "10.231.0.13"] {
+        let h = health_at(ca, &format!("https://{addr}:9443/health"), None)
+            .unwrap_or_else(|| panic!("{addr} is not healthy after --fix"));
+        assert_eq!(h["datasources"]["shared_db"], "ok", "{h}");
+    }
+    let clean = run(p, "drift", &[], &["--json"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+
+    // A host cut off: an error naming it; the others are still checked.
+    lab::lab(&["fault", "h4", "cut"]);
+    let cut = run(p, "drift", &[], &["--json"]);
+    lab::lab(&["fault", "h4", "heal"]);
+    assert_eq!(cut.code, 1, "{}", cut.all());
+    let summary = cut.summary();
+    assert_eq!(
+        summary["unreachable"],
+        serde_json::json!(["h4"]),
+        "{summary}"
+    );
+    assert_eq!(summary["drifted"], 0, "{summary}");
+    assert!(summary["checked"].as_u64().unwrap() > 20, "{summary}");
 }
