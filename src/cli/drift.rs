@@ -74,6 +74,7 @@ pub async fn run(d: &DriftArgs, verbosity: Verbosity, masker: &Masker) -> Result
         command_timeout: std::time::Duration::from_secs(a.command_timeout),
         probe_timeout: std::time::Duration::from_secs(a.probe_timeout),
         may_change: None,
+        explain_causes: true,
     };
     let forks = a.forks.unwrap_or(hosts.len()).max(1);
     let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
