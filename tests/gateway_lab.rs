@@ -6,22 +6,14 @@
 mod common;
 use common::lab;
 use common::wso2::{
-    converged, first_converge, gateway_reaches, health_at, nodes_behind, started_at, unit_time_ms,
+    converged, first_converge, gateway_reaches, health_at, java_args, nodes_behind, started_at,
+    unit_time_ms,
 };
 use std::time::{Duration, Instant};
 
 const INVENTORY: &str = "inventory/lab-gateway-rsync.yaml";
 const WORKERS: [(&str, &str); 2] = [("h3", "10.231.0.13"), ("h4", "10.231.0.14")];
 const SERVER: &str = "/opt/wso2am/repository/deployment/server";
-
-/// The JVM's command line of the host's running wso2am.
-fn java_args(host: &str) -> String {
-    lab::ssh(
-        host,
-        "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value wso2am)/cmdline",
-    )
-    .1
-}
 
 #[test]
 fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {

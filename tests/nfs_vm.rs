@@ -33,6 +33,9 @@ vars:
   product_link: /opt/wso2am
   wso2_user: wso2
   wso2_group: wso2
+  wso2_uid: 802
+  wso2_gid: 802
+  shared_fs_export_dir: /srv/wso2/deployment-server
 plays:
   - name: a lab host, through the same ssh settings
     hosts: h1

@@ -129,6 +129,7 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
         command_timeout: std::time::Duration::from_secs(a.command_timeout),
         probe_timeout: std::time::Duration::from_secs(a.probe_timeout),
         may_change: None,
+        explain_causes: true,
     };
     let forks = a.forks.unwrap_or(hosts.len()).max(1);
     let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;

@@ -266,6 +266,7 @@ async fn walk(
         command_timeout: Duration::from_secs(a.command_timeout),
         probe_timeout: Duration::from_secs(a.probe_timeout),
         may_change,
+        explain_causes: false,
     };
     let reports = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
     let summary = Summary::of(hosts, &reports);

@@ -79,6 +79,10 @@ pub struct Control {
     /// allows only what drifted and what follows from it, so that a resource found in sync is not
     /// changed by a repair.
     pub may_change: Option<Arc<Vec<bool>>>,
+    /// Plan only: tell a change the host itself needs from one that only follows from earlier pending
+    /// changes on the host ([`ChangeCause`]). That costs a second planning of each such task against
+    /// the probe alone, and only `drift` reads the answer, so a plain `plan` leaves it off.
+    pub explain_causes: bool,
 }
 
 impl Default for Control {
@@ -88,6 +92,7 @@ impl Default for Control {
             command_timeout: Duration::from_secs(3600),
             probe_timeout: Duration::from_secs(600),
             may_change: None,
+            explain_causes: false,
         }
     }
 }
@@ -123,7 +128,8 @@ pub enum SkipCause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeCause {
     /// The host as probed differs from the desired state: planned against the probe alone, the task
-    /// changes something too.
+    /// changes something too. Also what a plan reports when it was not asked to explain causes
+    /// ([`Control::explain_causes`]): the claim that never hides a drift.
     Host,
     /// Plan only: the change follows from earlier pending changes of the run on this host (a
     /// daemon-reload after a unit file changes, an edit of a file an earlier task rewrites); against

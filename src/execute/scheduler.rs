@@ -413,8 +413,11 @@ impl Run {
             ));
         }
         // Planned against earlier pending changes of the run, when there are any; a change is then the
-        // host's own only when the probe alone also asks for one.
-        let as_probed = self.mode == Mode::Apply || hs.view.lock().expect("view").is_empty();
+        // host's own only when the probe alone also asks for one. Only a run that explains causes
+        // (drift) pays for that second planning; the others report the host's own.
+        let second_plan = self.mode == Mode::Plan
+            && self.ctl.explain_causes
+            && !hs.view.lock().expect("view").is_empty();
         let planned = match self.mode {
             Mode::Plan => resource.plan_in(&answer.facts, &hs.view.lock().expect("view")),
             Mode::Apply => resource.plan(&answer.facts).map(Some),
@@ -435,10 +438,10 @@ impl Run {
             self.register(node, hs, false, change.result.clone());
             return Outcome::Unchanged;
         }
-        let cause = if as_probed || resource.plan(&answer.facts).is_ok_and(|c| c.is_pending()) {
-            ChangeCause::Host
-        } else {
+        let cause = if second_plan && !resource.plan(&answer.facts).is_ok_and(|c| c.is_pending()) {
             ChangeCause::EarlierChange
+        } else {
+            ChangeCause::Host
         };
         let (details, diff) = change.shown(prep.sensitive);
         let outcome = Outcome::Change {

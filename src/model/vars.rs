@@ -28,6 +28,10 @@ pub struct Resolved {
     pub broken: BTreeMap<String, String>,
     /// `vars` as a template context, converted once because every task on the host renders with it.
     pub context: Value,
+    /// What each templated variable of the raw set reads (the names in its template), one a magic
+    /// variable overrides included: the render order follows it, and so does [`secret_names`], which
+    /// takes it from here rather than parse every template a second time.
+    pub reads: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn templated(v: &serde_json::Value) -> bool {
@@ -42,6 +46,11 @@ fn templated(v: &serde_json::Value) -> bool {
 /// Resolves `raw` against itself; `magic` (host name, groups, hostvars…) is available and cannot be
 /// overridden.
 pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
+    let reads: BTreeMap<String, BTreeSet<String>> = raw
+        .iter()
+        .filter(|(_, v)| templated(v))
+        .map(|(k, v)| (k.clone(), t.names_in(v).unwrap_or_default()))
+        .collect();
     let mut vars = Vars::new();
     let mut pending: Vec<(&String, &serde_json::Value)> = Vec::new();
     for (k, v) in raw {
@@ -59,10 +68,6 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
     // otherwise take a variable that is only not rendered yet for an undefined one. When nothing is left
     // that waits only for others (a cycle, an undefined name), the rest render as they are, for the
     // reason they fail.
-    let reads: BTreeMap<&String, BTreeSet<String>> = pending
-        .iter()
-        .map(|(k, v)| (*k, t.names_in(v).unwrap_or_default()))
-        .collect();
     let mut broken = BTreeMap::new();
     let mut stuck = false;
     while !pending.is_empty() {
@@ -105,6 +110,7 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
         vars,
         broken,
         context,
+        reads,
     }
 }
 
@@ -121,10 +127,11 @@ pub fn is_secret_name(name: &str, listed: &[String]) -> bool {
 /// Names of the variables whose values are secret in `raw`: those [`is_secret_name`] says are, and every
 /// variable whose own value is a template reading a secret one (`jdbc_url: "...{{ db_password }}"`),
 /// transitively. Sensitivity follows the data: a value rendered from a secret is a secret, whatever its
-/// name. `also` (e.g. results registered by sensitive tasks) counts as secret too.
+/// name. `reads` is what `raw`'s templated variables read ([`Resolved::reads`] of `raw`). `also` (e.g.
+/// results registered by sensitive tasks) counts as secret too.
 pub fn secret_names(
-    t: &Templates,
     raw: &Vars,
+    reads: &BTreeMap<String, BTreeSet<String>>,
     listed: &[String],
     also: &BTreeSet<String>,
 ) -> BTreeSet<String> {
@@ -135,16 +142,11 @@ pub fn secret_names(
         .chain(also.iter())
         .cloned()
         .collect();
-    let reads: Vec<(&String, BTreeSet<String>)> = raw
-        .iter()
-        .filter(|(_, v)| templated(v))
-        .map(|(k, v)| (k, t.names_in(v).unwrap_or_default()))
-        .collect();
     loop {
         let before = secret.len();
-        for (k, names) in &reads {
-            if !secret.contains(*k) && names.iter().any(|n| secret.contains(n)) {
-                secret.insert((*k).clone());
+        for (k, names) in reads {
+            if !secret.contains(k) && names.iter().any(|n| secret.contains(n)) {
+                secret.insert(k.clone());
             }
         }
         if secret.len() == before {
@@ -218,7 +220,13 @@ mod tests {
             "host": "db",
             "db_password": "pw-000000",
         }));
-        let s = super::secret_names(&t, &raw, &["token".into()], &BTreeSet::from(["reg".into()]));
+        let reads = resolve(&t, &raw, &Vars::new()).reads;
+        let s = super::secret_names(
+            &raw,
+            &reads,
+            &["token".into()],
+            &BTreeSet::from(["reg".into()]),
+        );
         let s: Vec<&str> = s.iter().map(String::as_str).collect();
         assert_eq!(s, ["db_password", "joined", "reg", "token", "upper"]);
     }

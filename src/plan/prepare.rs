@@ -303,7 +303,7 @@ pub fn prepare_with(
     };
     let no_regs = BTreeSet::new();
     let remember = |raw: &Vars, r: &Resolved| {
-        let secret = secret_names(&templates, raw, &inv.secrets, &no_regs);
+        let secret = secret_names(raw, &r.reads, &inv.secrets, &no_regs);
         for (k, v) in &r.vars {
             if secret.contains(k) {
                 masker.add_leaves(v);

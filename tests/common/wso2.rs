@@ -91,21 +91,6 @@ pub fn run(p: &Project, inventory: &str, cmd: &str, vars: &[String], extra: &[&s
     p.run(&args)
 }
 
-/// The health answer of the node at `addr`, TLS verified against the cluster CA from the controller.
-pub fn health(ca: &Path, addr: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(ca)
-        .arg(format!("https://{addr}:9443/health"))
-        .output()
-        .expect("run curl");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// When the host's wso2am service last entered the active state (monotonic µs, one clock for every lab
 /// host; changes on a restart).
 pub fn started_at(host: &str) -> u64 {
@@ -116,6 +101,16 @@ pub fn started_at(host: &str) -> u64 {
     out.trim()
         .parse()
         .unwrap_or_else(|_| panic!("{host}: no start time in `{out}`"))
+}
+
+/// The JVM's command line of the host's running wso2am: what shows the heap and profile it was started
+/// with, and so whether a change reached the running server.
+pub fn java_args(host: &str) -> String {
+    lab::ssh(
+        host,
+        "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value wso2am)/cmdline",
+    )
+    .1
 }
 
 /// Puts h1..h4 back to fresh for a WSO2 topology test: no product, unit, sync state, nginx site, JDK
