@@ -397,3 +397,76 @@ fn what_follows_from_an_earlier_change_is_pending_not_drift() {
     assert_eq!(drifted(&r), ["a conf dir unknown", "a limits line unknown"]);
     assert_eq!(r.summary()["pending"], 3, "{}", r.stdout);
 }
+
+/// A keystore whose certificate another replaced on the host (a product's own, say) is drift whose
+/// report names both certificates and the days they expire, in the human report and the JSON `why`,
+/// and never the store password.
+#[test]
+fn a_replaced_keystore_names_both_certificates_and_their_expiry() {
+    let p = Project::new();
+    p.local_inventory(
+        &["a"],
+        &format!("secrets: [store_password]\nvars:\n  store_password: \"{SECRET}\"\n"),
+    );
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+vars:
+  pki: "{{ inventory_dir }}/.apim-state/pki"
+plays:
+  - hosts: all
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: primary keystore
+        keystore: { dest: "{{ root }}/wso2carbon.jks", state_dir: "{{ pki }}", name: tls, common_name: a.example, format: jks, password: "{{ store_password }}" }
+"#,
+    );
+    let r = p.run(&["apply", "inventory.yaml", "--no-color"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(drift(&p, &[]).code, 0);
+
+    let store = p.root("a").join("wso2carbon.jks");
+    std::fs::remove_file(&store).unwrap();
+    let out = std::process::Command::new("keytool")
+        .args(["-genkeypair", "-alias", "wso2carbon", "-keyalg", "EC"])
+        .args(["-dname", "CN=foreign", "-storetype", "JKS"])
+        .args(["-startdate", "2030/01/01 12:00:00", "-validity", "10"])
+        .args([
+            "-storepass:env",
+            "T_PW",
+            "-keypass:env",
+            "T_PW",
+            "-keystore",
+        ])
+        .arg(&store)
+        .env("T_PW", SECRET)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let human = drift(&p, &[]);
+    assert_eq!(human.code, 2, "{}", human.all());
+    let line = human
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("certificate under alias wso2carbon: sha256 "))
+        .unwrap_or_else(|| panic!("no certificate line:\n{}", human.stdout));
+    assert!(
+        line.contains(" (expires 2030-01-11) -> ") && line.matches("(expires ").count() == 2,
+        "{line}"
+    );
+    let j = drift(&p, &["--json"]);
+    assert_eq!(drifted(&j), ["a primary keystore unknown"]);
+    let why = j
+        .json()
+        .into_iter()
+        .find(|e| e["type"] == "drift")
+        .map(|e| e["why"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(why.contains(line), "{why}");
+    for text in [human.all(), j.all()] {
+        assert!(!text.contains(SECRET), "a secret leaked:\n{text}");
+    }
+}

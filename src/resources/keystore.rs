@@ -8,11 +8,13 @@
 //! PKCS#12 stores and PEM files are plain files: the stored bytes are identical across hosts and runs, so
 //! a checksum decides. JKS stores are written by the host's keytool (the format is keytool's own), so the
 //! certificate fingerprint under `alias` and whether the store and key open with the given passwords
-//! decide instead.
+//! decide instead. A store holding another certificate than the issued one is planned with both: their
+//! short fingerprints and the days they expire (the host's as keytool lists it, also for a PKCS#12
+//! store whose checksum differs), so plan and drift tell a stale or foreign certificate apart.
 
 use super::pki::{
-    check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line,
-    KeyType, San, StateDir, DEFAULT_CA_CN,
+    cert_shown, check_password, env_secret, expiry_day, list_alias_probe, probed_cert,
+    require_keytool, secret, short, store_error_line, KeyType, San, StateDir, DEFAULT_CA_CN,
 };
 use super::{
     atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
@@ -112,6 +114,8 @@ struct Material {
     bytes: Vec<u8>,
     sha: String,
     fingerprint: String,
+    /// The UTC day the certificate expires, for the plan line of a store holding another one.
+    expires: Option<String>,
     ca_fingerprint: String,
 }
 
@@ -274,6 +278,7 @@ impl Identity {
         Ok(Ok(Material {
             sha: sha256_hex(&bytes),
             bytes,
+            expires: expiry_day(&leaf.der),
             fingerprint: leaf.fingerprint,
             ca_fingerprint: ca.fingerprint,
         }))
@@ -298,22 +303,8 @@ impl Keystore {
         if !facts.is("magic", "feedfeed") {
             return Some("not a JKS store: replaced".into());
         }
-        if let Some(err) = facts.get("store_error") {
-            return Some(store_error_line(err));
-        }
-        if facts.is("alias", "absent") {
-            return Some(format!("no entry under alias {}", self.id.alias));
-        }
-        match facts.get("fingerprint") {
-            Some(fp) if fp == m.fingerprint => {}
-            fp => {
-                return Some(format!(
-                    "certificate under alias {}: sha256 {} -> {}",
-                    self.id.alias,
-                    short(fp.unwrap_or("-")),
-                    short(&m.fingerprint)
-                ))
-            }
+        if let Some(problem) = self.listed_problem(facts, m) {
+            return Some(problem);
         }
         if !facts.is("key_open", "yes") {
             return Some(format!(
@@ -322,6 +313,46 @@ impl Keystore {
             ));
         }
         None
+    }
+
+    /// What the probe's keytool listing of the store under `alias` shows differs from `m`: an error
+    /// opening it, no entry, or another certificate (both sides' fingerprints and expiry days); `None`
+    /// when it holds `m`'s certificate.
+    fn listed_problem(&self, facts: &Facts, m: &Material) -> Option<String> {
+        if let Some(err) = facts.get("store_error") {
+            return Some(store_error_line(err));
+        }
+        if facts.is("alias", "absent") {
+            return Some(format!("no entry under alias {}", self.id.alias));
+        }
+        if facts.is("fingerprint", &m.fingerprint) {
+            return None;
+        }
+        Some(format!(
+            "certificate under alias {}: sha256 {} -> {}",
+            self.id.alias,
+            probed_cert(facts),
+            cert_shown(&m.fingerprint, m.expires.as_deref())
+        ))
+    }
+
+    /// Why a file format's content differs from `m` (its checksum decided that it does): for a PKCS#12
+    /// store keytool could list, what the listing shows (see [`Self::listed_problem`]); otherwise, or
+    /// when it holds the same certificate in other bytes, the two checksums.
+    fn file_problem(&self, facts: &Facts, m: &Material) -> String {
+        let listed = ["fingerprint", "alias", "store_error"]
+            .iter()
+            .any(|k| facts.get(k).is_some());
+        listed
+            .then(|| self.listed_problem(facts, m))
+            .flatten()
+            .unwrap_or_else(|| {
+                format!(
+                    "content sha256 {} -> {}",
+                    short(facts.get("sha256").unwrap_or("-")),
+                    short(&m.sha)
+                )
+            })
     }
 
     fn jks_script(&self, host: &str, attrs: &Attrs, p12: &[u8]) -> String {
@@ -366,11 +397,6 @@ mv -f "$w/out.jks" "$dest"
     }
 }
 
-/// The first 16 hex digits of a fingerprint: enough to tell two certificates apart in a plan line.
-fn short(fp: &str) -> &str {
-    fp.get(..16).unwrap_or(fp)
-}
-
 #[async_trait]
 impl Resource for Keystore {
     fn describe(&self) -> String {
@@ -384,11 +410,24 @@ impl Resource for Keystore {
             .as_ref()
             .map(|m| m.fingerprint.clone())
             .unwrap_or_default();
-        match self.id.format {
-            Output::Pkcs12 | Output::PemKey | Output::PemCert => {
+        match (self.id.format, &self.now) {
+            // A PKCS#12 store whose bytes differ is listed too, to say which certificate it holds.
+            (Output::Pkcs12, Ok(m)) => format!(
+                r#"d={d}
+fact_stat "$d"
+fact_sha "$d"
+[ -f "$d" ] && [ ! -L "$d" ] || exit 0
+[ "$(sha256sum < "$d" | cut -c1-64)" != {sha} ] || exit 0
+command -v keytool >/dev/null 2>&1 || exit 0
+{sp}{list}"#,
+                sha = sh_quote(&m.sha),
+                sp = env_secret("APIM_SP", &self.id.password),
+                list = list_alias_probe(&self.id.alias),
+            ),
+            (Output::Pkcs12 | Output::PemKey | Output::PemCert, _) => {
                 format!("fact_stat {d}\nfact_sha {d}")
             }
-            Output::Jks => format!(
+            (Output::Jks, _) => format!(
                 r#"d={d}
 fact_stat "$d"
 [ -f "$d" ] && [ ! -L "$d" ] || exit 0
@@ -419,11 +458,7 @@ fi"#,
                 let mut details: Vec<String> = match now {
                     Err(issue) => issue.clone(),
                     Ok(m) if self.id.format.is_file() && facts.is("sha256", &m.sha) => Vec::new(),
-                    Ok(m) if self.id.format.is_file() => vec![format!(
-                        "content sha256 {} -> {}",
-                        short(facts.get("sha256").unwrap_or("-")),
-                        short(&m.sha)
-                    )],
+                    Ok(m) if self.id.format.is_file() => vec![self.file_problem(facts, m)],
                     Ok(m) => self.jks_problem(facts, m).into_iter().collect(),
                 };
                 details.extend(self.attrs.changes(facts));
@@ -670,6 +705,129 @@ mod tests {
         assert!(!r.probe().contains(pw2));
         let (_, listing) = keytool(&dest, pw2, &["-list", "-v", "-alias", "tls"]);
         assert!(listing.contains("DNSName: node2.example.com"), "{listing}");
+    }
+
+    /// Replaces `dest` with a store keytool makes (`store_type`, password [`PW`]) holding a self-signed
+    /// certificate under `wso2carbon` valid from 2030-01-01 12:00 UTC for 10 days, as a product ships
+    /// its own; returns its hex SHA-256.
+    fn foreign_store(dest: &Path, store_type: &str) -> String {
+        std::fs::remove_file(dest).unwrap();
+        let out = Command::new("keytool")
+            .args([
+                "-genkeypair",
+                "-alias",
+                "wso2carbon",
+                "-keyalg",
+                "EC",
+                "-dname",
+                "CN=foreign",
+            ])
+            .args(["-startdate", "2030/01/01 12:00:00", "-validity", "10"])
+            .args([
+                "-storetype",
+                store_type,
+                "-storepass:env",
+                "T_PW",
+                "-keypass:env",
+                "T_PW",
+            ])
+            .arg("-keystore")
+            .arg(dest)
+            .env("T_PW", PW)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let (ok, listing) = keytool(dest, PW, &["-list", "-v", "-alias", "wso2carbon"]);
+        assert!(ok, "{listing}");
+        let line = listing
+            .lines()
+            .find(|l| l.trim().starts_with("SHA256:"))
+            .unwrap();
+        line.trim()["SHA256:".len()..]
+            .trim()
+            .replace(':', "")
+            .to_ascii_lowercase()
+    }
+
+    /// The day `pem`'s certificate expires, as openssl prints it in ISO 8601.
+    fn openssl_expiry(pem: &Path) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+            .arg(pem)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()["notAfter=".len()..][..10].to_string()
+    }
+
+    #[tokio::test]
+    async fn a_replaced_store_names_both_certificates_and_their_expiry() {
+        let t = LocalTransport::new("t");
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("pki");
+        for (format, store_type) in [("jks", "JKS"), ("pkcs12", "PKCS12")] {
+            let dest = tmp.path().join(format!("wso2carbon.{format}"));
+            let a = args(&state, &dest, json!({"format": format}));
+            let (first, _) = converge_runs(KIND, a.clone(), &t).await;
+            let want_fp = first.result["fingerprint"].as_str().unwrap().to_string();
+            let want_day = openssl_expiry(&state.join("cluster-tls.pem"));
+            let host_fp = foreign_store(&dest, store_type);
+
+            let r = res(KIND, a);
+            let plan = plan_now(r.as_ref(), &t).await.unwrap();
+            assert_eq!(plan.action, Action::Update, "{format}");
+            assert_eq!(
+                plan.details[1..],
+                [format!(
+                    "certificate under alias wso2carbon: sha256 {} (expires 2030-01-11) -> {} (expires {want_day})",
+                    &host_fp[..16],
+                    &want_fp[..16]
+                )],
+                "{format}"
+            );
+            no_password_in(r.as_ref(), &[&plan]);
+            r.apply(&plan, &t).await.unwrap();
+            assert_eq!(plan_now(r.as_ref(), &t).await.unwrap().action, Action::None);
+        }
+
+        // The same certificate in other bytes (a PKCS#12 store re-encrypted by keytool) is told by
+        // checksum only; so is a store keytool cannot open: the checksum decides a PKCS#12 store.
+        let dest = tmp.path().join("wso2carbon.pkcs12");
+        let copy = tmp.path().join("copy.p12");
+        let out = Command::new("keytool")
+            .args([
+                "-importkeystore",
+                "-srcstorepass:env",
+                "T_PW",
+                "-deststorepass:env",
+                "T_PW",
+            ])
+            .args(["-deststoretype", "PKCS12", "-srckeystore"])
+            .arg(&dest)
+            .arg("-destkeystore")
+            .arg(&copy)
+            .env("T_PW", PW)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::rename(&copy, &dest).unwrap();
+        let r = res(KIND, args(&state, &dest, json!({"format": "pkcs12"})));
+        let plan = plan_now(r.as_ref(), &t).await.unwrap();
+        assert_eq!(plan.details.len(), 2, "{:?}", plan.details);
+        assert!(
+            plan.details[1].starts_with("content sha256 "),
+            "{:?}",
+            plan.details
+        );
+        std::fs::write(&dest, "not a store\n").unwrap();
+        let plan = plan_now(r.as_ref(), &t).await.unwrap();
+        assert!(
+            plan.details[1].starts_with("store cannot be read: keytool error"),
+            "{:?}",
+            plan.details
+        );
     }
 
     /// A host without keytool: every script runs with an empty `PATH`.

@@ -10,7 +10,9 @@
 //! exact grants, as in Ansible: privileges missing on a listed object are granted, extra ones revoked, and
 //! objects not listed lose their grants (`USAGE ON *.*`, proxy and role grants are never touched). With
 //! `append_privs: true` privileges are only added. Without `privs` the grants are not managed at all.
-//! `GRANT` in a list stands for `WITH GRANT OPTION`.
+//! `GRANT` in a list stands for `WITH GRANT OPTION`. Plan lines say what differs per object: `grant
+//! ALL on db.*` when the account holds nothing there, with `(lacks DELETE)` when a hand `REVOKE` left
+//! part of it, which the server then lists privilege by privilege.
 
 use super::mysql::{
     check_name, heredoc, ident, lit, split_login, statements_step, unreachable, unreachable_detail,
@@ -63,6 +65,31 @@ fn opt_privs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String
             .collect(),
     ))
 }
+
+/// What `ALL` stands for on a database (`db.*`) on MySQL and MariaDB alike (MariaDB adds `DELETE
+/// HISTORY`, and from 11.3 `SHOW CREATE ROUTINE`): the privileges a plan line names as lacking when an
+/// account holds only part of an `ALL` it should have, since the server shows the rest of a partly
+/// revoked `ALL` as a list.
+const DB_ALL: [&str; 18] = [
+    "ALTER",
+    "ALTER ROUTINE",
+    "CREATE",
+    "CREATE ROUTINE",
+    "CREATE TEMPORARY TABLES",
+    "CREATE VIEW",
+    "DELETE",
+    "DROP",
+    "EVENT",
+    "EXECUTE",
+    "INDEX",
+    "INSERT",
+    "LOCK TABLES",
+    "REFERENCES",
+    "SELECT",
+    "SHOW VIEW",
+    "TRIGGER",
+    "UPDATE",
+];
 
 /// Privileges per object, keyed by the object without backticks (`db.*`, `*.*`, `db.table`).
 type Grants = BTreeMap<String, Grant>;
@@ -263,6 +290,25 @@ fn show(privs: &BTreeSet<String>) -> String {
         .join(",")
 }
 
+/// What a plan line granting `ALL` on `obj` adds about the privileges `held` there now (the grant
+/// option aside): nothing when none; on a database, those of [`DB_ALL`] it lacks; otherwise, or when it
+/// lacks none of them, what it holds.
+fn all_note(obj: &str, held: &BTreeSet<String>) -> String {
+    if held.is_empty() {
+        return String::new();
+    }
+    let lacks: BTreeSet<String> = DB_ALL
+        .iter()
+        .filter(|p| obj.ends_with(".*") && obj != "*.*" && !held.contains(**p))
+        .map(|p| p.to_string())
+        .collect();
+    if lacks.is_empty() {
+        format!(" (holds only {})", show(held))
+    } else {
+        format!(" (lacks {})", show(&lacks))
+    }
+}
+
 /// Privileges for a `GRANT`/`REVOKE` list (`ALL` as `ALL PRIVILEGES`).
 fn sql_privs(privs: &BTreeSet<String>) -> String {
     privs
@@ -366,7 +412,12 @@ impl MysqlUser {
                 }
             }
             if !grant.is_empty() {
-                grants.push(format!("grant {} on {obj}", show(&grant)));
+                let note = if grant.contains("ALL") {
+                    all_note(obj, &strip(hp))
+                } else {
+                    String::new()
+                };
+                grants.push(format!("grant {} on {obj}{note}", show(&grant)));
                 let go = grant.remove(GRANT_OPTION);
                 let list = if grant.is_empty() {
                     "USAGE".to_string()
@@ -674,6 +725,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_grant_revoked_by_hand_is_named_with_what_the_account_lacks() {
+        let t = LocalTransport::new("t");
+        let acct = "'apim_u3'@'10.231.0.%'";
+        let u = res(
+            KIND,
+            on_server(
+                json!({"name": "apim_u3", "host": "10.231.0.%", "password": "pw3",
+                             "privs": ["apim_db3.*:ALL", "apim_reg3.*:SELECT,INSERT"]}),
+            ),
+        );
+        let (first, _) = converge(u.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+
+        root_sql(&format!("REVOKE DELETE ON apim_db3.* FROM {acct}"));
+        root_sql(&format!("REVOKE INSERT ON apim_reg3.* FROM {acct}"));
+        let plan = plan_now(u.as_ref(), &t).await.unwrap();
+        assert_eq!(
+            plan.details,
+            [
+                "grant ALL on apim_db3.* (lacks DELETE)",
+                "grant INSERT on apim_reg3.*"
+            ]
+        );
+
+        root_sql(&format!("REVOKE ALL ON apim_db3.* FROM {acct}"));
+        let (first, second) = converge(u.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            ["grant ALL on apim_db3.*", "grant INSERT on apim_reg3.*"]
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(grants("apim_u3", "10.231.0.%").contains("GRANT ALL PRIVILEGES ON `apim_db3`.*"));
+    }
+
+    #[tokio::test]
     async fn an_account_on_another_auth_plugin_is_switched_to_the_password() {
         root_sql("CREATE USER 'apim_u2'@'localhost' IDENTIFIED VIA unix_socket");
         let u = res(
@@ -723,6 +809,40 @@ mod tests {
         u.grant_changes(&have, &mut details, &mut sql);
         assert_eq!(details, ["revoke SELECT (`a`, `b`) on db.t"]);
         assert_eq!(sql, ["REVOKE SELECT (`a`, `b`) ON `db`.`t` FROM 'n'@'%'"]);
+
+        // An `ALL` held only in part: a table's lists what it holds; a database's what it lacks, or
+        // (when it lacks only a privilege of one server's own) what it holds.
+        let all = MysqlUser::from_args(
+            json!({"name": "n", "password": "p", "privs": ["db.t:ALL", "x_y.*:ALL"]}),
+        )
+        .unwrap();
+        let mut details = Vec::new();
+        all.grant_changes(&have, &mut details, &mut Vec::new());
+        assert_eq!(
+            details,
+            [
+                "revoke GRANT OPTION on x_y.*",
+                "grant ALL on db.t (holds only INSERT,SELECT (`a`, `b`))"
+            ]
+        );
+        let most = super::DB_ALL.join(", ");
+        let facts = facts_from(&[
+            ("exists", "yes"),
+            ("grant.1", &format!("{most}, DELETE HISTORY ON `d`.*")),
+            ("grant.2", "SELECT, INSERT, UPDATE ON `e`.*"),
+        ])
+        .await;
+        let all = MysqlUser::from_args(
+            json!({"name": "n", "password": "p", "privs": ["d.*:ALL", "e.*:ALL"]}),
+        )
+        .unwrap();
+        let mut details = Vec::new();
+        all.grant_changes(&current_grants(&facts), &mut details, &mut Vec::new());
+        assert_eq!(details[1], "grant ALL on e.* (lacks ALTER,ALTER ROUTINE,CREATE,CREATE ROUTINE,CREATE TEMPORARY TABLES,CREATE VIEW,DELETE,DROP,EVENT,EXECUTE,INDEX,LOCK TABLES,REFERENCES,SHOW VIEW,TRIGGER)");
+        assert!(
+            details[0].starts_with("grant ALL on d.* (holds only ALTER,"),
+            "{details:?}"
+        );
     }
 
     #[test]

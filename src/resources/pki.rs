@@ -635,12 +635,16 @@ pub(super) fn env_secret(var: &str, value: &str) -> String {
 }
 
 /// Probe lines listing `alias` of the store at `"$d"` with the password in `$APIM_SP`, printing
-/// `fingerprint` (hex SHA-256 of the certificate, the first of a chain), or `alias absent`, or
-/// `store_error` with keytool's first error line.
+/// `fingerprint` (hex SHA-256 of the certificate, the first of a chain) and `until` (keytool's text of
+/// when it expires, see [`keytool_day`]), or `alias absent`, or `store_error` with keytool's first error
+/// line. keytool runs under `LC_ALL=C TZ=UTC`, so its messages are the English ones matched here and its
+/// dates are UTC whatever the host's locale and zone.
 pub(super) fn list_alias_probe(alias: &str) -> String {
     format!(
-        r#"if out=$(keytool -list -v -keystore "$d" -storepass:env APIM_SP -alias {a} 2>&1); then
+        r#"LC_ALL=C TZ=UTC; export LC_ALL TZ
+if out=$(keytool -list -v -keystore "$d" -storepass:env APIM_SP -alias {a} 2>&1); then
   fact fingerprint "$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*SHA256:[[:space:]]*//p' | head -n 1 | tr -d ': ' | tr 'A-F' 'a-f')"
+  fact until "$(printf '%s\n' "$out" | sed -n 's/^.*[[:space:]]until:[[:space:]]*//p' | head -n 1)"
 else
   case "$out" in
     *"does not exist"*) fact alias absent ;;
@@ -667,5 +671,85 @@ pub(super) fn store_error_line(err: &str) -> String {
         "store cannot be opened with the given password".to_string()
     } else {
         format!("store cannot be read: {err}")
+    }
+}
+
+/// The UTC day keytool's `until:` text names (Java's `EEE MMM dd HH:mm:ss zzz yyyy`, e.g. `Wed Jan 05
+/// 16:21:17 UTC 2028`), as `YYYY-MM-DD`. `None` for anything else, a zone other than UTC included (a
+/// host overriding the probe's `TZ=UTC` in its JVM options): no day rather than a wrong one.
+pub(super) fn keytool_day(until: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let [_, month, day, _, zone, year] = until.split_whitespace().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    if !matches!(zone, "UTC" | "GMT") {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| *m == month)? as u8 + 1;
+    let date = time::Date::from_calendar_date(
+        year.parse().ok()?,
+        time::Month::try_from(month).ok()?,
+        day.parse().ok()?,
+    )
+    .ok()?;
+    Some(date.to_string())
+}
+
+/// The UTC day a certificate (DER) expires, `YYYY-MM-DD`: what plan lines show for the controller's
+/// side of a certificate, to compare with [`keytool_day`] of the host's.
+pub(super) fn expiry_day(der: &[u8]) -> Option<String> {
+    parse(der).map(|c| c.validity().not_after.to_datetime().date().to_string())
+}
+
+/// The first 16 hex digits of a fingerprint or checksum: enough to tell two apart in a plan line.
+pub(super) fn short(fp: &str) -> &str {
+    fp.get(..16).unwrap_or(fp)
+}
+
+/// A certificate as plan lines name it: its short SHA-256 and, when known, the day it expires, e.g.
+/// `ab12cd34ef567890 (expires 2027-12-01)`, so a drift report tells a renewed certificate from a
+/// foreign one and shows which side expires first.
+pub(super) fn cert_shown(fingerprint: &str, expires: Option<&str>) -> String {
+    match expires {
+        Some(day) => format!("{} (expires {day})", short(fingerprint)),
+        None => short(fingerprint).to_string(),
+    }
+}
+
+/// The certificate a [`list_alias_probe`] found on the host, as plan lines name it (`-` when the
+/// listing showed none).
+pub(super) fn probed_cert(facts: &crate::transport::Facts) -> String {
+    cert_shown(
+        facts.get("fingerprint").unwrap_or("-"),
+        facts.get("until").and_then(keytool_day).as_deref(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cert_shown, keytool_day};
+
+    #[test]
+    fn keytool_dates_are_read_only_in_utc() {
+        let day = |s| keytool_day(s);
+        assert_eq!(
+            day("Wed Jan 05 16:21:17 UTC 2028").as_deref(),
+            Some("2028-01-05")
+        );
+        assert_eq!(
+            day("Thu Feb 29 00:00:00 GMT 2024").as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(day("Thu Jan 06 01:21:17 JST 2028"), None);
+        assert_eq!(day("Mon Foo 06 01:21:17 UTC 2028"), None);
+        assert_eq!(day("Mon Feb 30 01:21:17 UTC 2028"), None);
+        assert_eq!(day(""), None);
+        assert_eq!(
+            cert_shown("ab12cd34ef567890ffff", Some("2027-12-01")),
+            "ab12cd34ef567890 (expires 2027-12-01)"
+        );
+        assert_eq!(cert_shown("-", None), "-");
     }
 }

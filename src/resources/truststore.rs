@@ -4,11 +4,13 @@
 //!
 //! The CA is the one `keystore` issues from in the same `state_dir`. With `format: pem` the task writes
 //! the CA certificate itself as a plain PEM file (for nginx or `curl --cacert`). Planning only reads the
-//! state directory; a CA that does not exist yet is issued by apply (see [`super::pki`]).
+//! state directory; a CA that does not exist yet is issued by apply (see [`super::pki`]). Another
+//! certificate under the alias is planned as replaced with both short fingerprints and expiry days, as
+//! `keystore` plans a foreign certificate.
 
 use super::pki::{
-    check_password, env_secret, list_alias_probe, require_keytool, secret, store_error_line,
-    StateDir, StoreFormat, DEFAULT_CA_CN,
+    cert_shown, check_password, env_secret, expiry_day, list_alias_probe, probed_cert,
+    require_keytool, secret, store_error_line, StateDir, StoreFormat, DEFAULT_CA_CN,
 };
 use super::{
     atomic_write_script, bad, parse_args, run_ok, sha256_hex, Action, Attrs, BuildCtx, Change,
@@ -72,6 +74,8 @@ enum TrustFormat {
 struct CaCert {
     pem: String,
     fingerprint: String,
+    /// The UTC day it expires, for the plan line of a store holding another certificate.
+    expires: Option<String>,
 }
 
 fn default_create() -> bool {
@@ -115,6 +119,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     let ca = StateDir::read_only(KIND, &a.state_dir)?
         .existing_ca(&a.ca_common_name)?
         .map(|ca| CaCert {
+            expires: expiry_day(&ca.der),
             pem: ca.pem,
             fingerprint: ca.fingerprint,
         });
@@ -241,7 +246,14 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
                     action = Action::Create;
                     details.push(import);
                 } else if fingerprint.is_none_or(|fp| !facts.is("fingerprint", fp)) {
-                    details.push(format!("replace CA under alias {}", self.alias));
+                    let want = self.ca.as_ref().map_or("the CA apply issues".into(), |ca| {
+                        cert_shown(&ca.fingerprint, ca.expires.as_deref())
+                    });
+                    details.push(format!(
+                        "replace CA under alias {}: sha256 {} -> {want}",
+                        self.alias,
+                        probed_cert(facts)
+                    ));
                 }
                 details.extend(self.attrs.changes(facts));
                 if details.is_empty() {
@@ -369,6 +381,28 @@ mod tests {
         assert!(ok, "{out}");
     }
 
+    /// The hex SHA-256 and the expiry day of `pem`'s certificate, as openssl prints them.
+    fn openssl_cert(pem: &Path) -> (String, String) {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-enddate"])
+            .args(["-dateopt", "iso_8601", "-in"])
+            .arg(pem)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |key: &str| {
+            let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+            line[key.len()..].to_string()
+        };
+        (
+            field("sha256 Fingerprint=")
+                .replace(':', "")
+                .to_ascii_lowercase(),
+            field("notAfter=")[..10].to_string(),
+        )
+    }
+
     #[tokio::test]
     async fn new_store_converges_and_shares_the_keystore_ca() {
         let t = LocalTransport::new("t");
@@ -454,12 +488,20 @@ mod tests {
             &stale,
         ];
         assert!(keytool(&dest, PW, &import).0);
+        let r = res(KIND, keep.clone());
         let (first, second) = converge_runs(KIND, keep, &t).await;
         assert_eq!(first.action, Action::Update);
+        let (host_fp, host_day) = openssl_cert(Path::new(&stale));
+        let (want_fp, want_day) = openssl_cert(&state.join("ca.pem"));
         assert_eq!(
             first.details,
-            vec!["replace CA under alias apim-provision-ca"]
+            vec![format!(
+                "replace CA under alias apim-provision-ca: sha256 {} (expires {host_day}) -> {} (expires {want_day})",
+                &host_fp[..16],
+                &want_fp[..16]
+            )]
         );
+        assert!(!r.probe().contains(PW));
         assert_eq!(second.action, Action::None);
         assert!(keytool(&dest, PW, &["-list", "-alias", "gateway"]).0);
     }
