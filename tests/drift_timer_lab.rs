@@ -159,12 +159,19 @@ fn wait_for_run(unit: &str, since: &str, within: Duration) {
             return;
         }
         if Instant::now() > deadline {
-            let journal = sh("h1", &format!("journalctl -u {service} --no-pager -n 50")).1;
             let timers = sh("h1", "systemctl list-timers --all --no-pager").1;
-            panic!("{service} did not run within {within:?} (state {state})\n{timers}\n{journal}");
+            panic!(
+                "{service} did not run within {within:?} (state {state})\n{timers}\n{}",
+                journal(&service)
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The last lines the service logged, for failure messages.
+fn journal(service: &str) -> String {
+    sh("h1", &format!("journalctl -u {service} --no-pager -n 60")).1
 }
 
 fn prom() -> String {
@@ -232,8 +239,12 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
 
     // The first run comes 10 s after the install: no drift, both hosts reached, through ~/.ssh/config.
     wait_for_run(&u, "0", Duration::from_secs(60));
-    assert_eq!(show(&service, "ExecMainStatus"), "0");
-    assert_eq!(show(&service, "Result"), "success");
+    assert_eq!(
+        (show(&service, "ExecMainStatus"), show(&service, "Result")),
+        ("0".into(), "success".into()),
+        "{}",
+        journal(&service)
+    );
     let text = prom();
     for line in [
         "apim_provision_drift_resources{host=\"h2\"} 0",
@@ -258,8 +269,12 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
     let before = show(&service, "ExecMainExitTimestampMonotonic");
     ok("h1", &format!("systemctl start {service}"));
     wait_for_run(&u, &before, Duration::from_secs(60));
-    assert_eq!(show(&service, "ExecMainStatus"), "2");
-    assert_eq!(show(&service, "Result"), "success");
+    assert_eq!(
+        (show(&service, "ExecMainStatus"), show(&service, "Result")),
+        ("2".into(), "success".into()),
+        "{}",
+        journal(&service)
+    );
     assert_ne!(
         sh("h1", &format!("systemctl is-failed --quiet {service}")).0,
         0
