@@ -1,7 +1,8 @@
 //! `drift`: the plan walk, read-only, reported as drift (see `apim_provision::drift` for the rules),
-//! with optional JUnit and node_exporter files; `--fix` then applies what drifted.
+//! with optional JUnit and node_exporter files; `--fix` then applies what drifted. `--install-timer`
+//! and `--remove-timer` schedule it instead (see `schedule`).
 
-use super::{load, lock, signals, walk, RunArgs};
+use super::{load, lock, schedule, signals, walk, RunArgs};
 use anyhow::{Context, Result};
 use apim_provision::drift::record::LastApply;
 use apim_provision::drift::{out, record, DriftReport};
@@ -22,14 +23,16 @@ pub struct DriftArgs {
     pub(super) run: RunArgs,
     /// Also write a JUnit XML report to FILE (a testsuite per host, a testcase per checked resource).
     #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
+    pub(super) junit: Option<PathBuf>,
     /// Also write the node_exporter textfile FILE (atomically: temp file and rename).
     #[arg(long, value_name = "FILE")]
-    prometheus: Option<PathBuf>,
+    pub(super) prometheus: Option<PathBuf>,
     /// Then apply what drifted (and what depends on it, the handlers it notifies and the checks that
     /// follow it), leaving everything found in sync alone; reports like apply.
     #[arg(long)]
     fix: bool,
+    #[command(flatten)]
+    pub(super) schedule: schedule::ScheduleArgs,
 }
 
 /// A sink that shows nothing: drift reports once the walk is over.
@@ -41,6 +44,9 @@ impl Sink for Silent {
 
 /// Runs `drift`; returns the exit code.
 pub async fn run(d: &DriftArgs, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
+    if d.schedule.asked() {
+        return schedule::run(d, masker);
+    }
     let a = &d.run;
     let p = Arc::new(load(&a.target, masker)?);
     if !a.json {

@@ -6,7 +6,9 @@ mod drift;
 mod lock;
 mod logging;
 mod render;
+mod schedule;
 mod signals;
+mod timer;
 
 use anyhow::{bail, Context, Result};
 use apim_provision::drift::record;
@@ -46,7 +48,7 @@ enum Command {
     /// Make the changes (exit 0: all succeeded, 1: a task failed).
     Apply(RunArgs),
     /// Check, changing nothing, whether hosts moved away from the inventory (exit 0: no drift, 2:
-    /// drift, 1: a host unreachable or a check failed).
+    /// drift, 1: a host unreachable or a check failed); or schedule that check as a systemd timer.
     Drift(drift::DriftArgs),
     /// Parse the inventory and playbook and build the graph; touches no host.
     Validate(Target),
@@ -139,7 +141,8 @@ impl Cli {
         };
         let json = match &self.command {
             Command::Plan(a) | Command::Apply(a) => a.json,
-            Command::Drift(d) => d.run.json,
+            // --json of --install-timer is for the scheduled runs; the install reports as text.
+            Command::Drift(d) => d.run.json && !d.schedule.asked(),
             _ => false,
         };
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

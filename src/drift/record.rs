@@ -165,10 +165,11 @@ fn make_dir(dir: &Path) -> Result<(), RecordError> {
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory that is renamed into place: a
-/// reader (node_exporter, the next `drift`) sees the old file or the new one, never a part. The file
-/// gets `mode`.
+/// reader (node_exporter, the next `drift`, systemd) sees the old file or the new one, never a part. The
+/// file gets exactly `mode`: set after opening, so neither the umask nor a temp file a killed run left
+/// with other bits narrows a file meant to be readable by another user.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), RecordError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| RecordError::Io { path, source }
@@ -186,6 +187,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), RecordEr
         .mode(mode)
         .open(&tmp)
         .and_then(|mut f| {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
             f.write_all(bytes)?;
             f.sync_all()
         })
@@ -234,5 +236,22 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(path(&inv, "bad"), "{").unwrap();
         assert!(matches!(load(&inv, "bad"), Err(RecordError::Parse { .. })));
+    }
+
+    #[test]
+    fn an_atomic_write_gets_exactly_its_mode_whatever_temp_file_was_left() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("drift.prom");
+        let left = d
+            .path()
+            .join(format!(".drift.prom.tmp.{}", std::process::id()));
+        std::fs::write(&left, "torn").unwrap();
+        std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&target, b"x 1\n", 0o644).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read(&target).unwrap(), b"x 1\n");
+        assert!(!left.exists());
     }
 }
