@@ -99,46 +99,12 @@ impl Node {
     fn start(&mut self, props: &[&str]) -> bool {
         // This run's output only (a node may be started again after a refusal).
         self.out = Arc::default();
-        let mut child = Command::new("java")
-            .args(props)
+        let mut cmd = Command::new("java");
+        cmd.args(props)
             .arg(format!("-Dcarbon.home={}", self.home.display()))
             .arg("-jar")
-            .arg(self.home.join("lib/standin.jar"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run java");
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let out = self.out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut o = out.lock().unwrap();
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if self.log().contains("WSO2 Carbon (stand-in) started") {
-                return true;
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                // Let the readers drain what the process printed.
-                std::thread::sleep(Duration::from_millis(200));
-                assert_eq!(st.code(), Some(1), "{}", self.log());
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "the stand-in neither started nor exited in 30 s:\n{}",
-            self.log()
-        );
+            .arg(self.home.join("lib/standin.jar"));
+        run_until_started(cmd, &self.out, &mut self.child)
     }
 
     /// Starts the server, which must refuse: returns its one ERROR line (the one before "refused").
@@ -163,25 +129,8 @@ impl Node {
         self.out.lock().unwrap().clone()
     }
 
-    /// Status code and body of GET `path` on 127.0.0.1:`port` (TLS unverified when `tls`).
     fn get(&self, port: u16, tls: bool, path: &str) -> (u16, String) {
-        let scheme = if tls { "https" } else { "http" };
-        let out = Command::new("curl")
-            .args([
-                "-sk",
-                "--noproxy",
-                "*",
-                "--max-time",
-                "10",
-                "-w",
-                "\n%{http_code}",
-            ])
-            .arg(format!("{scheme}://127.0.0.1:{port}{path}"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        get(port, tls, path)
     }
 
     /// /health (or /health/node) on the management HTTPS port, as status code and JSON.
@@ -218,6 +167,69 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
+}
+
+/// Spawns `cmd` into `slot` (whose owner kills it when dropped) with its output collected into `out`, and
+/// waits until the stand-in started (true) or exited with 1, its refusal (false).
+fn run_until_started(mut cmd: Command, out: &Arc<Mutex<String>>, slot: &mut Option<Child>) -> bool {
+    let child = slot.insert(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the stand-in"),
+    );
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+    }
+    let log = || out.lock().unwrap().clone();
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if log().contains("WSO2 Carbon (stand-in) started") {
+            return true;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            // Let the readers drain what the process printed.
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(st.code(), Some(1), "{}", log());
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "the stand-in neither started nor exited in 30 s:\n{}",
+        log()
+    );
+}
+
+/// Status code and body of GET `path` on 127.0.0.1:`port` (TLS unverified when `tls`).
+fn get(port: u16, tls: bool, path: &str) -> (u16, String) {
+    let scheme = if tls { "https" } else { "http" };
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("{scheme}://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 fn keytool(args: &[&str]) {
