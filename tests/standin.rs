@@ -99,46 +99,12 @@ impl Node {
     fn start(&mut self, props: &[&str]) -> bool {
         // This run's output only (a node may be started again after a refusal).
         self.out = Arc::default();
-        let mut child = Command::new("java")
-            .args(props)
+        let mut cmd = Command::new("java");
+        cmd.args(props)
             .arg(format!("-Dcarbon.home={}", self.home.display()))
             .arg("-jar")
-            .arg(self.home.join("lib/standin.jar"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run java");
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let out = self.out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut o = out.lock().unwrap();
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if self.log().contains("WSO2 Carbon (stand-in) started") {
-                return true;
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                // Let the readers drain what the process printed.
-                std::thread::sleep(Duration::from_millis(200));
-                assert_eq!(st.code(), Some(1), "{}", self.log());
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "the stand-in neither started nor exited in 30 s:\n{}",
-            self.log()
-        );
+            .arg(self.home.join("lib/standin.jar"));
+        run_until_started(cmd, &self.out, &mut self.child)
     }
 
     /// Starts the server, which must refuse: returns its one ERROR line (the one before "refused").
@@ -163,25 +129,8 @@ impl Node {
         self.out.lock().unwrap().clone()
     }
 
-    /// Status code and body of GET `path` on 127.0.0.1:`port` (TLS unverified when `tls`).
     fn get(&self, port: u16, tls: bool, path: &str) -> (u16, String) {
-        let scheme = if tls { "https" } else { "http" };
-        let out = Command::new("curl")
-            .args([
-                "-sk",
-                "--noproxy",
-                "*",
-                "--max-time",
-                "10",
-                "-w",
-                "\n%{http_code}",
-            ])
-            .arg(format!("{scheme}://127.0.0.1:{port}{path}"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        get(port, tls, path)
     }
 
     /// /health (or /health/node) on the management HTTPS port, as status code and JSON.
@@ -218,6 +167,69 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
+}
+
+/// Spawns `cmd` into `slot` (whose owner kills it when dropped) with its output collected into `out`, and
+/// waits until the stand-in started (true) or exited with 1, its refusal (false).
+fn run_until_started(mut cmd: Command, out: &Arc<Mutex<String>>, slot: &mut Option<Child>) -> bool {
+    let child = slot.insert(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the stand-in"),
+    );
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+    }
+    let log = || out.lock().unwrap().clone();
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if log().contains("WSO2 Carbon (stand-in) started") {
+            return true;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            // Let the readers drain what the process printed.
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(st.code(), Some(1), "{}", log());
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "the stand-in neither started nor exited in 30 s:\n{}",
+        log()
+    );
+}
+
+/// Status code and body of GET `path` on 127.0.0.1:`port` (TLS unverified when `tls`).
+fn get(port: u16, tls: bool, path: &str) -> (u16, String) {
+    let scheme = if tls { "https" } else { "http" };
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("{scheme}://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 fn keytool(args: &[&str]) {
@@ -546,4 +558,743 @@ fn the_build_leaves_dbscripts_and_the_driver_next_to_the_zip() {
     build_pack(tmp.path());
     assert!(!tmp.path().join("dbscripts/stray.sql").exists());
     assert!(repo().join("tests/pack/build").is_file());
+}
+
+// ---- The Carbon 4 based packs: API-M 1.x (wso2am-1.10.0.zip) and EI 6.x (wso2ei-6.6.0.zip) ----
+
+use common::mariadb;
+
+const APIM1: &str = "wso2am-1.10.0";
+const EI: &str = "wso2ei-6.6.0";
+
+/// A node of a Carbon 4 pack (`APIM1` or `EI`), unzipped into a temp dir, run through its start script.
+struct Carbon {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    /// The config directory: repository/conf (API-M) or conf (EI).
+    conf: PathBuf,
+    script: &'static str,
+    offset: u16,
+    child: Option<Child>,
+    out: Arc<Mutex<String>>,
+}
+
+impl Carbon {
+    fn new(pack: &str, slot: u16) -> Carbon {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = super_dir().join(format!("{pack}.zip"));
+        let st = Command::new("unzip")
+            .arg("-q")
+            .arg(&zip)
+            .arg("-d")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "unzip {} failed", zip.display());
+        let home = dir.path().join(pack);
+        let ei = pack == EI;
+        let (conf, drivers, script) = if ei {
+            (home.join("conf"), home.join("lib"), "integrator.sh")
+        } else {
+            (
+                home.join("repository/conf"),
+                home.join("repository/components/lib"),
+                "wso2server.sh",
+            )
+        };
+        // Where the instructions put the JDBC driver.
+        std::fs::copy(
+            super_dir().join("mariadb-java-client.jar"),
+            drivers.join("mariadb-java-client.jar"),
+        )
+        .unwrap();
+        Carbon {
+            _dir: dir,
+            home,
+            conf,
+            script,
+            offset: BASE + slot,
+            child: None,
+            out: Arc::default(),
+        }
+    }
+
+    fn port(&self, base: u16) -> u16 {
+        base + self.offset
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.conf.join(file)).unwrap()
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.conf.join(file), text).unwrap();
+    }
+
+    /// Replaces the one occurrence of `from` in conf/`file` by `to`.
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let text = self.read(file);
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{file}: `{from}` should occur once:\n{text}"
+        );
+        self.write(file, &text.replacen(from, to, 1));
+    }
+
+    /// Sets the configuration of datasource `name` in master-datasources.xml (MariaDB's driver).
+    fn datasource(&self, name: &str, url: &str, user: &str, password: &str) {
+        let file = "datasources/master-datasources.xml";
+        let text = self.read(file);
+        let start = text
+            .find(&format!("<name>{name}</name>"))
+            .unwrap_or_else(|| panic!("no datasource {name}"));
+        let end = start + text[start..].find("</datasource>").unwrap();
+        let mut block = text[start..end].to_string();
+        for (tag, value) in [
+            ("url", xml_escape(url)),
+            ("username", user.to_string()),
+            ("password", password.to_string()),
+            ("driverClassName", "org.mariadb.jdbc.Driver".to_string()),
+        ] {
+            let (a, b) = (format!("<{tag}>"), format!("</{tag}>"));
+            let i = block.find(&a).unwrap() + a.len();
+            let j = i + block[i..].find(&b).unwrap();
+            block.replace_range(i..j, &value);
+        }
+        self.write(file, &format!("{}{block}{}", &text[..start], &text[end..]));
+    }
+
+    /// Adds a datasource to master-datasources.xml (as the instructions do), MariaDB's driver.
+    fn add_datasource(&self, name: &str, jndi: &str, url: &str, user: &str, password: &str) {
+        let block = format!(
+            "        <datasource>\n            <name>{name}</name>\n            <jndiConfig>\n                <name>{jndi}</name>\n            </jndiConfig>\n            <definition type=\"RDBMS\">\n                <configuration>\n                    <url>{}</url>\n                    <username>{user}</username>\n                    <password>{password}</password>\n                    <driverClassName>org.mariadb.jdbc.Driver</driverClassName>\n                    <validationQuery>SELECT 1</validationQuery>\n                </configuration>\n            </definition>\n        </datasource>\n    </datasources>",
+            xml_escape(url)
+        );
+        self.edit(
+            "datasources/master-datasources.xml",
+            "    </datasources>",
+            &block,
+        );
+    }
+
+    /// Turns on wka clustering in axis2.xml: `domain`, this member at 127.0.0.1:`port`, `members`.
+    fn cluster(&self, domain: &str, port: u16, members: &[String]) {
+        let f = "axis2/axis2.xml";
+        self.edit(
+            f,
+            "                enable=\"false\">",
+            "                enable=\"true\">",
+        );
+        self.edit(
+            f,
+            "<parameter name=\"membershipScheme\">multicast</parameter>",
+            "<parameter name=\"membershipScheme\">wka</parameter>",
+        );
+        self.edit(
+            f,
+            "<parameter name=\"domain\">wso2.carbon.domain</parameter>",
+            &format!("<parameter name=\"domain\">{domain}</parameter>"),
+        );
+        self.edit(
+            f,
+            "<parameter name=\"localMemberPort\">4000</parameter>",
+            &format!("<parameter name=\"localMemberPort\">{port}</parameter>"),
+        );
+        let list: String = members
+            .iter()
+            .map(|m| {
+                let (h, p) = m.rsplit_once(':').unwrap();
+                format!("            <member>\n                <hostName>{h}</hostName>\n                <port>{p}</port>\n            </member>\n")
+            })
+            .collect();
+        self.edit(
+            f,
+            "            <member>\n                <hostName>127.0.0.1</hostName>\n                <port>4000</port>\n            </member>\n",
+            &list,
+        );
+    }
+
+    /// Runs bin/<script> with `args` (-D...) and waits until the server started (true) or refused (false).
+    fn start_with(&mut self, args: &[String]) -> bool {
+        self.out = Arc::default();
+        let mut cmd = Command::new("sh");
+        cmd.arg(self.home.join("bin").join(self.script))
+            .arg("-Dcarbon.local.ip=127.0.0.1")
+            .args(args);
+        run_until_started(cmd, &self.out, &mut self.child)
+    }
+
+    /// Starts the server with its offset given as -DportOffset.
+    fn start(&mut self) -> bool {
+        self.start_with(&[format!("-DportOffset={}", self.offset)])
+    }
+
+    /// Starts the server, which must refuse: returns its one ERROR line.
+    fn refuses(&mut self) -> String {
+        assert!(
+            !self.start(),
+            "started, but should not have:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert_eq!(
+            errors.len(),
+            2,
+            "one ERROR line and the refusal expected:\n{log}"
+        );
+        errors[0].to_string()
+    }
+
+    fn log(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// repository/logs/wso2carbon.log.
+    fn carbon_log(&self) -> String {
+        std::fs::read_to_string(self.home.join("repository/logs/wso2carbon.log"))
+            .unwrap_or_default()
+    }
+
+    fn health(&self) -> (u16, serde_json::Value) {
+        let (code, body) = get(self.port(9443), true, "/health");
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/health: not JSON ({e}): {body}\n{}", self.log()));
+        (code, json)
+    }
+
+    /// Polls /health until it answers `code` (checks run every 2 s).
+    fn health_becomes(&self, code: u16) -> serde_json::Value {
+        self.health_says(code, &[])
+    }
+
+    /// Polls /health until it answers `code` with every one of `needles` in its reasons.
+    fn health_says(&self, code: u16, needles: &[&str]) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (c, json) = self.health();
+            let why = reasons(&json);
+            if c == code && needles.iter().all(|n| why.contains(n)) {
+                return json;
+            }
+            assert!(
+                Instant::now() < end,
+                "/health stayed {c}, {code} with {needles:?} expected: {json}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Carbon {
+    fn drop(&mut self) {
+        // Only the process this test started (the script execs java: it is that process).
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The directory of the built packs (the Carbon zips are built next to the 4.x one).
+fn super_dir() -> &'static Path {
+    pack().parent().unwrap()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;")
+}
+
+/// The reasons of a /health answer, one string.
+fn reasons(json: &serde_json::Value) -> String {
+    json["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The three databases of the distributed API-M 1.x instructions, prefixed `p`, on the test server:
+/// returns their (apimgtdb, userdb, regdb) names.
+fn apim1_databases(n: &Carbon, p: &str) -> (String, String, String) {
+    let db = mariadb::server();
+    let scripts = n.home.join("dbscripts");
+    let names = (
+        format!("{p}_apimgtdb"),
+        format!("{p}_userdb"),
+        format!("{p}_regdb"),
+    );
+    db.database(
+        &names.0,
+        Some(&scripts.join("apimgt/mysql.sql")),
+        "apim",
+        "apim-pass-1",
+    );
+    db.database(
+        &names.1,
+        Some(&scripts.join("mysql.sql")),
+        "apim",
+        "apim-pass-1",
+    );
+    db.database(
+        &names.2,
+        Some(&scripts.join("mysql.sql")),
+        "apim",
+        "apim-pass-1",
+    );
+    names
+}
+
+/// An API-M 1.x node configured as the instructions do for a Publisher: WSO2AM_DB on apimgtdb, WSO2UM_DB
+/// (the user store) on userdb, WSO2REG_DB (the mounted governance registry) on regdb.
+fn apim1_node(slot: u16, p: &str) -> Carbon {
+    let n = Carbon::new(APIM1, slot);
+    let (am, um, reg) = apim1_databases(&n, p);
+    let db = mariadb::server();
+    n.datasource("WSO2AM_DB", &db.url(&am), "apim", "apim-pass-1");
+    n.add_datasource(
+        "WSO2UM_DB",
+        "jdbc/WSO2UM_DB",
+        &db.url(&um),
+        "apim",
+        "apim-pass-1",
+    );
+    n.add_datasource(
+        "WSO2REG_DB",
+        "jdbc/WSO2REG_DB",
+        &db.url(&reg),
+        "apim",
+        "apim-pass-1",
+    );
+    n.edit(
+        "user-mgt.xml",
+        "<UserStoreManager class=\"org.wso2.carbon.user.core.jdbc.JDBCUserStoreManager\">\n",
+        "<UserStoreManager class=\"org.wso2.carbon.user.core.jdbc.JDBCUserStoreManager\">\n            <Property name=\"dataSource\">jdbc/WSO2UM_DB</Property>\n",
+    );
+    n.edit(
+        "registry.xml",
+        "    <dbConfig name=\"wso2registry\">\n        <dataSource>jdbc/WSO2CarbonDB</dataSource>\n    </dbConfig>\n",
+        "    <dbConfig name=\"wso2registry\">\n        <dataSource>jdbc/WSO2CarbonDB</dataSource>\n    </dbConfig>\n\n    <dbConfig name=\"govregistry\">\n        <dataSource>jdbc/WSO2REG_DB</dataSource>\n    </dbConfig>\n    <remoteInstance url=\"https://publisher.example.com\">\n        <id>gov</id>\n        <dbConfig>govregistry</dbConfig>\n        <readOnly>false</readOnly>\n        <enableCache>true</enableCache>\n        <registryRoot>/</registryRoot>\n    </remoteInstance>\n    <mount path=\"/_system/governance\" overwrite=\"true\">\n        <instanceId>gov</instanceId>\n        <targetPath>/_system/governance</targetPath>\n    </mount>\n",
+    );
+    n
+}
+
+#[test]
+fn apim1_pack_on_its_three_databases_is_healthy_and_lists_them() {
+    let mut n = apim1_node(10, "t10");
+    assert!(n.start(), "{}", n.log());
+    let json = n.health_becomes(200);
+    assert_eq!(json["status"], "ok", "{json}");
+    assert_eq!(json["product"], "WSO2 API Manager 1.10.0");
+    let ds = &json["datasources"];
+    for name in ["WSO2AM_DB", "WSO2UM_DB", "WSO2REG_DB"] {
+        assert_eq!(ds[name], "ok", "{json}");
+    }
+    // The local registry stays on the pack's embedded H2, as in the instructions.
+    assert_eq!(ds["WSO2_CARBON_DB"], "embedded", "{json}");
+    // The default ServerURLs name the node itself (${carbon.local.ip}:${mgt.transport.https.port}).
+    let own = format!("https://127.0.0.1:{}/services/", n.port(9443));
+    assert_eq!(json["peers"][&own], "ok", "{json}");
+    assert_eq!(json["offset"], n.offset);
+    for (k, base) in [
+        ("servlet_https", 9443),
+        ("servlet_http", 9763),
+        ("passthrough_http", 8280),
+        ("passthrough_https", 8243),
+    ] {
+        assert_eq!(json["ports"][k], n.port(base), "{k}: {json}");
+        let (code, body) = get(n.port(base), k.ends_with('s'), "/health");
+        assert_eq!(code, 200, "{k}: {body}");
+    }
+    // Webapps and Jaggery apps answer while deployed; a component's node removes those it does not run.
+    assert_eq!(get(n.port(9443), true, "/store/").0, 200);
+    assert_eq!(get(n.port(9443), true, "/carbon/").0, 200);
+    std::fs::remove_dir_all(
+        n.home
+            .join("repository/deployment/server/jaggeryapps/store"),
+    )
+    .unwrap();
+    assert_eq!(get(n.port(9443), true, "/store/").0, 404);
+    assert_eq!(get(n.port(9443), true, "/publisher/").0, 200);
+    let (_, json) = n.health();
+    let apps: Vec<&str> = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        apps.contains(&"/publisher") && !apps.contains(&"/store"),
+        "{apps:?}"
+    );
+    assert!(apps.contains(&"/oauth2"), "{apps:?}");
+    // The admin services take the admin's credentials only.
+    let wrong = Command::new("curl")
+        .args([
+            "-sk",
+            "--noproxy",
+            "*",
+            "-u",
+            "admin:nope",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("https://127.0.0.1:{}/services/", n.port(9443)))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&wrong.stdout), "401");
+    assert!(
+        n.carbon_log()
+            .contains("datasource WSO2UM_DB (jdbc/WSO2UM_DB) ok"),
+        "{}",
+        n.carbon_log()
+    );
+}
+
+#[test]
+fn apim1_broken_datasource_is_named_in_health() {
+    // A wrong password: the server runs, /health names the datasource and the database's answer.
+    let mut n = apim1_node(11, "t11");
+    let db = mariadb::server();
+    n.datasource(
+        "WSO2AM_DB",
+        &db.url("t11_apimgtdb"),
+        "apim",
+        "not-the-password",
+    );
+    assert!(n.start(), "{}", n.log());
+    let json = n.health_says(503, &["datasource WSO2AM_DB: "]);
+    assert_eq!(json["datasources"]["WSO2AM_DB"], "down", "{json}");
+    assert_eq!(json["datasources"]["WSO2UM_DB"], "ok", "{json}");
+    let why = reasons(&json);
+    assert!(
+        why.contains("datasource WSO2AM_DB: ") && why.contains("Access denied"),
+        "{why}"
+    );
+    drop(n);
+
+    // A database the dbscript was not imported into: the missing table is named, and the next check after
+    // the import finds it.
+    let mut n = apim1_node(11, "t11");
+    db.database("t11_empty", None, "apim", "apim-pass-1");
+    n.datasource("WSO2AM_DB", &db.url("t11_empty"), "apim", "apim-pass-1");
+    assert!(n.start(), "{}", n.log());
+    let json = n.health_says(503, &["datasource WSO2AM_DB: "]);
+    let why = reasons(&json);
+    assert!(
+        why.contains("datasource WSO2AM_DB: table AM_API missing"),
+        "{why}"
+    );
+    db.import("t11_empty", &n.home.join("dbscripts/apimgt/mysql.sql"));
+    let json = n.health_becomes(200);
+    assert_eq!(json["datasources"]["WSO2AM_DB"], "ok");
+    drop(n);
+
+    // A JNDI name no datasource has: the server refuses to start, naming the file and the name.
+    let mut n = Carbon::new(APIM1, 11);
+    n.edit(
+        "api-manager.xml",
+        "<DataSourceName>jdbc/WSO2AM_DB</DataSourceName>",
+        "<DataSourceName>jdbc/WSO2AM_DB_TYPO</DataSourceName>",
+    );
+    let err = n.refuses();
+    assert!(
+        err.contains("api-manager.xml DataSourceName: jdbc/WSO2AM_DB_TYPO"),
+        "{err}"
+    );
+}
+
+#[test]
+fn apim1_gateway_calls_the_key_manager_with_its_admin_credentials() {
+    // The Key Manager on the pack's defaults; the Gateway's APIKeyManager ServerURL names it.
+    let mut km = Carbon::new(APIM1, 12);
+    assert!(km.start(), "{}", km.log());
+    let mut gw = Carbon::new(APIM1, 13);
+    let url = format!("https://localhost:{}/services/", km.port(9443));
+    let key_manager = |password: &str| {
+        format!("<APIKeyManager>\n        <ServerURL>{url}</ServerURL>\n        <Username>admin</Username>\n        <Password>{password}</Password>")
+    };
+    let default = "<APIKeyManager>\n        <ServerURL>https://${carbon.local.ip}:${mgt.transport.https.port}${carbon.context}services/</ServerURL>\n        <Username>${admin.username}</Username>\n        <Password>${admin.password}</Password>";
+    gw.edit("api-manager.xml", default, &key_manager("wrong"));
+    assert!(gw.start(), "{}", gw.log());
+    let json = gw.health_says(503, &[&format!("peer {url}: HTTP")]);
+    let why = reasons(&json);
+    assert!(
+        why.contains(&format!("peer {url}: HTTP 401")) && why.contains("APIKeyManager"),
+        "{why}"
+    );
+    drop(gw);
+
+    let mut gw = Carbon::new(APIM1, 13);
+    gw.edit("api-manager.xml", default, &key_manager("admin"));
+    assert!(gw.start(), "{}", gw.log());
+    let json = gw.health_becomes(200);
+    assert_eq!(json["peers"][&url], "ok", "{json}");
+    // Once the Key Manager stops, the Gateway's health says so.
+    drop(km);
+    gw.health_says(503, &[&format!("peer {url}: ")]);
+}
+
+/// An EI node configured as the two-node cluster instructions do: REGISTRY_LOCAL<i> (the local registry,
+/// jdbc/WSO2CarbonDB), REGISTRY_DB (shared, mounted, jdbc/WSO2RegistryDB), WSO2_USER_DB (jdbc/WSO2UMDB),
+/// and wka clustering in domain wso2.ei.domain on 127.0.0.1:`member_port` with `members`.
+fn ei_node(slot: u16, i: u32, member_port: u16, members: &[String]) -> Carbon {
+    let n = Carbon::new(EI, slot);
+    let db = mariadb::server();
+    let (user, pass) = ("regadmin", "regadmin-pass-1");
+    let local = format!("t_ei_registry_local{i}");
+    db.database(
+        &local,
+        Some(&n.home.join("dbscripts/mysql.sql")),
+        user,
+        pass,
+    );
+    let text = n.read("datasources/master-datasources.xml");
+    n.write(
+        "datasources/master-datasources.xml",
+        &text.replacen(
+            "<name>WSO2_CARBON_DB</name>",
+            &format!("<name>REGISTRY_LOCAL{i}</name>"),
+            1,
+        ),
+    );
+    n.datasource(&format!("REGISTRY_LOCAL{i}"), &db.url(&local), user, pass);
+    n.add_datasource(
+        "REGISTRY_DB",
+        "jdbc/WSO2RegistryDB",
+        &db.url("t_ei_registry_db"),
+        user,
+        pass,
+    );
+    n.add_datasource(
+        "WSO2_USER_DB",
+        "jdbc/WSO2UMDB",
+        &db.url("t_ei_user_db"),
+        user,
+        pass,
+    );
+    n.edit(
+        "user-mgt.xml",
+        "<Property name=\"dataSource\">jdbc/WSO2CarbonDB</Property>",
+        "<Property name=\"dataSource\">jdbc/WSO2UMDB</Property>",
+    );
+    let shared = db.url("t_ei_registry_db");
+    n.edit(
+        "registry.xml",
+        "    <dbConfig name=\"wso2registry\">\n        <dataSource>jdbc/WSO2CarbonDB</dataSource>\n    </dbConfig>\n",
+        &format!("    <dbConfig name=\"wso2registry\">\n        <dataSource>jdbc/WSO2CarbonDB</dataSource>\n    </dbConfig>\n\n    <dbConfig name=\"sharedregistry\">\n        <dataSource>jdbc/WSO2RegistryDB</dataSource>\n    </dbConfig>\n    <remoteInstance url=\"https://localhost:9443/registry\">\n        <id>instanceid</id>\n        <dbConfig>sharedregistry</dbConfig>\n        <readOnly>false</readOnly>\n        <enableCache>true</enableCache>\n        <registryRoot>/</registryRoot>\n        <cacheId>{user}@{}</cacheId>\n    </remoteInstance>\n    <mount path=\"/_system/config\" overwrite=\"true\">\n        <instanceId>instanceid</instanceId>\n        <targetPath>/_system/eiconfig</targetPath>\n    </mount>\n    <mount path=\"/_system/governance\" overwrite=\"true\">\n        <instanceId>instanceid</instanceId>\n        <targetPath>/_system/governance</targetPath>\n    </mount>\n", xml_escape(&shared)),
+    );
+    n.cluster("wso2.ei.domain", member_port, members);
+    n
+}
+
+/// Cluster member ports: not shifted by the offset, so apart from every offset port of these tests.
+const MEMBER_BASE: u16 = 24100;
+
+#[test]
+fn two_ei_nodes_on_loopback_join_one_cluster_and_are_healthy() {
+    let db = mariadb::server();
+    let (p1, p2) = (MEMBER_BASE + 14, MEMBER_BASE + 15);
+    let mut a = ei_node(14, 1, p1, &[format!("127.0.0.1:{p2}")]);
+    let mut b = ei_node(15, 2, p2, &[format!("127.0.0.1:{p1}")]);
+    for shared in ["t_ei_registry_db", "t_ei_user_db"] {
+        db.database(
+            shared,
+            Some(&a.home.join("dbscripts/mysql.sql")),
+            "regadmin",
+            "regadmin-pass-1",
+        );
+    }
+    // Node a takes its offset from carbon.xml, node b from -DportOffset; a sits behind a load balancer.
+    a.edit(
+        "carbon.xml",
+        "<Offset>0</Offset>",
+        &format!("<Offset>{}</Offset>", a.offset),
+    );
+    a.edit(
+        "tomcat/catalina-server.xml",
+        "port=\"9443\"\n",
+        "port=\"9443\"\n                   proxyPort=\"443\"\n",
+    );
+    assert!(a.start_with(&[]), "{}", a.log());
+    assert!(b.start(), "{}", b.log());
+    for (n, other) in [(&a, p2), (&b, p1)] {
+        let json = n.health_becomes(200);
+        assert_eq!(
+            json["members"][&format!("127.0.0.1:{other}")],
+            "joined",
+            "{json}"
+        );
+        assert_eq!(json["clustering"]["domain"], "wso2.ei.domain");
+        assert_eq!(json["product"], "WSO2 Enterprise Integrator 6.6.0");
+        for ds in ["REGISTRY_DB", "WSO2_USER_DB"] {
+            assert_eq!(json["datasources"][ds], "ok", "{json}");
+        }
+        assert_eq!(json["warnings"], serde_json::json!([]), "{json}");
+        let log = n.carbon_log();
+        assert!(
+            log.contains(&format!(
+                "Member joined [wso2.ei.domain]: /127.0.0.1:{other}"
+            )),
+            "{log}"
+        );
+    }
+    let (_, json) = a.health();
+    assert_eq!(json["ports"]["servlet_https"], a.port(9443));
+    assert_eq!(json["ports"]["cluster"], p1);
+    assert_eq!(json["proxy_ports"]["servlet_https"], 443);
+    // The management console on the servlet HTTPS port.
+    assert_eq!(get(b.port(9443), true, "/carbon/").0, 200);
+    // b stops: a says the member is gone.
+    drop(b);
+    a.health_says(503, &[&format!("member 127.0.0.1:{p2} unreachable")]);
+    assert!(a
+        .carbon_log()
+        .contains(&format!("Member left [wso2.ei.domain]: /127.0.0.1:{p2}")));
+}
+
+#[test]
+fn an_ei_member_at_a_wrong_address_or_in_another_domain_is_named_in_health() {
+    // Both on the pack's embedded databases: only clustering is under test.
+    let closed = closed_port();
+    let (pa, pb) = (MEMBER_BASE + 16, MEMBER_BASE + 17);
+    let mut other = Carbon::new(EI, 17);
+    other.cluster("wso2.other.domain", pb, &[]);
+    assert!(other.start(), "{}", other.log());
+    let mut n = Carbon::new(EI, 16);
+    n.cluster(
+        "wso2.ei.domain",
+        pa,
+        &[format!("127.0.0.1:{closed}"), format!("127.0.0.1:{pb}")],
+    );
+    assert!(n.start(), "{}", n.log());
+    let json = n.health_says(503, &["unreachable: ", "is in domain"]);
+    let why = reasons(&json);
+    assert!(
+        why.contains(&format!("member 127.0.0.1:{closed} unreachable: ")),
+        "{why}"
+    );
+    assert!(
+        why.contains(&format!(
+            "member 127.0.0.1:{pb} is in domain wso2.other.domain, not wso2.ei.domain"
+        )),
+        "{why}"
+    );
+    assert_eq!(
+        json["members"][&format!("127.0.0.1:{closed}")],
+        "unreachable"
+    );
+    // /health/node leaves the cluster out.
+    let (code, _) = get(n.port(9443), true, "/health/node");
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !n.carbon_log().contains("Member joined"),
+        "{}",
+        n.carbon_log()
+    );
+    assert!(
+        !other.carbon_log().contains("Member joined"),
+        "{}",
+        other.carbon_log()
+    );
+}
+
+#[test]
+fn malformed_xml_or_a_dangling_reference_refuses_the_start_naming_the_file() {
+    let mut n = Carbon::new(EI, 18);
+    n.edit("axis2/axis2.xml", "</clustering>", "</clusterin>");
+    let err = n.refuses();
+    assert!(
+        err.contains("conf/axis2/axis2.xml: malformed XML at line"),
+        "{err}"
+    );
+
+    let mut n = Carbon::new(EI, 18);
+    n.edit(
+        "user-mgt.xml",
+        "<Property name=\"dataSource\">jdbc/WSO2CarbonDB</Property>",
+        "<Property name=\"dataSource\">jdbc/WSO2UMDB</Property>",
+    );
+    let err = n.refuses();
+    assert!(
+        err.contains("user-mgt.xml Realm/Configuration dataSource: jdbc/WSO2UMDB is not the JNDI name of any datasource"),
+        "{err}"
+    );
+
+    // A mount of an instance that is not there.
+    let mut n = Carbon::new(APIM1, 18);
+    n.edit(
+        "registry.xml",
+        "    <versionResourcesOnChange>",
+        "    <mount path=\"/_system/config\" overwrite=\"true\">\n        <instanceId>nowhere</instanceId>\n        <targetPath>/_system/nodes</targetPath>\n    </mount>\n\n    <versionResourcesOnChange>",
+    );
+    let err = n.refuses();
+    assert!(
+        err.contains("registry.xml: mount /_system/config names instanceId nowhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_carbon_packs_have_the_real_layouts() {
+    let am = Carbon::new(APIM1, 19);
+    for f in [
+        "bin/wso2server.sh",
+        "repository/conf/carbon.xml",
+        "repository/conf/axis2/axis2.xml",
+        "repository/conf/datasources/master-datasources.xml",
+        "repository/conf/registry.xml",
+        "repository/conf/user-mgt.xml",
+        "repository/conf/api-manager.xml",
+        "repository/conf/tomcat/catalina-server.xml",
+        "repository/resources/security/wso2carbon.jks",
+        "repository/resources/security/client-truststore.jks",
+        "repository/deployment/server/jaggeryapps/publisher/jaggery.conf",
+        "repository/deployment/server/webapps/oauth2.war",
+        "dbscripts/mysql.sql",
+        "dbscripts/apimgt/mysql.sql",
+    ] {
+        assert!(am.home.join(f).is_file(), "{APIM1}: no {f}");
+    }
+    assert!(am.home.join("repository/tenants").is_dir());
+    let ei = Carbon::new(EI, 19);
+    for f in [
+        "bin/integrator.sh",
+        "conf/carbon.xml",
+        "conf/axis2/axis2.xml",
+        "conf/datasources/master-datasources.xml",
+        "conf/registry.xml",
+        "conf/user-mgt.xml",
+        "conf/tomcat/catalina-server.xml",
+        "repository/resources/security/wso2carbon.jks",
+        "dbscripts/mysql.sql",
+    ] {
+        assert!(ei.home.join(f).is_file(), "{EI}: no {f}");
+    }
+    for d in [
+        "repository/tenants",
+        "repository/deployment/server/synapse-configs/default/proxy-services",
+        "lib",
+    ] {
+        assert!(ei.home.join(d).is_dir(), "{EI}: no {d}/");
+    }
+    // The defaults a playbook edits.
+    let carbon = ei.read("carbon.xml");
+    assert!(
+        carbon.contains("<Offset>0</Offset>")
+            && carbon.contains("<!--HostName>www.wso2.org</HostName-->")
+    );
+    let axis2 = ei.read("axis2/axis2.xml");
+    assert!(axis2.contains("<clustering class=\"org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent\"\n                enable=\"false\">"));
+    assert!(axis2.contains("<parameter name=\"localMemberHost\">127.0.0.1</parameter>"));
+    assert!(ei
+        .read("datasources/master-datasources.xml")
+        .contains("<url>jdbc:h2:repository/database/WSO2CARBON_DB;"));
 }

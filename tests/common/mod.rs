@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod mariadb;
 pub mod vm;
 pub mod wso2;
 
