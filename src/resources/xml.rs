@@ -119,6 +119,16 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     }))
 }
 
+/// Parses XML text (without a byte order mark) as this resource and `format: xml` read it: a DTD is
+/// allowed, since product files (log4j.xml, web.xml) carry one.
+pub(super) fn parse(text: &str) -> Result<Document<'_>, roxmltree::Error> {
+    let opts = ParsingOptions {
+        allow_dtd: true,
+        ..ParsingOptions::default()
+    };
+    Document::parse_with_options(text, opts)
+}
+
 /// True for an XML name as far as paths need: a letter, `_` or `:` first, then also digits, `-` and `.`.
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -274,12 +284,7 @@ impl XmlEdit {
         let text = std::str::from_utf8(old).map_err(|e| fail(format!("not UTF-8: {e}")))?;
         let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
         let body = &text[bom..];
-        let opts = ParsingOptions {
-            allow_dtd: true,
-            ..ParsingOptions::default()
-        };
-        let doc = Document::parse_with_options(body, opts)
-            .map_err(|e| fail(format!("not well-formed XML: {e}")))?;
+        let doc = parse(body).map_err(|e| fail(format!("not well-formed XML: {e}")))?;
         let found = self.select(&doc).map_err(&fail)?;
         let line = |pos: usize| doc.text_pos_at(pos).row;
         let mut splices: Vec<(Range<usize>, String)> = Vec::new();
