@@ -25,15 +25,52 @@ struct Args {
     value: Option<String>,
     #[serde(default, deserialize_with = "scalar_map")]
     attributes: IndexMap<String, String>,
-    #[serde(default = "one")]
-    count: usize,
+    #[serde(default)]
+    count: Count,
     validate: Option<String>,
     #[serde(flatten)]
     attrs: Attrs,
 }
 
-fn one() -> usize {
-    1
+/// How many elements the path must select: `count: N` (exactly N, 1 by default), or `count: all` (any
+/// number but none), so a path that unexpectedly matches more (or fewer) elements than the author
+/// thought fails the plan instead of editing the wrong ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Exactly(usize),
+    All,
+}
+
+impl Default for Count {
+    fn default() -> Self {
+        Count::Exactly(1)
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Exactly(n) => write!(f, "{n}"),
+            Count::All => write!(f, "all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) if s == "all" => Ok(Count::All),
+            Value::Number(n) => match n.as_u64() {
+                Some(0) => Err(D::Error::custom("count must be at least 1 (or `all`)")),
+                Some(n) => Ok(Count::Exactly(n as usize)),
+                None => Err(D::Error::custom(format!("count {n} is not a whole number"))),
+            },
+            other => Err(D::Error::custom(format!(
+                "count must be a number or `all`, got {other}"
+            ))),
+        }
+    }
 }
 
 /// Reads a YAML scalar as text: `value: 9443` or `value: true` mean the text `9443` / `true` in XML, and
@@ -88,7 +125,7 @@ struct XmlEdit {
     steps: Vec<Step>,
     value: Option<String>,
     attributes: IndexMap<String, String>,
-    count: usize,
+    count: Count,
 }
 
 /// The `xml` entry of `TYPES`: parses the path and checks the names before any host is touched.
@@ -104,9 +141,6 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             KIND,
             format!("attributes: `{name}` is not a plain (unprefixed) XML attribute name"),
         ));
-    }
-    if a.count == 0 {
-        return Err(bad(KIND, "count must be at least 1"));
     }
     let file = TextFile::new(KIND, a.path, None, false, a.attrs, a.validate)?;
     Ok(Box::new(XmlEdit {
@@ -275,9 +309,10 @@ fn show(s: &str) -> String {
 }
 
 impl XmlEdit {
-    /// Finds the elements at the path and splices the wanted text and attribute values into the original
-    /// text. Fails when the file is not well-formed XML, when the path does not match exactly `count`
-    /// elements, or when an element to get text holds child elements or comments (not a leaf).
+    /// Computes the new content: the wanted text and attribute values spliced into the original text.
+    /// Fails when the file is not well-formed XML, when the path does not select as many elements as
+    /// `count` says, when an element to get text holds child elements or comments (not a leaf), or when
+    /// the result would not parse (nothing is written then).
     fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
         let fail =
             |what: String| ResourceError::Failed(format!("{}: {what}", self.file.describe()));
@@ -285,10 +320,32 @@ impl XmlEdit {
         let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
         let body = &text[bom..];
         let doc = parse(body).map_err(|e| fail(format!("not well-formed XML: {e}")))?;
-        let found = self.select(&doc).map_err(&fail)?;
+        let mut details = Vec::new();
+        let out = self.set_values(&doc, body, &mut details).map_err(&fail)?;
+        if out != body {
+            parse(&out).map_err(|e| {
+                fail(format!(
+                    "the edited file would not be well-formed XML ({e}); nothing is written"
+                ))
+            })?;
+        }
+        Ok(Edit {
+            content: [&text.as_bytes()[..bom], out.as_bytes()].concat(),
+            details,
+        })
+    }
+
+    /// `body` (parsed as `doc`) with `value` and `attributes` set on every element the path selects,
+    /// adding one detail per change.
+    fn set_values(
+        &self,
+        doc: &Document,
+        body: &str,
+        details: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let found = self.select(doc)?;
         let line = |pos: usize| doc.text_pos_at(pos).row;
         let mut splices: Vec<(Range<usize>, String)> = Vec::new();
-        let mut details = Vec::new();
         for el in &found {
             let tag = start_tag(body, el);
             for (name, want) in &self.attributes {
@@ -330,11 +387,11 @@ impl XmlEdit {
                     } else {
                         "a comment or processing instruction".to_string()
                     };
-                    return Err(fail(format!(
+                    return Err(format!(
                         "`{}` matches the element at line {}, which holds {what}; `value` only sets the text of a leaf element",
                         self.xpath,
                         line(el.range().start)
-                    )));
+                    ));
                 }
                 let cur = text_of(el);
                 if cur != *want {
@@ -358,28 +415,28 @@ impl XmlEdit {
                 }
             }
         }
-        splices.sort_by_key(|(r, _)| (r.start, r.end));
-        let mut out = body.to_string();
-        for (r, with) in splices.into_iter().rev() {
-            out.replace_range(r, &with);
-        }
-        Ok(Edit {
-            content: [&text.as_bytes()[..bom], out.as_bytes()].concat(),
-            details,
-        })
+        Ok(splice(body, splices))
     }
 
-    /// The elements the path selects, exactly `count` of them, or an error saying how far the path got.
+    /// The elements the path selects, as many as `count` says, or an error saying how far the path got.
     fn select<'a, 'i>(&self, doc: &'a Document<'i>) -> Result<Vec<Node<'a, 'i>>, String> {
+        let found = matches(doc, &self.steps);
+        if found.is_empty() {
+            return Err(self.no_match(doc));
+        }
+        match self.count {
+            Count::Exactly(n) if found.len() != n => Err(self.wrong_count(doc, &found)),
+            _ => Ok(found),
+        }
+    }
+
+    /// Why the path selects nothing: the first step that matches no element, and what the steps before
+    /// it matched.
+    fn no_match(&self, doc: &Document) -> String {
         let mut cur = vec![doc.root()];
         for (i, step) in self.steps.iter().enumerate() {
-            let next: Vec<Node> = cur
-                .iter()
-                .flat_map(|n| n.children())
-                .filter(|c| step_matches(step, c))
-                .collect();
+            let next: Vec<Node> = children_matching(&cur, step);
             if next.is_empty() {
-                let so_far: Vec<String> = self.steps[..i].iter().map(|s| format!("/{s}")).collect();
                 let reached = if i == 0 {
                     format!(
                         "the root element is <{}>",
@@ -388,29 +445,67 @@ impl XmlEdit {
                 } else {
                     format!(
                         "`{}` matches {} element(s) but none has a child `{step}`",
-                        so_far.concat(),
+                        path_of(&self.steps[..i]),
                         cur.len()
                     )
                 };
-                return Err(format!("`{}` matches no element: {reached}", self.xpath));
+                return format!("`{}` matches no element: {reached}", self.xpath);
             }
             cur = next;
         }
-        if cur.len() != self.count {
-            let lines: Vec<String> = cur
-                .iter()
-                .map(|n| doc.text_pos_at(n.range().start).row.to_string())
-                .collect();
-            return Err(format!(
-                "`{}` matches {} elements (lines {}), expected {} (set `count` to edit them all, or add a predicate)",
-                self.xpath,
-                cur.len(),
-                lines.join(", "),
-                self.count
-            ));
-        }
-        Ok(cur)
+        format!("`{}` matches no element", self.xpath)
     }
+
+    /// The error for a path that selects a number of elements `count` does not allow.
+    fn wrong_count(&self, doc: &Document, found: &[Node]) -> String {
+        format!(
+            "`{}` matches {} elements (lines {}), expected {} (set `count: all` to edit them all, or add a predicate)",
+            self.xpath,
+            found.len(),
+            lines_of(doc, found),
+            self.count
+        )
+    }
+}
+
+/// The elements `steps` select in `doc`, in document order.
+fn matches<'a, 'i>(doc: &'a Document<'i>, steps: &[Step]) -> Vec<Node<'a, 'i>> {
+    steps
+        .iter()
+        .fold(vec![doc.root()], |cur, step| children_matching(&cur, step))
+}
+
+/// The children of `nodes` that `step` matches.
+fn children_matching<'a, 'i>(nodes: &[Node<'a, 'i>], step: &Step) -> Vec<Node<'a, 'i>> {
+    nodes
+        .iter()
+        .flat_map(|n| n.children())
+        .filter(|c| step_matches(step, c))
+        .collect()
+}
+
+/// `/a/b[@k='v']` for the steps.
+fn path_of(steps: &[Step]) -> String {
+    steps.iter().map(|s| format!("/{s}")).collect()
+}
+
+/// The lines where `nodes` start, as `3, 17`.
+fn lines_of(doc: &Document, nodes: &[Node]) -> String {
+    let lines: Vec<String> = nodes
+        .iter()
+        .map(|n| doc.text_pos_at(n.range().start).row.to_string())
+        .collect();
+    lines.join(", ")
+}
+
+/// `text` with each range replaced; the ranges do not overlap.
+fn splice(text: &str, mut splices: Vec<(Range<usize>, String)>) -> String {
+    splices.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = text.to_string();
+    for (r, with) in splices.into_iter().rev() {
+        out.replace_range(r, &with);
+    }
+    out
 }
 
 /// Byte positions in an element's start tag.
@@ -751,6 +846,26 @@ mod tests {
         assert_eq!(first.details.len(), 2);
         assert_eq!(second.action, Action::None);
         only_lines_changed(DATASOURCES, &read(&path), &[12, 22]);
+
+        let every = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/definition/configuration/username", "value": "apim", "count": "all"}),
+        );
+        let (first, second) = converge(every.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![
+                r#"line 12: text "am" -> "apim""#,
+                r#"line 22: text "am" -> "apim""#
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        let none = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/nope", "value": "x", "count": "all"}),
+        );
+        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(err.contains("matches no element"), "{err}");
     }
 
     #[tokio::test]
@@ -894,6 +1009,16 @@ mod tests {
         bad_args(
             KIND,
             json!({"path": p, "xpath": "/a", "value": "x", "count": 0}),
+            "count",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "value": "x", "count": "some"}),
+            "count",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "value": "x", "count": 1.5}),
             "count",
         );
         bad_args(
