@@ -6,7 +6,7 @@
 
 use super::edit::TextEditor;
 use super::edit::{Edit, TextFile};
-use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
+use super::{bad, parse_args, Attrs, BuildCtx, Presence, Resource, ResourceError};
 use indexmap::IndexMap;
 use roxmltree::{Document, Node, ParsingOptions};
 use serde::{Deserialize, Deserializer};
@@ -21,6 +21,8 @@ struct Args {
     #[serde(alias = "dest")]
     path: String,
     xpath: String,
+    #[serde(default)]
+    state: Presence,
     #[serde(default, deserialize_with = "opt_scalar")]
     value: Option<String>,
     #[serde(default, deserialize_with = "scalar_map")]
@@ -123,6 +125,8 @@ struct XmlEdit {
     file: TextFile,
     xpath: String,
     steps: Vec<Step>,
+    /// Present: the elements get `value` and `attributes`; absent: they are removed.
+    state: Presence,
     value: Option<String>,
     attributes: IndexMap<String, String>,
     count: Count,
@@ -133,8 +137,26 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
     let a: Args = parse_args(KIND, args)?;
     let steps =
         parse_xpath(&a.xpath).map_err(|e| bad(KIND, format!("xpath `{}`: {e}", a.xpath)))?;
-    if a.value.is_none() && a.attributes.is_empty() {
-        return Err(bad(KIND, "set `value`, `attributes` or both"));
+    match a.state {
+        Presence::Present if a.value.is_none() && a.attributes.is_empty() => {
+            return Err(bad(KIND, "set `value`, `attributes` or both"));
+        }
+        Presence::Absent if a.value.is_some() || !a.attributes.is_empty() => {
+            return Err(bad(
+                KIND,
+                "state: absent removes the elements; `value` and `attributes` go with state: present",
+            ));
+        }
+        Presence::Absent if steps.len() == 1 => {
+            return Err(bad(
+                KIND,
+                format!(
+                    "state: absent cannot remove the root element (xpath `{}`)",
+                    a.xpath
+                ),
+            ));
+        }
+        _ => {}
     }
     if let Some(name) = a.attributes.keys().find(|k| !is_name(k) || k.contains(':')) {
         return Err(bad(
@@ -142,11 +164,13 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             format!("attributes: `{name}` is not a plain (unprefixed) XML attribute name"),
         ));
     }
-    let file = TextFile::new(KIND, a.path, None, false, a.attrs, a.validate)?;
+    let removing = a.state == Presence::Absent;
+    let file = TextFile::new(KIND, a.path, None, removing, a.attrs, a.validate)?;
     Ok(Box::new(XmlEdit {
         file,
         xpath: a.xpath,
         steps,
+        state: a.state,
         value: a.value,
         attributes: a.attributes,
         count: a.count,
@@ -309,10 +333,10 @@ fn show(s: &str) -> String {
 }
 
 impl XmlEdit {
-    /// Computes the new content: the wanted text and attribute values spliced into the original text.
-    /// Fails when the file is not well-formed XML, when the path does not select as many elements as
-    /// `count` says, when an element to get text holds child elements or comments (not a leaf), or when
-    /// the result would not parse (nothing is written then).
+    /// Computes the new content: the wanted text and attribute values spliced into the original text, or
+    /// the elements cut out of it. Fails when the file is not well-formed XML, when the path does not
+    /// select as many elements as `count` says, when an element to get text holds child elements or
+    /// comments (not a leaf), or when the result would not parse (nothing is written then).
     fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
         let fail =
             |what: String| ResourceError::Failed(format!("{}: {what}", self.file.describe()));
@@ -321,7 +345,11 @@ impl XmlEdit {
         let body = &text[bom..];
         let doc = parse(body).map_err(|e| fail(format!("not well-formed XML: {e}")))?;
         let mut details = Vec::new();
-        let out = self.set_values(&doc, body, &mut details).map_err(&fail)?;
+        let out = match self.state {
+            Presence::Present => self.set_values(&doc, body, &mut details),
+            Presence::Absent => self.remove(&doc, body, &mut details),
+        }
+        .map_err(&fail)?;
         if out != body {
             parse(&out).map_err(|e| {
                 fail(format!(
@@ -418,6 +446,38 @@ impl XmlEdit {
         Ok(splice(body, splices))
     }
 
+    /// `body` (parsed as `doc`) without the elements the path selects: none is fine, more than `count`
+    /// is not. An element alone on its lines goes with those lines, so no blank line is left behind.
+    fn remove(
+        &self,
+        doc: &Document,
+        body: &str,
+        details: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let found = matches(doc, &self.steps);
+        if let Count::Exactly(n) = self.count {
+            if found.len() > n {
+                return Err(self.wrong_count(doc, &found));
+            }
+        }
+        let last = self.steps.last().expect("a path has a step");
+        let splices = found
+            .iter()
+            .map(|el| {
+                let r = el.range();
+                details.push(format!(
+                    "line {}: remove {last}",
+                    doc.text_pos_at(r.start).row
+                ));
+                let whole_lines = indent_before(body, r.start)
+                    .and(line_end_after(body, r.end))
+                    .map(|end| line_start(body, r.start)..end);
+                (whole_lines.unwrap_or(r), String::new())
+            })
+            .collect();
+        Ok(splice(body, splices))
+    }
+
     /// The elements the path selects, as many as `count` says, or an error saying how far the path got.
     fn select<'a, 'i>(&self, doc: &'a Document<'i>) -> Result<Vec<Node<'a, 'i>>, String> {
         let found = matches(doc, &self.steps);
@@ -458,8 +518,12 @@ impl XmlEdit {
 
     /// The error for a path that selects a number of elements `count` does not allow.
     fn wrong_count(&self, doc: &Document, found: &[Node]) -> String {
+        let (expected, verb) = match self.state {
+            Presence::Present => ("", "edit"),
+            Presence::Absent => ("at most ", "remove"),
+        };
         format!(
-            "`{}` matches {} elements (lines {}), expected {} (set `count: all` to edit them all, or add a predicate)",
+            "`{}` matches {} elements (lines {}), expected {expected}{} (set `count: all` to {verb} them all, or add a predicate)",
             self.xpath,
             found.len(),
             lines_of(doc, found),
@@ -496,6 +560,27 @@ fn lines_of(doc: &Document, nodes: &[Node]) -> String {
         .map(|n| doc.text_pos_at(n.range().start).row.to_string())
         .collect();
     lines.join(", ")
+}
+
+/// Start of the line holding byte `pos`.
+fn line_start(text: &str, pos: usize) -> usize {
+    text[..pos].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// The indentation before `pos` when only spaces and tabs precede it on its line.
+fn indent_before(text: &str, pos: usize) -> Option<&str> {
+    let ws = &text[line_start(text, pos)..pos];
+    ws.chars().all(|c| c == ' ' || c == '\t').then_some(ws)
+}
+
+/// When only whitespace follows `pos` on its line: where the next line starts (or the text ends).
+fn line_end_after(text: &str, pos: usize) -> Option<usize> {
+    let rest = &text[pos..];
+    let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+    rest[..end]
+        .chars()
+        .all(char::is_whitespace)
+        .then_some(pos + end)
 }
 
 /// `text` with each range replaced; the ranges do not overlap.
@@ -946,6 +1031,70 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn absent_removes_the_elements_with_their_lines_and_none_is_fine() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(AXIS2);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/parameter[@name='domain']", "state": "absent"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details,
+            vec!["line 6: remove parameter[@name='domain']"]
+        );
+        assert_eq!(second.action, Action::None, "nothing left to remove");
+        let diff = first.diff.expect("text diff");
+        let want = AXIS2.replace(
+            "        <parameter name=\"domain\">wso2.carbon.domain</parameter>\n",
+            "",
+        );
+        assert_eq!(
+            (diff.old.as_str(), diff.new.as_str()),
+            (AXIS2, want.as_str())
+        );
+        assert_eq!(read(&path), want);
+
+        let (_d, path) = file_with(DATASOURCES);
+        let ds = "/datasources-configuration/datasources/datasource";
+        let one = res(KIND, json!({"path": path, "xpath": ds, "state": "absent"}));
+        let err = plan_now(one.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains("matches 2 elements (lines 6, 16), expected at most 1 (set `count: all` to remove them all"),
+            "{err}"
+        );
+        let all = res(
+            KIND,
+            json!({"path": path, "xpath": ds, "state": "absent", "count": "all"}),
+        );
+        let (first, second) = converge(all.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec!["line 6: remove datasource", "line 16: remove datasource"]
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(read(&path).contains("    <datasources>\n    </datasources>\n"));
+
+        let (_d, path) = file_with("<a><b/><c k='1'/>\n  <c/> <!-- kept -->\n</a>");
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/a/c", "state": "absent", "count": 2}),
+        );
+        converge(r.as_ref(), &t).await;
+        assert_eq!(read(&path), "<a><b/>\n   <!-- kept -->\n</a>");
+        let gone = res(
+            KIND,
+            json!({"path": format!("{path}.nope"), "xpath": "/a/c", "state": "absent"}),
+        );
+        assert_eq!(
+            plan_now(gone.as_ref(), &t).await.unwrap().action,
+            Action::None,
+            "a missing file holds nothing to remove"
+        );
+    }
+
     #[test]
     fn paths_parse_with_quoted_slashes_and_brackets() {
         let steps = parse_xpath("/a/ns:b[@k='x/y]'][c = \"v\"]/d").unwrap();
@@ -1025,6 +1174,21 @@ mod tests {
             KIND,
             json!({"path": p, "xpath": "/a", "value": "x", "validate": "true"}),
             "validate",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "absent", "value": "x"}),
+            "state: absent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "state": "absent"}),
+            "root element",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "gone"}),
+            "state",
         );
         bad_args(
             KIND,
