@@ -54,9 +54,12 @@ fn check_xml(text: &str) -> Result<(), String> {
             .lines()
             .nth(pos.row.saturating_sub(1) as usize)
             .unwrap_or_default();
-        let msg = e.to_string();
-        let msg = msg.strip_suffix(&format!(" at {pos}")).unwrap_or(&msg);
-        format!("invalid XML at line {} (`{}`): {msg}", pos.row, src.trim())
+        format!(
+            "invalid XML at line {} (`{}`): {}",
+            pos.row,
+            src.trim(),
+            super::xml::error_message(&e)
+        )
     })
 }
 

@@ -29,6 +29,8 @@ struct Args {
     attributes: IndexMap<String, String>,
     #[serde(default)]
     count: Count,
+    fragment: Option<String>,
+    insert: Option<InsertArg>,
     validate: Option<String>,
     #[serde(flatten)]
     attrs: Attrs,
@@ -104,6 +106,36 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String
         .collect()
 }
 
+/// Where `fragment` goes among the parent's children, as written: `first`, `last`, `{before: STEP}`,
+/// `{after: STEP}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum InsertArg {
+    First,
+    Last,
+    Before(String),
+    After(String),
+}
+
+/// Where `fragment` goes among the parent's children.
+enum Position {
+    /// Right after the parent's start tag, before any child (comments included).
+    First,
+    /// Right before the parent's end tag, after every child.
+    Last,
+    /// Before the first child element the step (`name[pred]`) matches.
+    Before(Step),
+    /// After the last child element the step matches.
+    After(Step),
+}
+
+/// The element `fragment` inserts when the path selects none, checked when the task is built.
+struct Fragment {
+    /// Its lines, without the indentation they share: inserted, each gets the parent's child indentation.
+    lines: Vec<String>,
+    at: Position,
+}
+
 /// A predicate of one path step.
 #[derive(Debug, Clone, PartialEq)]
 enum Pred {
@@ -130,21 +162,33 @@ struct XmlEdit {
     value: Option<String>,
     attributes: IndexMap<String, String>,
     count: Count,
+    fragment: Option<Fragment>,
 }
 
-/// The `xml` entry of `TYPES`: parses the path and checks the names before any host is touched.
+/// The `xml` entry of `TYPES`: parses the path and checks the names and the fragment before any host is
+/// touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     let steps =
         parse_xpath(&a.xpath).map_err(|e| bad(KIND, format!("xpath `{}`: {e}", a.xpath)))?;
     match a.state {
-        Presence::Present if a.value.is_none() && a.attributes.is_empty() => {
-            return Err(bad(KIND, "set `value`, `attributes` or both"));
-        }
-        Presence::Absent if a.value.is_some() || !a.attributes.is_empty() => {
+        Presence::Present
+            if a.value.is_none() && a.attributes.is_empty() && a.fragment.is_none() =>
+        {
             return Err(bad(
                 KIND,
-                "state: absent removes the elements; `value` and `attributes` go with state: present",
+                "set `value`, `attributes`, `fragment` or several",
+            ));
+        }
+        Presence::Absent
+            if a.value.is_some()
+                || !a.attributes.is_empty()
+                || a.fragment.is_some()
+                || a.insert.is_some() =>
+        {
+            return Err(bad(
+                KIND,
+                "state: absent removes the elements; `value`, `attributes`, `fragment` and `insert` go with state: present",
             ));
         }
         Presence::Absent if steps.len() == 1 => {
@@ -164,6 +208,41 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             format!("attributes: `{name}` is not a plain (unprefixed) XML attribute name"),
         ));
     }
+    let last = steps.last().expect("a parsed path has a step");
+    for pred in &last.preds {
+        if let Pred::Attr(k, v) = pred {
+            if a.attributes.get(k).is_some_and(|want| want != v) {
+                return Err(bad(
+                    KIND,
+                    format!(
+                        "attributes: `{k}` contradicts the path's own [@{k}='{v}']: once set, the path would no longer select the element"
+                    ),
+                ));
+            }
+        }
+    }
+    let fragment = match (a.fragment, a.insert) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(bad(KIND, "`insert` goes with `fragment`")),
+        (Some(text), insert) => {
+            if steps.len() < 2 {
+                return Err(bad(
+                    KIND,
+                    format!(
+                        "fragment: xpath `{}` has no parent to insert under",
+                        a.xpath
+                    ),
+                ));
+            }
+            if matches!(a.count, Count::Exactly(n) if n > 1) {
+                return Err(bad(
+                    KIND,
+                    "fragment inserts one element, so count must be 1 or `all`",
+                ));
+            }
+            Some(Fragment::new(&text, insert, last, &a.xpath)?)
+        }
+    };
     let removing = a.state == Presence::Absent;
     let file = TextFile::new(KIND, a.path, None, removing, a.attrs, a.validate)?;
     Ok(Box::new(XmlEdit {
@@ -174,7 +253,217 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         value: a.value,
         attributes: a.attributes,
         count: a.count,
+        fragment,
     }))
+}
+
+impl Fragment {
+    /// Checks that `text` is one element that the path's `last` step matches (else the path would
+    /// still select nothing once it is inserted, and every run would insert it again) and reads where
+    /// it goes.
+    fn new(
+        text: &str,
+        insert: Option<InsertArg>,
+        last: &Step,
+        xpath: &str,
+    ) -> Result<Self, ResourceError> {
+        let lines = dedent(text);
+        let matched = with_element(&lines.join("\n"), |el| {
+            (step_matches(last, &el), el.tag_name().name().to_string())
+        })
+        .map_err(|e| bad(KIND, format!("fragment: {e}")))?;
+        if let (false, name) = matched {
+            return Err(bad(
+                KIND,
+                format!(
+                    "fragment: its <{name}> does not match `{last}`, the last step of xpath `{xpath}`: once inserted, the path would still select nothing"
+                ),
+            ));
+        }
+        let sibling = |s: String| {
+            parse_xpath(&format!("/{s}"))
+                .ok()
+                .and_then(|mut steps| (steps.len() == 1).then(|| steps.remove(0)))
+                .ok_or_else(|| {
+                    bad(
+                        KIND,
+                        format!(
+                            "insert: `{s}` is not a child element step such as `name` or `name[@k='v']`"
+                        ),
+                    )
+                })
+        };
+        let at = match insert.unwrap_or(InsertArg::Last) {
+            InsertArg::First => Position::First,
+            InsertArg::Last => Position::Last,
+            InsertArg::Before(s) => Position::Before(sibling(s)?),
+            InsertArg::After(s) => Position::After(sibling(s)?),
+        };
+        Ok(Fragment { lines, at })
+    }
+
+    /// The splice inserting the fragment under `parent` in `body`: the range to replace (empty, but for
+    /// an empty parent, whose inside or `/>` is rewritten) and the text. On a line of its own, the
+    /// fragment's lines get the parent's child indentation and the file's line ending; squeezed into a
+    /// line (`<a><b/></a>`), it goes in as it is.
+    fn placed(&self, body: &str, parent: &Node) -> Result<(Range<usize>, String), String> {
+        let eol = if body.contains("\r\n") { "\r\n" } else { "\n" };
+        let indent = child_indent(body, parent);
+        let block: String = self
+            .lines
+            .iter()
+            .map(|l| match l.is_empty() {
+                true => eol.to_string(),
+                false => format!("{indent}{l}{eol}"),
+            })
+            .collect();
+        let inline = self.lines.join(eol);
+        let tag = start_tag(body, parent);
+        let own = indent_before(body, parent.range().start).unwrap_or("");
+        let empty = parent
+            .children()
+            .all(|c| c.is_text() && c.text().is_some_and(|t| t.trim().is_empty()));
+        if tag.self_closing {
+            let qname = &body[parent.range().start + 1..tag.name_end];
+            return Ok((tag.close..tag.end, format!(">{eol}{block}{own}</{qname}>")));
+        }
+        let end = end_tag_start(body, parent);
+        if empty {
+            return Ok((tag.end..end, format!("{eol}{block}{own}")));
+        }
+        let missing = |how: &str, step: &Step| {
+            format!(
+                "insert: {how} `{step}`: the parent at line {} has no child `{step}`",
+                line_at(body, parent.range().start)
+            )
+        };
+        let at_line_start = |pos: usize| indent_before(body, pos).map(|_| line_start(body, pos));
+        let (own_line, pos) = match &self.at {
+            Position::First => (line_end_after(body, tag.end), tag.end),
+            Position::Last => (at_line_start(end), end),
+            Position::Before(step) => {
+                let sib = parent
+                    .children()
+                    .find(|c| step_matches(step, c))
+                    .ok_or_else(|| missing("before", step))?;
+                (at_line_start(sib.range().start), sib.range().start)
+            }
+            Position::After(step) => {
+                let sib = parent
+                    .children()
+                    .rfind(|c| step_matches(step, c))
+                    .ok_or_else(|| missing("after", step))?;
+                (line_end_after(body, sib.range().end), sib.range().end)
+            }
+        };
+        Ok(match own_line {
+            Some(at) => (at..at, block),
+            None => (pos..pos, inline),
+        })
+    }
+}
+
+/// The lines of `text` without the blank lines around them, trailing spaces, and the indentation the
+/// others share: how a fragment written in a YAML block reads, whatever its indentation there.
+fn dedent(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    let Some(first) = lines.iter().position(|l| !l.is_empty()) else {
+        return Vec::new();
+    };
+    let last = lines.iter().rposition(|l| !l.is_empty()).unwrap_or(first);
+    let lines = &lines[first..=last];
+    let cut = lines
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+        .min()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| l.get(cut..).unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Parses `text` as exactly one element (whitespace around it is fine) and runs `f` on it. Namespace
+/// prefixes it uses without declaring them are declared for this parse only: in the file an ancestor
+/// declares them, and the whole edited file is parsed again before it is written.
+fn with_element<R>(text: &str, f: impl FnOnce(Node) -> R) -> Result<R, String> {
+    let mut decls = String::new();
+    loop {
+        let wrapped = format!("<w{decls}>{text}</w>");
+        match parse(&wrapped) {
+            Ok(doc) => {
+                let mut kids = doc
+                    .root_element()
+                    .children()
+                    .filter(|c| !(c.is_text() && c.text().is_some_and(|t| t.trim().is_empty())));
+                return match (kids.next(), kids.next()) {
+                    (Some(el), None) if el.is_element() => Ok(f(el)),
+                    _ => {
+                        Err("must be exactly one element (and nothing else but whitespace)".into())
+                    }
+                };
+            }
+            Err(roxmltree::Error::UnknownNamespace(prefix, _))
+                if !decls.contains(&format!(" xmlns:{prefix}=")) =>
+            {
+                decls.push_str(&format!(
+                    " xmlns:{prefix}=\"urn:apim-provision:undeclared\""
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "not well-formed XML at line {}: {}",
+                    e.pos().row,
+                    error_message(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// A parse error's message without the position it ends with, for callers that name the line
+/// themselves.
+pub(super) fn error_message(e: &roxmltree::Error) -> String {
+    let msg = e.to_string();
+    match msg.strip_suffix(&format!(" at {}", e.pos())) {
+        Some(m) => m.to_string(),
+        None => msg,
+    }
+}
+
+/// The indentation of `parent`'s children: that of its first child element or comment starting a
+/// line, else the parent's own plus one level (what the parent has over its own parent, or four
+/// spaces).
+fn child_indent(body: &str, parent: &Node) -> String {
+    if let Some(ind) = parent
+        .children()
+        .filter(|c| c.is_element() || c.is_comment())
+        .find_map(|c| indent_before(body, c.range().start))
+    {
+        return ind.to_string();
+    }
+    let own = indent_before(body, parent.range().start).unwrap_or("");
+    let unit = parent
+        .parent_element()
+        .and_then(|g| indent_before(body, g.range().start))
+        .and_then(|g| own.strip_prefix(g))
+        .filter(|u| !u.is_empty())
+        .unwrap_or("    ");
+    format!("{own}{unit}")
+}
+
+/// Where `el`'s end tag starts (`el` is not self-closing).
+fn end_tag_start(body: &str, el: &Node) -> usize {
+    el.range().start
+        + body[el.range()]
+            .rfind("</")
+            .expect("a closed element has an end tag")
+}
+
+/// 1-based line of byte `pos`.
+fn line_at(text: &str, pos: usize) -> usize {
+    text[..pos].matches('\n').count() + 1
 }
 
 /// Parses XML text (without a byte order mark) as this resource and `format: xml` read it: a DTD is
@@ -345,22 +634,67 @@ impl XmlEdit {
         let body = &text[bom..];
         let doc = parse(body).map_err(|e| fail(format!("not well-formed XML: {e}")))?;
         let mut details = Vec::new();
+        let unparsable = |e: roxmltree::Error| {
+            fail(format!(
+                "the edited file would not be well-formed XML ({e}); nothing is written"
+            ))
+        };
         let out = match self.state {
-            Presence::Present => self.set_values(&doc, body, &mut details),
-            Presence::Absent => self.remove(&doc, body, &mut details),
-        }
-        .map_err(&fail)?;
+            Presence::Absent => self.remove(&doc, body, &mut details).map_err(&fail)?,
+            Presence::Present => match self.ensure(&doc, body, &mut details).map_err(&fail)? {
+                None => self.set_values(&doc, body, &mut details).map_err(&fail)?,
+                Some(added) => {
+                    let doc = parse(&added).map_err(unparsable)?;
+                    self.set_values(&doc, &added, &mut details).map_err(&fail)?
+                }
+            },
+        };
         if out != body {
-            parse(&out).map_err(|e| {
-                fail(format!(
-                    "the edited file would not be well-formed XML ({e}); nothing is written"
-                ))
-            })?;
+            parse(&out).map_err(unparsable)?;
         }
         Ok(Edit {
             content: [&text.as_bytes()[..bom], out.as_bytes()].concat(),
             details,
         })
+    }
+
+    /// When the path selects nothing and there is a `fragment`: `body` (parsed as `doc`) with it
+    /// inserted under the path's parent, which must be exactly one element. `None` when the path
+    /// selects elements already, or there is nothing to insert (then `set_values` says what is missing).
+    fn ensure(
+        &self,
+        doc: &Document,
+        body: &str,
+        details: &mut Vec<String>,
+    ) -> Result<Option<String>, String> {
+        let Some(fragment) = &self.fragment else {
+            return Ok(None);
+        };
+        if !matches(doc, &self.steps).is_empty() {
+            return Ok(None);
+        }
+        let (parent_steps, last) = self.steps.split_at(self.steps.len() - 1);
+        let parents = matches(doc, parent_steps);
+        let parent = match &parents[..] {
+            [] => return Err(self.no_match(doc)),
+            [p] => p,
+            _ => {
+                return Err(format!(
+                    "`{}` matches {} elements (lines {}); `fragment` goes under exactly one (add a predicate)",
+                    path_of(parent_steps),
+                    parents.len(),
+                    lines_of(doc, &parents)
+                ))
+            }
+        };
+        let (range, text) = fragment.placed(body, parent)?;
+        let lead = &text[..text.find('<').unwrap_or(0)];
+        details.push(format!(
+            "line {}: insert {}",
+            line_at(body, range.start) + lead.matches('\n').count(),
+            last[0]
+        ));
+        Ok(Some(splice(body, vec![(range, text)])))
     }
 
     /// `body` (parsed as `doc`) with `value` and `attributes` set on every element the path selects,
@@ -434,11 +768,7 @@ impl XmlEdit {
                         let qname = &body[el.range().start + 1..tag.name_end];
                         splices.push((tag.close..tag.end, format!(">{escaped}</{qname}>")));
                     } else {
-                        let inner_end = el.range().start
-                            + body[el.range()]
-                                .rfind("</")
-                                .expect("a closed element has an end tag");
-                        splices.push((tag.end..inner_end, escaped));
+                        splices.push((tag.end..end_tag_start(body, el), escaped));
                     }
                 }
             }
@@ -1095,6 +1425,203 @@ mod tests {
         );
     }
 
+    /// A datasource block as a playbook would write it in a YAML `|` block: its own indentation.
+    const MB_STORE: &str = "
+      <datasource>
+          <name>WSO2_MB_STORE_DB</name>
+          <!-- the message broker store -->
+          <definition type=\"RDBMS\">
+              <configuration>
+                  <url>jdbc:mysql://db:3306/mb</url>
+                  <password svns:secretAlias=\"MB_DB_PASSWORD\">password</password>
+              </configuration>
+          </definition>
+      </datasource>
+    ";
+
+    #[tokio::test]
+    async fn a_missing_datasource_is_inserted_once_indented_as_its_siblings() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(DATASOURCES);
+        let xpath = "/datasources-configuration/datasources/datasource[name='WSO2_MB_STORE_DB']";
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": xpath, "fragment": MB_STORE,
+                   "insert": {"after": "datasource[name='WSO2_CARBON_DB']"}}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details,
+            vec!["line 16: insert datasource[name='WSO2_MB_STORE_DB']"]
+        );
+        assert_eq!(second.action, Action::None, "inserted once");
+        let block = "        <datasource>
+            <name>WSO2_MB_STORE_DB</name>
+            <!-- the message broker store -->
+            <definition type=\"RDBMS\">
+                <configuration>
+                    <url>jdbc:mysql://db:3306/mb</url>
+                    <password svns:secretAlias=\"MB_DB_PASSWORD\">password</password>
+                </configuration>
+            </definition>
+        </datasource>
+";
+        let at = DATASOURCES
+            .find("        <datasource>\n            <name>WSO2AM_DB")
+            .unwrap();
+        let want = format!("{}{block}{}", &DATASOURCES[..at], &DATASOURCES[at..]);
+        assert_eq!(first.diff.unwrap().new, want);
+        assert_eq!(read(&path), want);
+
+        let last = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource[name='X']",
+                   "fragment": "<datasource><name>X</name></datasource>"}),
+        );
+        let (first, second) = converge(last.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["line 36: insert datasource[name='X']"]);
+        assert_eq!(second.action, Action::None);
+        assert!(read(&path).ends_with(
+            "        </datasource>\n        <datasource><name>X</name></datasource>\n    </datasources>\n</datasources-configuration>\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_inserted_element_then_gets_value_and_attributes() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(AXIS2);
+        let r = res(
+            KIND,
+            json!({"path": path,
+                   "xpath": "/axisconfig/clustering/parameter[@name='localMemberPort']",
+                   "fragment": "<parameter name=\"localMemberPort\">4000</parameter>",
+                   "insert": {"before": "parameter[@name='domain']"},
+                   "value": 4100, "attributes": {"locked": "false"}}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![
+                "line 6: insert parameter[@name='localMemberPort']",
+                r#"line 6: add @locked "false""#,
+                r#"line 6: text "4000" -> "4100""#
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        let new = read(&path);
+        assert_eq!(
+            new,
+            AXIS2.replace(
+                "        <parameter name=\"domain\">",
+                "        <parameter name=\"localMemberPort\" locked=\"false\">4100</parameter>\n        <parameter name=\"domain\">"
+            )
+        );
+        let first_child = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/parameter[@name='a']",
+                   "fragment": "<parameter name='a'/>", "insert": "first"}),
+        );
+        converge(first_child.as_ref(), &t).await;
+        assert!(read(&path).contains(
+            "                enable=\"false\">\n        <parameter name='a'/>\n        <!-- multicast or wka -->\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn insertion_into_empty_inline_and_crlf_parents() {
+        let t = LocalTransport::new("t");
+        let cases = [
+            ("<r>\n\t<p/>\n</r>\n", "<r>\n\t<p>\n\t\t<c>\n\t\t  <d/>\n\t\t</c>\n\t</p>\n</r>\n"),
+            ("<r>\n  <p></p>\n</r>\n", "<r>\n  <p>\n    <c>\n      <d/>\n    </c>\n  </p>\n</r>\n"),
+            ("<r>\n  <p>\n  </p>\n</r>\n", "<r>\n  <p>\n    <c>\n      <d/>\n    </c>\n  </p>\n</r>\n"),
+            ("<r><p><x/></p></r>", "<r><p><x/><c>\n  <d/>\n</c></p></r>"),
+            ("<r>\r\n  <p>\r\n    <x/>\r\n  </p>\r\n</r>\r\n", "<r>\r\n  <p>\r\n    <x/>\r\n    <c>\r\n      <d/>\r\n    </c>\r\n  </p>\r\n</r>\r\n"),
+        ];
+        for (old, want) in cases {
+            let (_d, path) = file_with(old);
+            let r = res(
+                KIND,
+                json!({"path": path, "xpath": "/r/p/c", "fragment": "  <c>\n    <d/>\n  </c>\n"}),
+            );
+            let (_, second) = converge(r.as_ref(), &t).await;
+            assert_eq!(read(&path), want, "from {old:?}");
+            assert_eq!(second.action, Action::None);
+        }
+        let (_d, path) = file_with("<r><p><x/></p></r>");
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/c", "fragment": "<c/>", "insert": {"before": "x"}}),
+        );
+        converge(r.as_ref(), &t).await;
+        assert_eq!(read(&path), "<r><p><c/><x/></p></r>");
+    }
+
+    #[tokio::test]
+    async fn an_insertion_that_cannot_be_placed_fails_the_plan() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(DATASOURCES);
+        let ds = "/datasources-configuration/datasources/datasource";
+        let two_parents = res(
+            KIND,
+            json!({"path": path, "xpath": format!("{ds}/jndiConfig"),
+                   "fragment": "<jndiConfig><name>jdbc/X</name></jndiConfig>"}),
+        );
+        let err = plan_now(two_parents.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "`{ds}` matches 2 elements (lines 6, 16); `fragment` goes under exactly one"
+            )),
+            "{err}"
+        );
+        let no_sibling = res(
+            KIND,
+            json!({"path": path, "xpath": format!("{ds}[name='Y']"),
+                   "fragment": "<datasource><name>Y</name></datasource>",
+                   "insert": {"before": "datasource[name='NOPE']"}}),
+        );
+        let err = plan_now(no_sibling.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "insert: before `datasource[name='NOPE']`: the parent at line 5 has no child"
+            ),
+            "{err}"
+        );
+        let no_parent = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/nope/x", "fragment": "<x/>"}),
+        );
+        let err = plan_now(no_parent.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("none has a child `nope`"), "{err}");
+
+        let (_d, path) = file_with("<r>\n  <p/>\n</r>\n");
+        let undeclared = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/q", "fragment": "<q svns:secretAlias='x'/>"}),
+        );
+        let err = plan_now(undeclared.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "the edited file would not be well-formed XML (an unknown namespace prefix 'svns'"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("nothing is written"), "{err}");
+        assert_eq!(read(&path), "<r>\n  <p/>\n</r>\n");
+    }
+
     #[test]
     fn paths_parse_with_quoted_slashes_and_brackets() {
         let steps = parse_xpath("/a/ns:b[@k='x/y]'][c = \"v\"]/d").unwrap();
@@ -1189,6 +1716,61 @@ mod tests {
             KIND,
             json!({"path": p, "xpath": "/a/b", "state": "gone"}),
             "state",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b[@k='1']", "attributes": {"k": "2"}}),
+            "contradicts the path's own [@k='1']",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b[@k='1']", "fragment": "<b k='2'/>"}),
+            "fragment: its <b> does not match `b[@k='1']`",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/><b/>"}),
+            "fragment: must be exactly one element",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<!-- b --><b/>"}),
+            "fragment: must be exactly one element",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b>\n<c></b>"}),
+            "fragment: not well-formed XML at line 2: expected 'c' tag, not 'b'",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "fragment": "<a/>"}),
+            "fragment: xpath `/a` has no parent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "count": 2}),
+            "count must be 1 or `all`",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "value": "x", "insert": "first"}),
+            "`insert` goes with `fragment`",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "insert": "middle"}),
+            "insert",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "insert": {"before": "x/y"}}),
+            "insert: `x/y` is not a child element step",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "absent", "fragment": "<b/>"}),
+            "state: absent",
         );
         bad_args(
             KIND,
