@@ -29,6 +29,8 @@ struct Args {
     attributes: IndexMap<String, String>,
     #[serde(default)]
     count: Count,
+    #[serde(default)]
+    uncomment: bool,
     fragment: Option<String>,
     insert: Option<InsertArg>,
     validate: Option<String>,
@@ -162,6 +164,8 @@ struct XmlEdit {
     value: Option<String>,
     attributes: IndexMap<String, String>,
     count: Count,
+    /// When the path selects nothing, look for the element commented out under the parent.
+    uncomment: bool,
     fragment: Option<Fragment>,
 }
 
@@ -173,22 +177,26 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         parse_xpath(&a.xpath).map_err(|e| bad(KIND, format!("xpath `{}`: {e}", a.xpath)))?;
     match a.state {
         Presence::Present
-            if a.value.is_none() && a.attributes.is_empty() && a.fragment.is_none() =>
+            if a.value.is_none()
+                && a.attributes.is_empty()
+                && a.fragment.is_none()
+                && !a.uncomment =>
         {
             return Err(bad(
                 KIND,
-                "set `value`, `attributes`, `fragment` or several",
+                "set `value`, `attributes`, `fragment`, `uncomment` or several",
             ));
         }
         Presence::Absent
             if a.value.is_some()
                 || !a.attributes.is_empty()
                 || a.fragment.is_some()
-                || a.insert.is_some() =>
+                || a.insert.is_some()
+                || a.uncomment =>
         {
             return Err(bad(
                 KIND,
-                "state: absent removes the elements; `value`, `attributes`, `fragment` and `insert` go with state: present",
+                "state: absent removes the elements; `value`, `attributes`, `fragment`, `insert` and `uncomment` go with state: present",
             ));
         }
         Presence::Absent if steps.len() == 1 => {
@@ -220,6 +228,15 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
                 ));
             }
         }
+    }
+    if a.uncomment && steps.len() < 2 {
+        return Err(bad(
+            KIND,
+            format!(
+                "uncomment: xpath `{}` has no parent to look for comments under",
+                a.xpath
+            ),
+        ));
     }
     let fragment = match (a.fragment, a.insert) {
         (None, None) => None,
@@ -253,6 +270,7 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
         value: a.value,
         attributes: a.attributes,
         count: a.count,
+        uncomment: a.uncomment,
         fragment,
     }))
 }
@@ -361,6 +379,28 @@ impl Fragment {
             None => (pos..pos, inline),
         })
     }
+}
+
+/// The comments directly under `parents` that hold only an element `step` matches, each with that
+/// element's text: what WSO2's guides mean by "uncomment the <X> element". Both spellings of a
+/// commented-out element count: `<!-- <a>1</a> -->`, and `<!--a>1</a-->`, whose comment markers stand
+/// for the tag's own `<` and `>`.
+fn commented_out<'a, 'i>(parents: &[Node<'a, 'i>], step: &Step) -> Vec<(Node<'a, 'i>, String)> {
+    parents
+        .iter()
+        .flat_map(|p| p.children())
+        .filter(Node::is_comment)
+        .filter_map(|c| {
+            let inner = c.text()?.trim();
+            let el = match inner.starts_with('<') {
+                true => inner.to_string(),
+                false => format!("<{inner}>"),
+            };
+            with_element(&el, |e| step_matches(step, &e))
+                .ok()?
+                .then_some((c, el))
+        })
+        .collect()
 }
 
 /// The lines of `text` without the blank lines around them, trailing spaces, and the indentation the
@@ -658,25 +698,60 @@ impl XmlEdit {
         })
     }
 
-    /// When the path selects nothing and there is a `fragment`: `body` (parsed as `doc`) with it
-    /// inserted under the path's parent, which must be exactly one element. `None` when the path
-    /// selects elements already, or there is nothing to insert (then `set_values` says what is missing).
+    /// When the path selects nothing: `body` (parsed as `doc`) with the element made present under the
+    /// path's parent, by uncommenting it (`uncomment`, as many as `count` says) or else by inserting
+    /// `fragment` (under exactly one parent). `None` when the path selects elements already, or there is
+    /// no way to add one (then `set_values` says what is missing).
     fn ensure(
         &self,
         doc: &Document,
         body: &str,
         details: &mut Vec<String>,
     ) -> Result<Option<String>, String> {
-        let Some(fragment) = &self.fragment else {
-            return Ok(None);
-        };
-        if !matches(doc, &self.steps).is_empty() {
+        if (!self.uncomment && self.fragment.is_none()) || !matches(doc, &self.steps).is_empty() {
             return Ok(None);
         }
         let (parent_steps, last) = self.steps.split_at(self.steps.len() - 1);
+        let last = &last[0];
         let parents = matches(doc, parent_steps);
+        if parents.is_empty() {
+            return Err(self.no_match(doc));
+        }
+        if self.uncomment {
+            let found = commented_out(&parents, last);
+            if let (Count::Exactly(n), false) = (self.count, found.is_empty()) {
+                if found.len() != n {
+                    let nodes: Vec<Node> = found.iter().map(|(c, _)| *c).collect();
+                    return Err(format!(
+                        "`{}` matches no element, and {} commented-out ones (lines {}), expected {n} (set `count: all` to uncomment them all, or add a predicate)",
+                        self.xpath,
+                        found.len(),
+                        lines_of(doc, &nodes)
+                    ));
+                }
+            }
+            if !found.is_empty() {
+                let splices = found
+                    .into_iter()
+                    .map(|(c, el)| {
+                        details.push(format!(
+                            "line {}: uncomment {last}",
+                            doc.text_pos_at(c.range().start).row
+                        ));
+                        (c.range(), el)
+                    })
+                    .collect();
+                return Ok(Some(splice(body, splices)));
+            }
+        }
+        let Some(fragment) = &self.fragment else {
+            return Err(format!(
+                "`{}` matches no element, and no comment directly under `{}` holds one",
+                self.xpath,
+                path_of(parent_steps)
+            ));
+        };
         let parent = match &parents[..] {
-            [] => return Err(self.no_match(doc)),
             [p] => p,
             _ => {
                 return Err(format!(
@@ -690,9 +765,8 @@ impl XmlEdit {
         let (range, text) = fragment.placed(body, parent)?;
         let lead = &text[..text.find('<').unwrap_or(0)];
         details.push(format!(
-            "line {}: insert {}",
-            line_at(body, range.start) + lead.matches('\n').count(),
-            last[0]
+            "line {}: insert {last}",
+            line_at(body, range.start) + lead.matches('\n').count()
         ));
         Ok(Some(splice(body, vec![(range, text)])))
     }
@@ -1425,6 +1499,167 @@ mod tests {
         );
     }
 
+    /// axis2.xml as shipped, with the members and the local member host commented out, both ways WSO2
+    /// writes it.
+    const AXIS2_CLUSTER: &str = r#"<axisconfig name="AxisJava2.0">
+    <clustering class="org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent"
+                enable="false">
+        <parameter name="membershipScheme">multicast</parameter>
+        <!--
+           The host name or IP address of this member
+        -->
+        <!-- <parameter name="localMemberHost">127.0.0.1</parameter> -->
+        <parameter name="localMemberPort">4000</parameter>
+        <!-- <parameter name="localMemberHost">elsewhere</parameter> is not this one -->
+        <members>
+            <!--member>
+                <hostName>127.0.0.1</hostName>
+                <port>4000</port>
+            </member-->
+        </members>
+    </clustering>
+    <!-- <parameter name="localMemberHost">at the wrong place</parameter> -->
+</axisconfig>
+"#;
+
+    #[tokio::test]
+    async fn a_commented_out_member_host_is_uncommented_in_place_then_set() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(AXIS2_CLUSTER);
+        let host = res(
+            KIND,
+            json!({"path": path,
+                   "xpath": "/axisconfig/clustering/parameter[@name='localMemberHost']",
+                   "uncomment": true, "value": "10.0.0.5"}),
+        );
+        let (first, second) = converge(host.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![
+                "line 8: uncomment parameter[@name='localMemberHost']",
+                r#"line 8: text "127.0.0.1" -> "10.0.0.5""#
+            ]
+        );
+        assert_eq!(second.action, Action::None, "already uncommented");
+        let new = read(&path);
+        only_lines_changed(AXIS2_CLUSTER, &new, &[8]);
+        assert!(
+            new.contains("\n        <parameter name=\"localMemberHost\">10.0.0.5</parameter>\n")
+        );
+        assert!(new.contains(
+            "<!-- <parameter name=\"localMemberHost\">elsewhere</parameter> is not this one -->"
+        ));
+        assert!(new.contains(
+            "<!-- <parameter name=\"localMemberHost\">at the wrong place</parameter> -->"
+        ));
+
+        let member = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/members/member", "uncomment": true}),
+        );
+        let (first, second) = converge(member.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["line 12: uncomment member"]);
+        assert_eq!(second.action, Action::None);
+        let member_host = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/members/member/hostName", "value": "10.0.0.6"}),
+        );
+        converge(member_host.as_ref(), &t).await;
+        let new = read(&path);
+        only_lines_changed(AXIS2_CLUSTER, &new, &[8, 12, 13, 15]);
+        assert!(new.contains(
+            "        <members>\n            <member>\n                <hostName>10.0.0.6</hostName>\n                <port>4000</port>\n            </member>\n        </members>\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn uncomment_is_preferred_to_the_fragment_and_counted() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(CARBON);
+        let gone = res(
+            KIND,
+            json!({"path": path, "xpath": "/Server/HostName", "state": "absent"}),
+        );
+        converge(gone.as_ref(), &t).await;
+        let host = res(
+            KIND,
+            json!({"path": path, "xpath": "/Server/HostName", "uncomment": true,
+                   "fragment": "<HostName>from-fragment</HostName>"}),
+        );
+        let (first, second) = converge(host.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["line 15: uncomment HostName"]);
+        assert_eq!(second.action, Action::None);
+        assert!(read(&path).contains("    <HostName>www.wso2.org</HostName>\n    <MgtHostName>"));
+
+        let (_d, path) = file_with("<r>\n  <p>\n    <!-- <x k='1'/> -->\n    <!--<x k='2'/>-->\n    <!-- a note -->\n  </p>\n</r>\n");
+        let one = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/x", "uncomment": true}),
+        );
+        let err = plan_now(one.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "`/r/p/x` matches no element, and 2 commented-out ones (lines 3, 4), expected 1"
+            ),
+            "{err}"
+        );
+        let second = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/x[@k='2']", "uncomment": true, "fragment": "<x k='2'/>"}),
+        );
+        converge(second.as_ref(), &t).await;
+        assert_eq!(
+            read(&path),
+            "<r>\n  <p>\n    <!-- <x k='1'/> -->\n    <x k='2'/>\n    <!-- a note -->\n  </p>\n</r>\n"
+        );
+        let all = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/y", "uncomment": true, "count": "all", "fragment": "<y/>"}),
+        );
+        let (first, _) = converge(all.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec!["line 6: insert y"],
+            "no comment holds a <y>"
+        );
+        let none = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/z", "uncomment": true}),
+        );
+        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "`/r/p/z` matches no element, and no comment directly under `/r/p` holds one"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_uncommented_element_must_parse_where_it_lands() {
+        let t = LocalTransport::new("t");
+        let old = "<r>\n  <!-- <p:x/> -->\n</r>\n";
+        let (_d, path) = file_with(old);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/x", "uncomment": true}),
+        );
+        let err = plan_now(r.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains("would not be well-formed XML (an unknown namespace prefix 'p'"),
+            "{err}"
+        );
+        assert_eq!(read(&path), old);
+        let declared = "<r xmlns:p=\"urn:p\">\n  <!-- <p:x/> -->\n</r>\n";
+        let (_d, path) = file_with(declared);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/x", "uncomment": true}),
+        );
+        converge(r.as_ref(), &t).await;
+        assert_eq!(read(&path), declared.replace("<!-- <p:x/> -->", "<p:x/>"));
+    }
+
     /// A datasource block as a playbook would write it in a YAML `|` block: its own indentation.
     const MB_STORE: &str = "
       <datasource>
@@ -1771,6 +2006,21 @@ mod tests {
             KIND,
             json!({"path": p, "xpath": "/a/b", "state": "absent", "fragment": "<b/>"}),
             "state: absent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "absent", "uncomment": true}),
+            "state: absent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "uncomment": true}),
+            "uncomment: xpath `/a` has no parent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "uncomment": "yes"}),
+            "uncomment",
         );
         bad_args(
             KIND,
