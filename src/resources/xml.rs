@@ -1,8 +1,9 @@
-//! `xml`: the text and/or attributes of the elements at a simple path in an existing XML file, for the large,
-//! heavily commented configs of WSO2 1.x/EI (carbon.xml, axis2.xml, master-datasources.xml, ...). The file
-//! is parsed on the controller only to locate byte ranges; the new values are spliced into the original
-//! text, so every byte outside the edited spans (comments, whitespace, attribute order, CDATA) is kept and
-//! the plan's diff shows exactly the lines that change.
+//! `xml`: the text and/or attributes of the elements at a simple path in an existing XML file, the element
+//! made present (uncommented, or inserted from a fragment) or removed, for the large, heavily commented
+//! configs of WSO2 1.x/EI (carbon.xml, axis2.xml, master-datasources.xml, ...). The file is parsed on the
+//! controller only to locate byte ranges; the new values are spliced into the original text, so every byte
+//! outside the edited spans (comments, whitespace, attribute order, CDATA) is kept and the plan's diff
+//! shows exactly the lines that change. The result is parsed again before it is written.
 
 use super::edit::TextEditor;
 use super::edit::{Edit, TextFile};
@@ -330,9 +331,12 @@ impl Fragment {
         let block: String = self
             .lines
             .iter()
-            .map(|l| match l.is_empty() {
-                true => eol.to_string(),
-                false => format!("{indent}{l}{eol}"),
+            .map(|l| {
+                if l.is_empty() {
+                    eol.to_string()
+                } else {
+                    format!("{indent}{l}{eol}")
+                }
             })
             .collect();
         let inline = self.lines.join(eol);
@@ -392,9 +396,10 @@ fn commented_out<'a, 'i>(parents: &[Node<'a, 'i>], step: &Step) -> Vec<(Node<'a,
         .filter(Node::is_comment)
         .filter_map(|c| {
             let inner = c.text()?.trim();
-            let el = match inner.starts_with('<') {
-                true => inner.to_string(),
-                false => format!("<{inner}>"),
+            let el = if inner.starts_with('<') {
+                inner.to_string()
+            } else {
+                format!("<{inner}>")
             };
             with_element(&el, |e| step_matches(step, &e))
                 .ok()?
