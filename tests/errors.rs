@@ -120,6 +120,22 @@ fn bad_arguments_unknown_group_and_handler_are_located() {
 }
 
 #[test]
+fn content_and_pattern_checks_name_file_and_line() {
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - name: ok\n        file: {path: \"{{ root }}\", state: directory}\n      - name: conf\n        copy: {dest: \"{{ root }}/a.xml\", format: xml, content: \"<a>\\n<b></a>\\n\"}\n");
+    every_command(
+        &p,
+        &[
+            "main.yaml:6",
+            "invalid XML at line 2 (`<b></a>`): expected 'b' tag, not 'a'",
+        ],
+    );
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - name: started\n        wait_for: {path: /x.log, search_regex: \"started in \\\\d+ sec\"}\n");
+    every_command(&p, &["main.yaml:4", "search_regex `started in \\d+ sec`"]);
+    let p = project("plays:\n  - hosts: all\n    tasks:\n      - name: insert\n        xml: {path: /x.xml, xpath: \"/a/b[@k='1']\", fragment: \"<b k='2'/>\"}\n");
+    every_command(&p, &["main.yaml:4", "fragment: its <b> does not match"]);
+}
+
+#[test]
 fn bad_inventory_and_limit_are_reported() {
     let p = project("plays: []\n");
     p.write(

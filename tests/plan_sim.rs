@@ -64,6 +64,80 @@ plays:
         .assert_no_changes();
 }
 
+/// The guide's "uncomment the member, then set its host" as separate `xml` tasks on the product's file:
+/// each is planned against what the ones before it leave (the address is set on the member the task
+/// before uncomments, the port goes after the parameter an earlier task uncomments), apply makes as
+/// many changes as plan said, and the next run makes none.
+#[test]
+fn xml_edits_that_build_on_each_other_are_planned_in_order() {
+    let p = project(
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - name: dir
+        file: { path: "{{ root }}", state: directory }
+      - name: scheme
+        xml: { path: "{{ root }}/axis2.xml", xpath: "/axisconfig/clustering/parameter[@name='membershipScheme']", value: wka }
+      - name: member host
+        xml: { path: "{{ root }}/axis2.xml", xpath: "/axisconfig/clustering/parameter[@name='localMemberHost']", uncomment: true, value: 10.0.0.5 }
+      - name: member
+        xml: { path: "{{ root }}/axis2.xml", xpath: /axisconfig/clustering/members/member, uncomment: true }
+      - name: member address
+        xml: { path: "{{ root }}/axis2.xml", xpath: /axisconfig/clustering/members/member/hostName, value: 10.0.0.6 }
+      - name: member port
+        xml:
+          path: "{{ root }}/axis2.xml"
+          xpath: "/axisconfig/clustering/parameter[@name='localMemberPort']"
+          insert: { after: "parameter[@name='localMemberHost']" }
+          fragment: <parameter name="localMemberPort">4100</parameter>
+      - name: enable
+        xml: { path: "{{ root }}/axis2.xml", xpath: /axisconfig/clustering, attributes: { enable: "true" } }
+"#,
+    );
+    p.write(
+        "hosts/a/axis2.xml",
+        r#"<axisconfig name="AxisJava2.0">
+    <clustering enable="false">
+        <parameter name="membershipScheme">multicast</parameter>
+        <!-- <parameter name="localMemberHost">127.0.0.1</parameter> -->
+        <members>
+            <!--member>
+                <hostName>127.0.0.1</hostName>
+                <port>4000</port>
+            </member-->
+        </members>
+    </clustering>
+</axisconfig>
+"#,
+    );
+    let plan = p.run(&["plan", "inventory.yaml", "--json"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(changes(&plan), changes(&apply));
+    assert_eq!(changes(&apply), 6);
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("axis2.xml")).unwrap(),
+        r#"<axisconfig name="AxisJava2.0">
+    <clustering enable="true">
+        <parameter name="membershipScheme">wka</parameter>
+        <parameter name="localMemberHost">10.0.0.5</parameter>
+        <parameter name="localMemberPort">4100</parameter>
+        <members>
+            <member>
+                <hostName>10.0.0.6</hostName>
+                <port>4000</port>
+            </member>
+        </members>
+    </clustering>
+</axisconfig>
+"#
+    );
+    p.run(&["apply", "inventory.yaml", "--json"])
+        .assert_no_changes();
+}
+
 #[test]
 fn a_copy_into_a_missing_directory_fails_in_plan_unless_an_earlier_task_makes_it() {
     let p = project(

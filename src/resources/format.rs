@@ -1,6 +1,6 @@
-//! Content checks for `copy` and `template` (`format: toml`), run when the task is built: a config the
-//! server cannot read is then an error on the controller, naming the line, before any host is touched,
-//! instead of a server that fails at startup after the whole run "succeeded".
+//! Content checks for `copy` and `template` (`format: toml`, `format: xml`), run when the task is built: a
+//! config the server cannot read is then an error on the controller, naming the line, before any host is
+//! touched, instead of a server that fails at startup after the whole run "succeeded".
 
 use super::{bad, ResourceError};
 use serde::Deserialize;
@@ -12,6 +12,8 @@ use toml_edit::{Document, Item, Table};
 pub enum Format {
     /// TOML, with WSO2's table-order rule on top (see [`check`]).
     Toml,
+    /// Well-formed XML (a DTD is allowed, as in log4j and web.xml files).
+    Xml,
 }
 
 /// Checks `content` (labelled `name` in errors, e.g. the template's file name) against `format`.
@@ -19,6 +21,10 @@ pub enum Format {
 /// For TOML, beyond parsing: an explicit table header `[a.b]` must come before the first array-of-tables
 /// header below it (`[[a.b.c]]`). The TOML spec and `toml_edit` accept the reverse order, but WSO2's
 /// deployment.toml reader does not and the server fails at startup, so it is rejected here.
+///
+/// For XML: well-formedness only (one root, tags closed, attributes quoted, entities defined, namespace
+/// prefixes declared), as the `xml` resource reads files; no schema, since a product's own reader is the
+/// only judge of that.
 pub fn check(
     kind: &str,
     name: &str,
@@ -32,7 +38,29 @@ pub fn check(
                 .map_err(|e| bad(kind, format!("{name}: format: toml, but not UTF-8: {e}")))?;
             check_toml(text).map_err(|e| bad(kind, format!("{name}: {e}")))
         }
+        Some(Format::Xml) => {
+            let text = std::str::from_utf8(content)
+                .map_err(|e| bad(kind, format!("{name}: format: xml, but not UTF-8: {e}")))?;
+            check_xml(text).map_err(|e| bad(kind, format!("{name}: {e}")))
+        }
     }
+}
+
+fn check_xml(text: &str) -> Result<(), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    super::xml::parse(text).map(drop).map_err(|e| {
+        let pos = e.pos();
+        let src = text
+            .lines()
+            .nth(pos.row.saturating_sub(1) as usize)
+            .unwrap_or_default();
+        format!(
+            "invalid XML at line {} (`{}`): {}",
+            pos.row,
+            src.trim(),
+            super::xml::error_message(&e)
+        )
+    })
 }
 
 /// 1-based line of byte offset `pos` in `text`.
@@ -230,6 +258,74 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
             json!({"content": bad, "dest": "/tmp/d.toml", "format": "toml"}),
             "[node.ports] (line 6) must come before [[node.ports.extra]] (line 5)",
         );
+    }
+
+    const AXIS2: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE axisconfig>
+<axisconfig name="AxisJava2.0">
+    <!-- the cluster -->
+    <clustering class="org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent" enable="true">
+        <parameter name="localMemberHost">{{ host }}</parameter>
+    </clustering>
+</axisconfig>
+"#;
+
+    #[tokio::test]
+    async fn a_well_formed_xml_is_written_then_unchanged() {
+        let t = LocalTransport::new("t");
+        let dir = tempfile::tempdir().unwrap();
+        let src = template(dir.path(), &format!("\u{feff}{AXIS2}"));
+        let dest = dir.path().join("axis2.xml").display().to_string();
+        let r = res(
+            "template",
+            json!({"src": src, "dest": dest, "format": "xml"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(second.action, Action::None);
+        assert!(std::fs::read_to_string(&dest)
+            .unwrap()
+            .contains("{{ host }}"));
+    }
+
+    #[test]
+    fn malformed_xml_fails_at_build_naming_the_template_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = AXIS2.replace("</parameter>", "</param>");
+        let src = template(dir.path(), &broken);
+        let reason = bad_args(
+            "template",
+            json!({"src": src, "dest": "/tmp/axis2.xml", "format": "xml"}),
+            "deployment.toml.j2",
+        );
+        assert!(
+            reason.ends_with(
+                "invalid XML at line 6 (`<parameter name=\"localMemberHost\">{{ host }}</param>`): expected 'parameter' tag, not 'param'"
+            ),
+            "{reason}"
+        );
+        let reason = bad_args(
+            "copy",
+            json!({"content": "<a x=1/>", "dest": "/tmp/a.xml", "format": "xml"}),
+            "/tmp/a.xml: invalid XML at line 1 (`<a x=1/>`)",
+        );
+        assert!(!reason.contains("1:"), "{reason}");
+        bad_args(
+            "copy",
+            json!({"content": "<a><p:b/></a>", "dest": "/tmp/a.xml", "format": "xml"}),
+            "unknown namespace prefix 'p'",
+        );
+        bad_args(
+            "copy",
+            json!({"content": "<a/><b/>", "dest": "/tmp/a.xml", "format": "xml"}),
+            "invalid XML at line 1",
+        );
+        bad_args(
+            "copy",
+            json!({"content": "", "dest": "/tmp/a.xml", "format": "xml"}),
+            "does not have a root",
+        );
+        res("copy", json!({"content": "<a x=1/>", "dest": "/tmp/a.xml"}));
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! `xml`: the text and/or attributes of the elements at a simple path in an existing XML file, for the large,
-//! heavily commented configs of WSO2 1.x/EI (carbon.xml, axis2.xml, master-datasources.xml, ...). The file
-//! is parsed on the controller only to locate byte ranges; the new values are spliced into the original
-//! text, so every byte outside the edited spans (comments, whitespace, attribute order, CDATA) is kept and
-//! the plan's diff shows exactly the lines that change.
+//! `xml`: the text and/or attributes of the elements at a simple path in an existing XML file, the element
+//! made present (uncommented, or inserted from a fragment) or removed, for the large, heavily commented
+//! configs of WSO2 1.x/EI (carbon.xml, axis2.xml, master-datasources.xml, ...). The file is parsed on the
+//! controller only to locate byte ranges; the new values are spliced into the original text, so every byte
+//! outside the edited spans (comments, whitespace, attribute order, CDATA) is kept and the plan's diff
+//! shows exactly the lines that change. The result is parsed again before it is written.
 
 use super::edit::TextEditor;
 use super::edit::{Edit, TextFile};
-use super::{bad, parse_args, Attrs, BuildCtx, Resource, ResourceError};
+use super::{bad, parse_args, Attrs, BuildCtx, Presence, Resource, ResourceError};
 use indexmap::IndexMap;
 use roxmltree::{Document, Node, ParsingOptions};
 use serde::{Deserialize, Deserializer};
@@ -21,19 +22,62 @@ struct Args {
     #[serde(alias = "dest")]
     path: String,
     xpath: String,
+    #[serde(default)]
+    state: Presence,
     #[serde(default, deserialize_with = "opt_scalar")]
     value: Option<String>,
     #[serde(default, deserialize_with = "scalar_map")]
     attributes: IndexMap<String, String>,
-    #[serde(default = "one")]
-    count: usize,
+    #[serde(default)]
+    count: Count,
+    #[serde(default)]
+    uncomment: bool,
+    fragment: Option<String>,
+    insert: Option<InsertArg>,
     validate: Option<String>,
     #[serde(flatten)]
     attrs: Attrs,
 }
 
-fn one() -> usize {
-    1
+/// How many elements the path must select: `count: N` (exactly N, 1 by default), or `count: all` (any
+/// number but none), so a path that unexpectedly matches more (or fewer) elements than the author
+/// thought fails the plan instead of editing the wrong ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Exactly(usize),
+    All,
+}
+
+impl Default for Count {
+    fn default() -> Self {
+        Count::Exactly(1)
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Exactly(n) => write!(f, "{n}"),
+            Count::All => write!(f, "all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) if s == "all" => Ok(Count::All),
+            Value::Number(n) => match n.as_u64() {
+                Some(0) => Err(D::Error::custom("count must be at least 1 (or `all`)")),
+                Some(n) => Ok(Count::Exactly(n as usize)),
+                None => Err(D::Error::custom(format!("count {n} is not a whole number"))),
+            },
+            other => Err(D::Error::custom(format!(
+                "count must be a number or `all`, got {other}"
+            ))),
+        }
+    }
 }
 
 /// Reads a YAML scalar as text: `value: 9443` or `value: true` mean the text `9443` / `true` in XML, and
@@ -65,6 +109,36 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String
         .collect()
 }
 
+/// Where `fragment` goes among the parent's children, as written: `first`, `last`, `{before: STEP}`,
+/// `{after: STEP}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum InsertArg {
+    First,
+    Last,
+    Before(String),
+    After(String),
+}
+
+/// Where `fragment` goes among the parent's children.
+enum Position {
+    /// Right after the parent's start tag, before any child (comments included).
+    First,
+    /// Right before the parent's end tag, after every child.
+    Last,
+    /// Before the first child element the step (`name[pred]`) matches.
+    Before(Step),
+    /// After the last child element the step matches.
+    After(Step),
+}
+
+/// The element `fragment` inserts when the path selects none, checked when the task is built.
+struct Fragment {
+    /// Its lines, without the indentation they share: inserted, each gets the parent's child indentation.
+    lines: Vec<String>,
+    at: Position,
+}
+
 /// A predicate of one path step.
 #[derive(Debug, Clone, PartialEq)]
 enum Pred {
@@ -86,18 +160,56 @@ struct XmlEdit {
     file: TextFile,
     xpath: String,
     steps: Vec<Step>,
+    /// Present: the elements get `value` and `attributes`; absent: they are removed.
+    state: Presence,
     value: Option<String>,
     attributes: IndexMap<String, String>,
-    count: usize,
+    count: Count,
+    /// When the path selects nothing, look for the element commented out under the parent.
+    uncomment: bool,
+    fragment: Option<Fragment>,
 }
 
-/// The `xml` entry of `TYPES`: parses the path and checks the names before any host is touched.
+/// The `xml` entry of `TYPES`: parses the path and checks the names and the fragment before any host is
+/// touched.
 pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, ResourceError> {
     let a: Args = parse_args(KIND, args)?;
     let steps =
         parse_xpath(&a.xpath).map_err(|e| bad(KIND, format!("xpath `{}`: {e}", a.xpath)))?;
-    if a.value.is_none() && a.attributes.is_empty() {
-        return Err(bad(KIND, "set `value`, `attributes` or both"));
+    match a.state {
+        Presence::Present
+            if a.value.is_none()
+                && a.attributes.is_empty()
+                && a.fragment.is_none()
+                && !a.uncomment =>
+        {
+            return Err(bad(
+                KIND,
+                "set `value`, `attributes`, `fragment`, `uncomment` or several",
+            ));
+        }
+        Presence::Absent
+            if a.value.is_some()
+                || !a.attributes.is_empty()
+                || a.fragment.is_some()
+                || a.insert.is_some()
+                || a.uncomment =>
+        {
+            return Err(bad(
+                KIND,
+                "state: absent removes the elements; `value`, `attributes`, `fragment`, `insert` and `uncomment` go with state: present",
+            ));
+        }
+        Presence::Absent if steps.len() == 1 => {
+            return Err(bad(
+                KIND,
+                format!(
+                    "state: absent cannot remove the root element (xpath `{}`)",
+                    a.xpath
+                ),
+            ));
+        }
+        _ => {}
     }
     if let Some(name) = a.attributes.keys().find(|k| !is_name(k) || k.contains(':')) {
         return Err(bad(
@@ -105,18 +217,308 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
             format!("attributes: `{name}` is not a plain (unprefixed) XML attribute name"),
         ));
     }
-    if a.count == 0 {
-        return Err(bad(KIND, "count must be at least 1"));
+    let last = steps.last().expect("a parsed path has a step");
+    for pred in &last.preds {
+        if let Pred::Attr(k, v) = pred {
+            if a.attributes.get(k).is_some_and(|want| want != v) {
+                return Err(bad(
+                    KIND,
+                    format!(
+                        "attributes: `{k}` contradicts the path's own [@{k}='{v}']: once set, the path would no longer select the element"
+                    ),
+                ));
+            }
+        }
     }
-    let file = TextFile::new(KIND, a.path, None, false, a.attrs, a.validate)?;
+    if a.uncomment && steps.len() < 2 {
+        return Err(bad(
+            KIND,
+            format!(
+                "uncomment: xpath `{}` has no parent to look for comments under",
+                a.xpath
+            ),
+        ));
+    }
+    let fragment = match (a.fragment, a.insert) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(bad(KIND, "`insert` goes with `fragment`")),
+        (Some(text), insert) => {
+            if steps.len() < 2 {
+                return Err(bad(
+                    KIND,
+                    format!(
+                        "fragment: xpath `{}` has no parent to insert under",
+                        a.xpath
+                    ),
+                ));
+            }
+            if matches!(a.count, Count::Exactly(n) if n > 1) {
+                return Err(bad(
+                    KIND,
+                    "fragment inserts one element, so count must be 1 or `all`",
+                ));
+            }
+            Some(Fragment::new(&text, insert, last, &a.xpath)?)
+        }
+    };
+    let removing = a.state == Presence::Absent;
+    let file = TextFile::new(KIND, a.path, None, removing, a.attrs, a.validate)?;
     Ok(Box::new(XmlEdit {
         file,
         xpath: a.xpath,
         steps,
+        state: a.state,
         value: a.value,
         attributes: a.attributes,
         count: a.count,
+        uncomment: a.uncomment,
+        fragment,
     }))
+}
+
+impl Fragment {
+    /// Checks that `text` is one element that the path's `last` step matches (else the path would
+    /// still select nothing once it is inserted, and every run would insert it again) and reads where
+    /// it goes.
+    fn new(
+        text: &str,
+        insert: Option<InsertArg>,
+        last: &Step,
+        xpath: &str,
+    ) -> Result<Self, ResourceError> {
+        let lines = dedent(text);
+        let matched = with_element(&lines.join("\n"), |el| {
+            (step_matches(last, &el), el.tag_name().name().to_string())
+        })
+        .map_err(|e| bad(KIND, format!("fragment: {e}")))?;
+        if let (false, name) = matched {
+            return Err(bad(
+                KIND,
+                format!(
+                    "fragment: its <{name}> does not match `{last}`, the last step of xpath `{xpath}`: once inserted, the path would still select nothing"
+                ),
+            ));
+        }
+        let sibling = |s: String| {
+            parse_xpath(&format!("/{s}"))
+                .ok()
+                .and_then(|mut steps| (steps.len() == 1).then(|| steps.remove(0)))
+                .ok_or_else(|| {
+                    bad(
+                        KIND,
+                        format!(
+                            "insert: `{s}` is not a child element step such as `name` or `name[@k='v']`"
+                        ),
+                    )
+                })
+        };
+        let at = match insert.unwrap_or(InsertArg::Last) {
+            InsertArg::First => Position::First,
+            InsertArg::Last => Position::Last,
+            InsertArg::Before(s) => Position::Before(sibling(s)?),
+            InsertArg::After(s) => Position::After(sibling(s)?),
+        };
+        Ok(Fragment { lines, at })
+    }
+
+    /// The splice inserting the fragment under `parent` in `body`: the range to replace (empty, but for
+    /// an empty parent, whose inside or `/>` is rewritten) and the text. On a line of its own, the
+    /// fragment's lines get the parent's child indentation and the file's line ending; squeezed into a
+    /// line (`<a><b/></a>`), it goes in as it is.
+    fn placed(&self, body: &str, parent: &Node) -> Result<(Range<usize>, String), String> {
+        let eol = if body.contains("\r\n") { "\r\n" } else { "\n" };
+        let indent = child_indent(body, parent);
+        let block: String = self
+            .lines
+            .iter()
+            .map(|l| {
+                if l.is_empty() {
+                    eol.to_string()
+                } else {
+                    format!("{indent}{l}{eol}")
+                }
+            })
+            .collect();
+        let inline = self.lines.join(eol);
+        let tag = start_tag(body, parent);
+        let own = indent_before(body, parent.range().start).unwrap_or("");
+        let empty = parent
+            .children()
+            .all(|c| c.is_text() && c.text().is_some_and(|t| t.trim().is_empty()));
+        if tag.self_closing {
+            let qname = &body[parent.range().start + 1..tag.name_end];
+            return Ok((tag.close..tag.end, format!(">{eol}{block}{own}</{qname}>")));
+        }
+        let end = end_tag_start(body, parent);
+        if empty {
+            return Ok((tag.end..end, format!("{eol}{block}{own}")));
+        }
+        let missing = |how: &str, step: &Step| {
+            format!(
+                "insert: {how} `{step}`: the parent at line {} has no child `{step}`",
+                line_at(body, parent.range().start)
+            )
+        };
+        let at_line_start = |pos: usize| indent_before(body, pos).map(|_| line_start(body, pos));
+        let (own_line, pos) = match &self.at {
+            Position::First => (line_end_after(body, tag.end), tag.end),
+            Position::Last => (at_line_start(end), end),
+            Position::Before(step) => {
+                let sib = parent
+                    .children()
+                    .find(|c| step_matches(step, c))
+                    .ok_or_else(|| missing("before", step))?;
+                (at_line_start(sib.range().start), sib.range().start)
+            }
+            Position::After(step) => {
+                let sib = parent
+                    .children()
+                    .rfind(|c| step_matches(step, c))
+                    .ok_or_else(|| missing("after", step))?;
+                (line_end_after(body, sib.range().end), sib.range().end)
+            }
+        };
+        Ok(match own_line {
+            Some(at) => (at..at, block),
+            None => (pos..pos, inline),
+        })
+    }
+}
+
+/// The comments directly under `parents` that hold only an element `step` matches, each with that
+/// element's text: what WSO2's guides mean by "uncomment the <X> element". Both spellings of a
+/// commented-out element count: `<!-- <a>1</a> -->`, and `<!--a>1</a-->`, whose comment markers stand
+/// for the tag's own `<` and `>`.
+fn commented_out<'a, 'i>(parents: &[Node<'a, 'i>], step: &Step) -> Vec<(Node<'a, 'i>, String)> {
+    parents
+        .iter()
+        .flat_map(|p| p.children())
+        .filter(Node::is_comment)
+        .filter_map(|c| {
+            let inner = c.text()?.trim();
+            let el = if inner.starts_with('<') {
+                inner.to_string()
+            } else {
+                format!("<{inner}>")
+            };
+            with_element(&el, |e| step_matches(step, &e))
+                .ok()?
+                .then_some((c, el))
+        })
+        .collect()
+}
+
+/// The lines of `text` without the blank lines around them, trailing spaces, and the indentation the
+/// others share: how a fragment written in a YAML block reads, whatever its indentation there.
+fn dedent(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    let Some(first) = lines.iter().position(|l| !l.is_empty()) else {
+        return Vec::new();
+    };
+    let last = lines.iter().rposition(|l| !l.is_empty()).unwrap_or(first);
+    let lines = &lines[first..=last];
+    let cut = lines
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+        .min()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| l.get(cut..).unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Parses `text` as exactly one element (whitespace around it is fine) and runs `f` on it. Namespace
+/// prefixes it uses without declaring them are declared for this parse only: in the file an ancestor
+/// declares them, and the whole edited file is parsed again before it is written.
+fn with_element<R>(text: &str, f: impl FnOnce(Node) -> R) -> Result<R, String> {
+    let mut decls = String::new();
+    loop {
+        let wrapped = format!("<w{decls}>{text}</w>");
+        match parse(&wrapped) {
+            Ok(doc) => {
+                let mut kids = doc
+                    .root_element()
+                    .children()
+                    .filter(|c| !(c.is_text() && c.text().is_some_and(|t| t.trim().is_empty())));
+                return match (kids.next(), kids.next()) {
+                    (Some(el), None) if el.is_element() => Ok(f(el)),
+                    _ => {
+                        Err("must be exactly one element (and nothing else but whitespace)".into())
+                    }
+                };
+            }
+            Err(roxmltree::Error::UnknownNamespace(prefix, _))
+                if !decls.contains(&format!(" xmlns:{prefix}=")) =>
+            {
+                decls.push_str(&format!(
+                    " xmlns:{prefix}=\"urn:apim-provision:undeclared\""
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "not well-formed XML at line {}: {}",
+                    e.pos().row,
+                    error_message(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// A parse error's message without the position it ends with, for callers that name the line
+/// themselves.
+pub(super) fn error_message(e: &roxmltree::Error) -> String {
+    let msg = e.to_string();
+    match msg.strip_suffix(&format!(" at {}", e.pos())) {
+        Some(m) => m.to_string(),
+        None => msg,
+    }
+}
+
+/// The indentation of `parent`'s children: that of its first child element or comment starting a
+/// line, else the parent's own plus one level (what the parent has over its own parent, or four
+/// spaces).
+fn child_indent(body: &str, parent: &Node) -> String {
+    if let Some(ind) = parent
+        .children()
+        .filter(|c| c.is_element() || c.is_comment())
+        .find_map(|c| indent_before(body, c.range().start))
+    {
+        return ind.to_string();
+    }
+    let own = indent_before(body, parent.range().start).unwrap_or("");
+    let unit = parent
+        .parent_element()
+        .and_then(|g| indent_before(body, g.range().start))
+        .and_then(|g| own.strip_prefix(g))
+        .filter(|u| !u.is_empty())
+        .unwrap_or("    ");
+    format!("{own}{unit}")
+}
+
+/// Where `el`'s end tag starts (`el` is not self-closing).
+fn end_tag_start(body: &str, el: &Node) -> usize {
+    el.range().start
+        + body[el.range()]
+            .rfind("</")
+            .expect("a closed element has an end tag")
+}
+
+/// 1-based line of byte `pos`.
+fn line_at(text: &str, pos: usize) -> usize {
+    text[..pos].matches('\n').count() + 1
+}
+
+/// Parses XML text (without a byte order mark) as this resource and `format: xml` read it: a DTD is
+/// allowed, since product files (log4j.xml, web.xml) carry one.
+pub(super) fn parse(text: &str) -> Result<Document<'_>, roxmltree::Error> {
+    let opts = ParsingOptions {
+        allow_dtd: true,
+        ..ParsingOptions::default()
+    };
+    Document::parse_with_options(text, opts)
 }
 
 /// True for an XML name as far as paths need: a letter, `_` or `:` first, then also digits, `-` and `.`.
@@ -265,25 +667,126 @@ fn show(s: &str) -> String {
 }
 
 impl XmlEdit {
-    /// Finds the elements at the path and splices the wanted text and attribute values into the original
-    /// text. Fails when the file is not well-formed XML, when the path does not match exactly `count`
-    /// elements, or when an element to get text holds child elements or comments (not a leaf).
+    /// Computes the new content: the wanted text and attribute values spliced into the original text, or
+    /// the elements cut out of it. Fails when the file is not well-formed XML, when the path does not
+    /// select as many elements as `count` says, when an element to get text holds child elements or
+    /// comments (not a leaf), or when the result would not parse (nothing is written then).
     fn edit(&self, old: &[u8]) -> Result<Edit, ResourceError> {
         let fail =
             |what: String| ResourceError::Failed(format!("{}: {what}", self.file.describe()));
         let text = std::str::from_utf8(old).map_err(|e| fail(format!("not UTF-8: {e}")))?;
         let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
         let body = &text[bom..];
-        let opts = ParsingOptions {
-            allow_dtd: true,
-            ..ParsingOptions::default()
+        let doc = parse(body).map_err(|e| fail(format!("not well-formed XML: {e}")))?;
+        let mut details = Vec::new();
+        let unparsable = |e: roxmltree::Error| {
+            fail(format!(
+                "the edited file would not be well-formed XML ({e}); nothing is written"
+            ))
         };
-        let doc = Document::parse_with_options(body, opts)
-            .map_err(|e| fail(format!("not well-formed XML: {e}")))?;
-        let found = self.select(&doc).map_err(&fail)?;
+        let out = match self.state {
+            Presence::Absent => self.remove(&doc, body, &mut details).map_err(&fail)?,
+            Presence::Present => match self.ensure(&doc, body, &mut details).map_err(&fail)? {
+                None => self.set_values(&doc, body, &mut details).map_err(&fail)?,
+                Some(added) => {
+                    let doc = parse(&added).map_err(unparsable)?;
+                    self.set_values(&doc, &added, &mut details).map_err(&fail)?
+                }
+            },
+        };
+        if out != body {
+            parse(&out).map_err(unparsable)?;
+        }
+        Ok(Edit {
+            content: [&text.as_bytes()[..bom], out.as_bytes()].concat(),
+            details,
+        })
+    }
+
+    /// When the path selects nothing: `body` (parsed as `doc`) with the element made present under the
+    /// path's parent, by uncommenting it (`uncomment`, as many as `count` says) or else by inserting
+    /// `fragment` (under exactly one parent). `None` when the path selects elements already, or there is
+    /// no way to add one (then `set_values` says what is missing).
+    fn ensure(
+        &self,
+        doc: &Document,
+        body: &str,
+        details: &mut Vec<String>,
+    ) -> Result<Option<String>, String> {
+        if (!self.uncomment && self.fragment.is_none()) || !matches(doc, &self.steps).is_empty() {
+            return Ok(None);
+        }
+        let (parent_steps, last) = self.steps.split_at(self.steps.len() - 1);
+        let last = &last[0];
+        let parents = matches(doc, parent_steps);
+        if parents.is_empty() {
+            return Err(self.no_match(doc));
+        }
+        if self.uncomment {
+            let found = commented_out(&parents, last);
+            if let (Count::Exactly(n), false) = (self.count, found.is_empty()) {
+                if found.len() != n {
+                    let nodes: Vec<Node> = found.iter().map(|(c, _)| *c).collect();
+                    return Err(format!(
+                        "`{}` matches no element, and {} commented-out ones (lines {}), expected {n} (set `count: all` to uncomment them all, or add a predicate)",
+                        self.xpath,
+                        found.len(),
+                        lines_of(doc, &nodes)
+                    ));
+                }
+            }
+            if !found.is_empty() {
+                let splices = found
+                    .into_iter()
+                    .map(|(c, el)| {
+                        details.push(format!(
+                            "line {}: uncomment {last}",
+                            doc.text_pos_at(c.range().start).row
+                        ));
+                        (c.range(), el)
+                    })
+                    .collect();
+                return Ok(Some(splice(body, splices)));
+            }
+        }
+        let Some(fragment) = &self.fragment else {
+            return Err(format!(
+                "`{}` matches no element, and no comment directly under `{}` holds one",
+                self.xpath,
+                path_of(parent_steps)
+            ));
+        };
+        let parent = match &parents[..] {
+            [p] => p,
+            _ => {
+                return Err(format!(
+                    "`{}` matches {} elements (lines {}); `fragment` goes under exactly one (add a predicate)",
+                    path_of(parent_steps),
+                    parents.len(),
+                    lines_of(doc, &parents)
+                ))
+            }
+        };
+        let (range, text) = fragment.placed(body, parent)?;
+        let lead = &text[..text.find('<').unwrap_or(0)];
+        details.push(format!(
+            "line {}: insert {last}",
+            line_at(body, range.start) + lead.matches('\n').count()
+        ));
+        Ok(Some(splice(body, vec![(range, text)])))
+    }
+
+    /// `body` (parsed as `doc`) with `value` and `attributes` set on every element the path selects,
+    /// adding one detail per change.
+    fn set_values(
+        &self,
+        doc: &Document,
+        body: &str,
+        details: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let found = self.select(doc)?;
         let line = |pos: usize| doc.text_pos_at(pos).row;
         let mut splices: Vec<(Range<usize>, String)> = Vec::new();
-        let mut details = Vec::new();
         for el in &found {
             let tag = start_tag(body, el);
             for (name, want) in &self.attributes {
@@ -325,11 +828,11 @@ impl XmlEdit {
                     } else {
                         "a comment or processing instruction".to_string()
                     };
-                    return Err(fail(format!(
+                    return Err(format!(
                         "`{}` matches the element at line {}, which holds {what}; `value` only sets the text of a leaf element",
                         self.xpath,
                         line(el.range().start)
-                    )));
+                    ));
                 }
                 let cur = text_of(el);
                 if cur != *want {
@@ -344,37 +847,65 @@ impl XmlEdit {
                         let qname = &body[el.range().start + 1..tag.name_end];
                         splices.push((tag.close..tag.end, format!(">{escaped}</{qname}>")));
                     } else {
-                        let inner_end = el.range().start
-                            + body[el.range()]
-                                .rfind("</")
-                                .expect("a closed element has an end tag");
-                        splices.push((tag.end..inner_end, escaped));
+                        splices.push((tag.end..end_tag_start(body, el), escaped));
                     }
                 }
             }
         }
-        splices.sort_by_key(|(r, _)| (r.start, r.end));
-        let mut out = body.to_string();
-        for (r, with) in splices.into_iter().rev() {
-            out.replace_range(r, &with);
-        }
-        Ok(Edit {
-            content: [&text.as_bytes()[..bom], out.as_bytes()].concat(),
-            details,
-        })
+        Ok(splice(body, splices))
     }
 
-    /// The elements the path selects, exactly `count` of them, or an error saying how far the path got.
+    /// `body` (parsed as `doc`) without the elements the path selects: none is fine, more than `count`
+    /// is not. An element alone on its lines goes with those lines, so no blank line is left behind.
+    fn remove(
+        &self,
+        doc: &Document,
+        body: &str,
+        details: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let found = matches(doc, &self.steps);
+        if let Count::Exactly(n) = self.count {
+            if found.len() > n {
+                return Err(self.wrong_count(doc, &found));
+            }
+        }
+        let last = self.steps.last().expect("a path has a step");
+        let splices = found
+            .iter()
+            .map(|el| {
+                let r = el.range();
+                details.push(format!(
+                    "line {}: remove {last}",
+                    doc.text_pos_at(r.start).row
+                ));
+                let whole_lines = indent_before(body, r.start)
+                    .and(line_end_after(body, r.end))
+                    .map(|end| line_start(body, r.start)..end);
+                (whole_lines.unwrap_or(r), String::new())
+            })
+            .collect();
+        Ok(splice(body, splices))
+    }
+
+    /// The elements the path selects, as many as `count` says, or an error saying how far the path got.
     fn select<'a, 'i>(&self, doc: &'a Document<'i>) -> Result<Vec<Node<'a, 'i>>, String> {
+        let found = matches(doc, &self.steps);
+        if found.is_empty() {
+            return Err(self.no_match(doc));
+        }
+        match self.count {
+            Count::Exactly(n) if found.len() != n => Err(self.wrong_count(doc, &found)),
+            _ => Ok(found),
+        }
+    }
+
+    /// Why the path selects nothing: the first step that matches no element, and what the steps before
+    /// it matched.
+    fn no_match(&self, doc: &Document) -> String {
         let mut cur = vec![doc.root()];
         for (i, step) in self.steps.iter().enumerate() {
-            let next: Vec<Node> = cur
-                .iter()
-                .flat_map(|n| n.children())
-                .filter(|c| step_matches(step, c))
-                .collect();
+            let next: Vec<Node> = children_matching(&cur, step);
             if next.is_empty() {
-                let so_far: Vec<String> = self.steps[..i].iter().map(|s| format!("/{s}")).collect();
                 let reached = if i == 0 {
                     format!(
                         "the root element is <{}>",
@@ -383,29 +914,92 @@ impl XmlEdit {
                 } else {
                     format!(
                         "`{}` matches {} element(s) but none has a child `{step}`",
-                        so_far.concat(),
+                        path_of(&self.steps[..i]),
                         cur.len()
                     )
                 };
-                return Err(format!("`{}` matches no element: {reached}", self.xpath));
+                return format!("`{}` matches no element: {reached}", self.xpath);
             }
             cur = next;
         }
-        if cur.len() != self.count {
-            let lines: Vec<String> = cur
-                .iter()
-                .map(|n| doc.text_pos_at(n.range().start).row.to_string())
-                .collect();
-            return Err(format!(
-                "`{}` matches {} elements (lines {}), expected {} (set `count` to edit them all, or add a predicate)",
-                self.xpath,
-                cur.len(),
-                lines.join(", "),
-                self.count
-            ));
-        }
-        Ok(cur)
+        format!("`{}` matches no element", self.xpath)
     }
+
+    /// The error for a path that selects a number of elements `count` does not allow.
+    fn wrong_count(&self, doc: &Document, found: &[Node]) -> String {
+        let (expected, verb) = match self.state {
+            Presence::Present => ("", "edit"),
+            Presence::Absent => ("at most ", "remove"),
+        };
+        format!(
+            "`{}` matches {} elements (lines {}), expected {expected}{} (set `count: all` to {verb} them all, or add a predicate)",
+            self.xpath,
+            found.len(),
+            lines_of(doc, found),
+            self.count
+        )
+    }
+}
+
+/// The elements `steps` select in `doc`, in document order.
+fn matches<'a, 'i>(doc: &'a Document<'i>, steps: &[Step]) -> Vec<Node<'a, 'i>> {
+    steps
+        .iter()
+        .fold(vec![doc.root()], |cur, step| children_matching(&cur, step))
+}
+
+/// The children of `nodes` that `step` matches.
+fn children_matching<'a, 'i>(nodes: &[Node<'a, 'i>], step: &Step) -> Vec<Node<'a, 'i>> {
+    nodes
+        .iter()
+        .flat_map(|n| n.children())
+        .filter(|c| step_matches(step, c))
+        .collect()
+}
+
+/// `/a/b[@k='v']` for the steps.
+fn path_of(steps: &[Step]) -> String {
+    steps.iter().map(|s| format!("/{s}")).collect()
+}
+
+/// The lines where `nodes` start, as `3, 17`.
+fn lines_of(doc: &Document, nodes: &[Node]) -> String {
+    let lines: Vec<String> = nodes
+        .iter()
+        .map(|n| doc.text_pos_at(n.range().start).row.to_string())
+        .collect();
+    lines.join(", ")
+}
+
+/// Start of the line holding byte `pos`.
+fn line_start(text: &str, pos: usize) -> usize {
+    text[..pos].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// The indentation before `pos` when only spaces and tabs precede it on its line.
+fn indent_before(text: &str, pos: usize) -> Option<&str> {
+    let ws = &text[line_start(text, pos)..pos];
+    ws.chars().all(|c| c == ' ' || c == '\t').then_some(ws)
+}
+
+/// When only whitespace follows `pos` on its line: where the next line starts (or the text ends).
+fn line_end_after(text: &str, pos: usize) -> Option<usize> {
+    let rest = &text[pos..];
+    let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+    rest[..end]
+        .chars()
+        .all(char::is_whitespace)
+        .then_some(pos + end)
+}
+
+/// `text` with each range replaced; the ranges do not overlap.
+fn splice(text: &str, mut splices: Vec<(Range<usize>, String)>) -> String {
+    splices.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = text.to_string();
+    for (r, with) in splices.into_iter().rev() {
+        out.replace_range(r, &with);
+    }
+    out
 }
 
 /// Byte positions in an element's start tag.
@@ -746,6 +1340,26 @@ mod tests {
         assert_eq!(first.details.len(), 2);
         assert_eq!(second.action, Action::None);
         only_lines_changed(DATASOURCES, &read(&path), &[12, 22]);
+
+        let every = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/definition/configuration/username", "value": "apim", "count": "all"}),
+        );
+        let (first, second) = converge(every.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![
+                r#"line 12: text "am" -> "apim""#,
+                r#"line 22: text "am" -> "apim""#
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        let none = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/nope", "value": "x", "count": "all"}),
+        );
+        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(err.contains("matches no element"), "{err}");
     }
 
     #[tokio::test]
@@ -826,6 +1440,428 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn absent_removes_the_elements_with_their_lines_and_none_is_fine() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(AXIS2);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/parameter[@name='domain']", "state": "absent"}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details,
+            vec!["line 6: remove parameter[@name='domain']"]
+        );
+        assert_eq!(second.action, Action::None, "nothing left to remove");
+        let diff = first.diff.expect("text diff");
+        let want = AXIS2.replace(
+            "        <parameter name=\"domain\">wso2.carbon.domain</parameter>\n",
+            "",
+        );
+        assert_eq!(
+            (diff.old.as_str(), diff.new.as_str()),
+            (AXIS2, want.as_str())
+        );
+        assert_eq!(read(&path), want);
+
+        let (_d, path) = file_with(DATASOURCES);
+        let ds = "/datasources-configuration/datasources/datasource";
+        let one = res(KIND, json!({"path": path, "xpath": ds, "state": "absent"}));
+        let err = plan_now(one.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains("matches 2 elements (lines 6, 16), expected at most 1 (set `count: all` to remove them all"),
+            "{err}"
+        );
+        let all = res(
+            KIND,
+            json!({"path": path, "xpath": ds, "state": "absent", "count": "all"}),
+        );
+        let (first, second) = converge(all.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec!["line 6: remove datasource", "line 16: remove datasource"]
+        );
+        assert_eq!(second.action, Action::None);
+        assert!(read(&path).contains("    <datasources>\n    </datasources>\n"));
+
+        let (_d, path) = file_with("<a><b/><c k='1'/>\n  <c/> <!-- kept -->\n</a>");
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/a/c", "state": "absent", "count": 2}),
+        );
+        converge(r.as_ref(), &t).await;
+        assert_eq!(read(&path), "<a><b/>\n   <!-- kept -->\n</a>");
+        let gone = res(
+            KIND,
+            json!({"path": format!("{path}.nope"), "xpath": "/a/c", "state": "absent"}),
+        );
+        assert_eq!(
+            plan_now(gone.as_ref(), &t).await.unwrap().action,
+            Action::None,
+            "a missing file holds nothing to remove"
+        );
+    }
+
+    /// axis2.xml as shipped, with the members and the local member host commented out, both ways WSO2
+    /// writes it.
+    const AXIS2_CLUSTER: &str = r#"<axisconfig name="AxisJava2.0">
+    <clustering class="org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent"
+                enable="false">
+        <parameter name="membershipScheme">multicast</parameter>
+        <!--
+           The host name or IP address of this member
+        -->
+        <!-- <parameter name="localMemberHost">127.0.0.1</parameter> -->
+        <parameter name="localMemberPort">4000</parameter>
+        <!-- <parameter name="localMemberHost">elsewhere</parameter> is not this one -->
+        <members>
+            <!--member>
+                <hostName>127.0.0.1</hostName>
+                <port>4000</port>
+            </member-->
+        </members>
+    </clustering>
+    <!-- <parameter name="localMemberHost">at the wrong place</parameter> -->
+</axisconfig>
+"#;
+
+    #[tokio::test]
+    async fn a_commented_out_member_host_is_uncommented_in_place_then_set() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(AXIS2_CLUSTER);
+        let host = res(
+            KIND,
+            json!({"path": path,
+                   "xpath": "/axisconfig/clustering/parameter[@name='localMemberHost']",
+                   "uncomment": true, "value": "10.0.0.5"}),
+        );
+        let (first, second) = converge(host.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![
+                "line 8: uncomment parameter[@name='localMemberHost']",
+                r#"line 8: text "127.0.0.1" -> "10.0.0.5""#
+            ]
+        );
+        assert_eq!(second.action, Action::None, "already uncommented");
+        let new = read(&path);
+        only_lines_changed(AXIS2_CLUSTER, &new, &[8]);
+        assert!(
+            new.contains("\n        <parameter name=\"localMemberHost\">10.0.0.5</parameter>\n")
+        );
+        assert!(new.contains(
+            "<!-- <parameter name=\"localMemberHost\">elsewhere</parameter> is not this one -->"
+        ));
+        assert!(new.contains(
+            "<!-- <parameter name=\"localMemberHost\">at the wrong place</parameter> -->"
+        ));
+
+        let member = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/members/member", "uncomment": true}),
+        );
+        let (first, second) = converge(member.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["line 12: uncomment member"]);
+        assert_eq!(second.action, Action::None);
+        let member_host = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/members/member/hostName", "value": "10.0.0.6"}),
+        );
+        converge(member_host.as_ref(), &t).await;
+        let new = read(&path);
+        only_lines_changed(AXIS2_CLUSTER, &new, &[8, 12, 13, 15]);
+        assert!(new.contains(
+            "        <members>\n            <member>\n                <hostName>10.0.0.6</hostName>\n                <port>4000</port>\n            </member>\n        </members>\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn uncomment_is_preferred_to_the_fragment_and_counted() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(CARBON);
+        let gone = res(
+            KIND,
+            json!({"path": path, "xpath": "/Server/HostName", "state": "absent"}),
+        );
+        converge(gone.as_ref(), &t).await;
+        let host = res(
+            KIND,
+            json!({"path": path, "xpath": "/Server/HostName", "uncomment": true,
+                   "fragment": "<HostName>from-fragment</HostName>"}),
+        );
+        let (first, second) = converge(host.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["line 15: uncomment HostName"]);
+        assert_eq!(second.action, Action::None);
+        assert!(read(&path).contains("    <HostName>www.wso2.org</HostName>\n    <MgtHostName>"));
+
+        let (_d, path) = file_with("<r>\n  <p>\n    <!-- <x k='1'/> -->\n    <!--<x k='2'/>-->\n    <!-- a note -->\n  </p>\n</r>\n");
+        let one = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/x", "uncomment": true}),
+        );
+        let err = plan_now(one.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "`/r/p/x` matches no element, and 2 commented-out ones (lines 3, 4), expected 1"
+            ),
+            "{err}"
+        );
+        let second = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/x[@k='2']", "uncomment": true, "fragment": "<x k='2'/>"}),
+        );
+        converge(second.as_ref(), &t).await;
+        assert_eq!(
+            read(&path),
+            "<r>\n  <p>\n    <!-- <x k='1'/> -->\n    <x k='2'/>\n    <!-- a note -->\n  </p>\n</r>\n"
+        );
+        let all = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/y", "uncomment": true, "count": "all", "fragment": "<y/>"}),
+        );
+        let (first, _) = converge(all.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec!["line 6: insert y"],
+            "no comment holds a <y>"
+        );
+        let none = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/z", "uncomment": true}),
+        );
+        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "`/r/p/z` matches no element, and no comment directly under `/r/p` holds one"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_uncommented_element_must_parse_where_it_lands() {
+        let t = LocalTransport::new("t");
+        let old = "<r>\n  <!-- <p:x/> -->\n</r>\n";
+        let (_d, path) = file_with(old);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/x", "uncomment": true}),
+        );
+        let err = plan_now(r.as_ref(), &t).await.unwrap_err().to_string();
+        assert!(
+            err.contains("would not be well-formed XML (an unknown namespace prefix 'p'"),
+            "{err}"
+        );
+        assert_eq!(read(&path), old);
+        let declared = "<r xmlns:p=\"urn:p\">\n  <!-- <p:x/> -->\n</r>\n";
+        let (_d, path) = file_with(declared);
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/x", "uncomment": true}),
+        );
+        converge(r.as_ref(), &t).await;
+        assert_eq!(read(&path), declared.replace("<!-- <p:x/> -->", "<p:x/>"));
+    }
+
+    /// A datasource block as a playbook would write it in a YAML `|` block: its own indentation.
+    const MB_STORE: &str = "
+      <datasource>
+          <name>WSO2_MB_STORE_DB</name>
+          <!-- the message broker store -->
+          <definition type=\"RDBMS\">
+              <configuration>
+                  <url>jdbc:mysql://db:3306/mb</url>
+                  <password svns:secretAlias=\"MB_DB_PASSWORD\">password</password>
+              </configuration>
+          </definition>
+      </datasource>
+    ";
+
+    #[tokio::test]
+    async fn a_missing_datasource_is_inserted_once_indented_as_its_siblings() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(DATASOURCES);
+        let xpath = "/datasources-configuration/datasources/datasource[name='WSO2_MB_STORE_DB']";
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": xpath, "fragment": MB_STORE,
+                   "insert": {"after": "datasource[name='WSO2_CARBON_DB']"}}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(first.action, Action::Update);
+        assert_eq!(
+            first.details,
+            vec!["line 16: insert datasource[name='WSO2_MB_STORE_DB']"]
+        );
+        assert_eq!(second.action, Action::None, "inserted once");
+        let block = "        <datasource>
+            <name>WSO2_MB_STORE_DB</name>
+            <!-- the message broker store -->
+            <definition type=\"RDBMS\">
+                <configuration>
+                    <url>jdbc:mysql://db:3306/mb</url>
+                    <password svns:secretAlias=\"MB_DB_PASSWORD\">password</password>
+                </configuration>
+            </definition>
+        </datasource>
+";
+        let at = DATASOURCES
+            .find("        <datasource>\n            <name>WSO2AM_DB")
+            .unwrap();
+        let want = format!("{}{block}{}", &DATASOURCES[..at], &DATASOURCES[at..]);
+        assert_eq!(first.diff.unwrap().new, want);
+        assert_eq!(read(&path), want);
+
+        let last = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource[name='X']",
+                   "fragment": "<datasource><name>X</name></datasource>"}),
+        );
+        let (first, second) = converge(last.as_ref(), &t).await;
+        assert_eq!(first.details, vec!["line 36: insert datasource[name='X']"]);
+        assert_eq!(second.action, Action::None);
+        assert!(read(&path).ends_with(
+            "        </datasource>\n        <datasource><name>X</name></datasource>\n    </datasources>\n</datasources-configuration>\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_inserted_element_then_gets_value_and_attributes() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(AXIS2);
+        let r = res(
+            KIND,
+            json!({"path": path,
+                   "xpath": "/axisconfig/clustering/parameter[@name='localMemberPort']",
+                   "fragment": "<parameter name=\"localMemberPort\">4000</parameter>",
+                   "insert": {"before": "parameter[@name='domain']"},
+                   "value": 4100, "attributes": {"locked": "false"}}),
+        );
+        let (first, second) = converge(r.as_ref(), &t).await;
+        assert_eq!(
+            first.details,
+            vec![
+                "line 6: insert parameter[@name='localMemberPort']",
+                r#"line 6: add @locked "false""#,
+                r#"line 6: text "4000" -> "4100""#
+            ]
+        );
+        assert_eq!(second.action, Action::None);
+        let new = read(&path);
+        assert_eq!(
+            new,
+            AXIS2.replace(
+                "        <parameter name=\"domain\">",
+                "        <parameter name=\"localMemberPort\" locked=\"false\">4100</parameter>\n        <parameter name=\"domain\">"
+            )
+        );
+        let first_child = res(
+            KIND,
+            json!({"path": path, "xpath": "/axisconfig/clustering/parameter[@name='a']",
+                   "fragment": "<parameter name='a'/>", "insert": "first"}),
+        );
+        converge(first_child.as_ref(), &t).await;
+        assert!(read(&path).contains(
+            "                enable=\"false\">\n        <parameter name='a'/>\n        <!-- multicast or wka -->\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn insertion_into_empty_inline_and_crlf_parents() {
+        let t = LocalTransport::new("t");
+        let cases = [
+            ("<r>\n\t<p/>\n</r>\n", "<r>\n\t<p>\n\t\t<c>\n\t\t  <d/>\n\t\t</c>\n\t</p>\n</r>\n"),
+            ("<r>\n  <p></p>\n</r>\n", "<r>\n  <p>\n    <c>\n      <d/>\n    </c>\n  </p>\n</r>\n"),
+            ("<r>\n  <p>\n  </p>\n</r>\n", "<r>\n  <p>\n    <c>\n      <d/>\n    </c>\n  </p>\n</r>\n"),
+            ("<r><p><x/></p></r>", "<r><p><x/><c>\n  <d/>\n</c></p></r>"),
+            ("<r>\r\n  <p>\r\n    <x/>\r\n  </p>\r\n</r>\r\n", "<r>\r\n  <p>\r\n    <x/>\r\n    <c>\r\n      <d/>\r\n    </c>\r\n  </p>\r\n</r>\r\n"),
+        ];
+        for (old, want) in cases {
+            let (_d, path) = file_with(old);
+            let r = res(
+                KIND,
+                json!({"path": path, "xpath": "/r/p/c", "fragment": "  <c>\n    <d/>\n  </c>\n"}),
+            );
+            let (_, second) = converge(r.as_ref(), &t).await;
+            assert_eq!(read(&path), want, "from {old:?}");
+            assert_eq!(second.action, Action::None);
+        }
+        let (_d, path) = file_with("<r><p><x/></p></r>");
+        let r = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/c", "fragment": "<c/>", "insert": {"before": "x"}}),
+        );
+        converge(r.as_ref(), &t).await;
+        assert_eq!(read(&path), "<r><p><c/><x/></p></r>");
+    }
+
+    #[tokio::test]
+    async fn an_insertion_that_cannot_be_placed_fails_the_plan() {
+        let t = LocalTransport::new("t");
+        let (_d, path) = file_with(DATASOURCES);
+        let ds = "/datasources-configuration/datasources/datasource";
+        let two_parents = res(
+            KIND,
+            json!({"path": path, "xpath": format!("{ds}/jndiConfig"),
+                   "fragment": "<jndiConfig><name>jdbc/X</name></jndiConfig>"}),
+        );
+        let err = plan_now(two_parents.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "`{ds}` matches 2 elements (lines 6, 16); `fragment` goes under exactly one"
+            )),
+            "{err}"
+        );
+        let no_sibling = res(
+            KIND,
+            json!({"path": path, "xpath": format!("{ds}[name='Y']"),
+                   "fragment": "<datasource><name>Y</name></datasource>",
+                   "insert": {"before": "datasource[name='NOPE']"}}),
+        );
+        let err = plan_now(no_sibling.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "insert: before `datasource[name='NOPE']`: the parent at line 5 has no child"
+            ),
+            "{err}"
+        );
+        let no_parent = res(
+            KIND,
+            json!({"path": path, "xpath": "/datasources-configuration/nope/x", "fragment": "<x/>"}),
+        );
+        let err = plan_now(no_parent.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("none has a child `nope`"), "{err}");
+
+        let (_d, path) = file_with("<r>\n  <p/>\n</r>\n");
+        let undeclared = res(
+            KIND,
+            json!({"path": path, "xpath": "/r/p/q", "fragment": "<q svns:secretAlias='x'/>"}),
+        );
+        let err = plan_now(undeclared.as_ref(), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "the edited file would not be well-formed XML (an unknown namespace prefix 'svns'"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("nothing is written"), "{err}");
+        assert_eq!(read(&path), "<r>\n  <p/>\n</r>\n");
+    }
+
     #[test]
     fn paths_parse_with_quoted_slashes_and_brackets() {
         let steps = parse_xpath("/a/ns:b[@k='x/y]'][c = \"v\"]/d").unwrap();
@@ -893,8 +1929,103 @@ mod tests {
         );
         bad_args(
             KIND,
+            json!({"path": p, "xpath": "/a", "value": "x", "count": "some"}),
+            "count",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "value": "x", "count": 1.5}),
+            "count",
+        );
+        bad_args(
+            KIND,
             json!({"path": p, "xpath": "/a", "value": "x", "validate": "true"}),
             "validate",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "absent", "value": "x"}),
+            "state: absent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "state": "absent"}),
+            "root element",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "gone"}),
+            "state",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b[@k='1']", "attributes": {"k": "2"}}),
+            "contradicts the path's own [@k='1']",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b[@k='1']", "fragment": "<b k='2'/>"}),
+            "fragment: its <b> does not match `b[@k='1']`",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/><b/>"}),
+            "fragment: must be exactly one element",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<!-- b --><b/>"}),
+            "fragment: must be exactly one element",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b>\n<c></b>"}),
+            "fragment: not well-formed XML at line 2: expected 'c' tag, not 'b'",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "fragment": "<a/>"}),
+            "fragment: xpath `/a` has no parent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "count": 2}),
+            "count must be 1 or `all`",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "value": "x", "insert": "first"}),
+            "`insert` goes with `fragment`",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "insert": "middle"}),
+            "insert",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "insert": {"before": "x/y"}}),
+            "insert: `x/y` is not a child element step",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "absent", "fragment": "<b/>"}),
+            "state: absent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "state": "absent", "uncomment": true}),
+            "state: absent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a", "uncomment": true}),
+            "uncomment: xpath `/a` has no parent",
+        );
+        bad_args(
+            KIND,
+            json!({"path": p, "xpath": "/a/b", "uncomment": "yes"}),
+            "uncomment",
         );
         bad_args(
             KIND,
