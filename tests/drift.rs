@@ -118,21 +118,7 @@ fn drift(p: &Project, extra: &[&str]) -> Run {
 
 /// `host task since` of every drift object of a `--json` run, sorted.
 fn drifted(r: &Run) -> Vec<String> {
-    let mut v: Vec<String> = r
-        .json()
-        .into_iter()
-        .filter(|e| e["type"] == "drift")
-        .map(|e| {
-            format!(
-                "{} {} {}",
-                e["host"].as_str().unwrap(),
-                e["task"].as_str().unwrap(),
-                e["since"].as_str().unwrap()
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    r.drifted(&["host", "task", "since"])
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -486,24 +486,6 @@ fn untouched_state(p: &Project) -> BTreeMap<String, String> {
     out
 }
 
-/// `host task` of every drift object of a `--json` drift run, sorted.
-fn drifted(r: &Run) -> Vec<String> {
-    let mut v: Vec<String> = r
-        .json()
-        .into_iter()
-        .filter(|e| e["type"] == "drift")
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["host"].as_str().unwrap(),
-                e["task"].as_str().unwrap()
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Drift on the converged active-active cluster: four things moved by hand (a deployment.toml edit on
 /// h2, wso2am stopped on h3, the product account's grant on one database revoked on h1, h2's primary
 /// keystore replaced by another certificate) are exactly what every report names; drift itself changes
@@ -574,7 +556,7 @@ fn drift_names_exactly_what_moved(p: &Project, ca: &Path) {
     }
     let json = run(p, "drift", &[], &["--json"]);
     assert_eq!(json.code, 2, "{}", json.all());
-    let names = drifted(&json);
+    let names = json.drifted(&["host", "task"]);
     assert_eq!(names, want, "drift must name exactly the four");
     for secret in [
         "apim-Ks-pass-1",

@@ -112,6 +112,22 @@ impl Run {
             .find(|e| e["type"] == "task" && e["host"] == host && e["task"] == task)
             .unwrap_or_else(|| panic!("no event for {host}/{task} in:\n{}", self.stdout))
     }
+
+    /// The `fields` of every drift object of a `drift --json` run, joined by spaces, sorted: the
+    /// set of what drifted, to compare with what a test moved by hand.
+    pub fn drifted(&self, fields: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .json()
+            .into_iter()
+            .filter(|e| e["type"] == "drift")
+            .map(|e| {
+                let values: Vec<&str> = fields.iter().map(|f| e[*f].as_str().unwrap()).collect();
+                values.join(" ")
+            })
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 impl Project {
