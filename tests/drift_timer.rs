@@ -63,6 +63,14 @@ fn drift(p: &Project, args: &[&str]) -> Run {
     p.run(&v)
 }
 
+/// Checks `r` was refused (exit 1) with every one of `needles` in what it printed on stderr.
+fn refused(r: &Run, needles: &[&str]) {
+    assert_eq!(r.code, 1, "{}", r.all());
+    for needle in needles {
+        assert!(r.stderr.contains(needle), "no {needle:?} in:\n{}", r.stderr);
+    }
+}
+
 #[test]
 fn without_systemd_an_install_is_refused_naming_the_cron_line_and_writes_nothing() {
     if systemd_runs() {
@@ -83,7 +91,6 @@ fn without_systemd_an_install_is_refused_naming_the_cron_line_and_writes_nothing
             "drift.xml",
         ],
     );
-    assert_eq!(r.code, 1, "{}", r.all());
     let dir = real(&p);
     let inv = dir.join("inventory.yaml");
     let name = unit_name(&inv);
@@ -95,20 +102,17 @@ fn without_systemd_an_install_is_refused_naming_the_cron_line_and_writes_nothing
         dir.join("drift.xml").display(),
         dir.join("drift.prom").display()
     );
-    assert!(
-        r.stderr.contains("systemd is not running on this machine")
-            && r.stderr.contains("nothing was written"),
-        "{}",
-        r.stderr
+    refused(
+        &r,
+        &[
+            "systemd is not running on this machine",
+            "nothing was written",
+            &format!("/etc/cron.d/{name}"),
+        ],
     );
     assert!(
         r.stderr.lines().any(|l| l == cron),
         "no line\n{cron}\nin:\n{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(&format!("/etc/cron.d/{name}")),
-        "{}",
         r.stderr
     );
     assert!(!Path::new(UNIT_DIR).join(format!("{name}.service")).exists());
@@ -145,12 +149,9 @@ fn an_interval_cron_cannot_say_asks_for_a_schedule() {
     }
     let p = project();
     let r = drift(&p, &["inventory.yaml", "--install-timer", "--every", "45m"]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("cron cannot run every 45m exactly")
-            && r.stderr.contains("\nSCHEDULE root "),
-        "{}",
-        r.stderr
+    refused(
+        &r,
+        &["cron cannot run every 45m exactly", "\nSCHEDULE root "],
     );
 }
 
@@ -162,13 +163,13 @@ fn without_systemd_a_remove_is_refused_and_names_the_cron_file() {
     let p = project();
     let before = written(&p);
     let r = drift(&p, &["--remove-timer", "inventory.yaml"]);
-    assert_eq!(r.code, 1, "{}", r.all());
     let name = unit_name(&real(&p).join("inventory.yaml"));
-    assert!(
-        r.stderr.contains("systemd is not running on this machine")
-            && r.stderr.contains(&format!("/etc/cron.d/{name}")),
-        "{}",
-        r.stderr
+    refused(
+        &r,
+        &[
+            "systemd is not running on this machine",
+            &format!("/etc/cron.d/{name}"),
+        ],
     );
     assert_eq!(written(&p), before);
 }
@@ -184,34 +185,20 @@ fn a_broken_inventory_an_inline_variable_or_a_missing_report_dir_is_refused_firs
         drift(&p, &v)
     };
     let r = install(&["-e", "db_password=Sup3r-secret"]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("-e db_password=…") && r.stderr.contains("-e @FILE"),
-        "{}",
-        r.stderr
-    );
+    refused(&r, &["-e db_password=…", "-e @FILE"]);
     assert!(!r.all().contains("Sup3r-secret"), "{}", r.all());
 
     let r = install(&["--prometheus", "no/such/dir/drift.prom"]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr
-            .contains("does not exist, so every scheduled run would fail"),
-        "{}",
-        r.stderr
-    );
+    refused(&r, &["does not exist, so every scheduled run would fail"]);
 
     p.write(
         "playbooks/main.yaml",
         "plays:\n  - hosts: all\n    tasks:\n      - nosuchmodule: {}\n",
     );
     let r = install(&[]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr
-            .contains("the inventory does not load, so no timer was installed"),
-        "{}",
-        r.stderr
+    refused(
+        &r,
+        &["the inventory does not load, so no timer was installed"],
     );
     assert!(!r.stderr.contains("cron"), "{}", r.stderr);
     assert_eq!(written(&p), before);

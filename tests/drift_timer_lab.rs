@@ -143,9 +143,17 @@ fn make_controller() {
     ok("h1", "mkdir -p /var/lib/apim");
 }
 
-/// The drift command on h1, in the project directory.
-fn drift(args: &str) -> (i32, String) {
-    sh("h1", &format!("cd {DIR} && {BIN} drift {args}"))
+/// The drift command on h1, in the project directory, which must succeed: its output.
+fn drift(args: &str) -> String {
+    ok("h1", &format!("cd {DIR} && {BIN} drift {args}"))
+}
+
+/// Installs the timer of the project's inventory at interval `every`, writing the textfile `PROM`: every
+/// install here differs only in that.
+fn install(every: &str) -> String {
+    drift(&format!(
+        "--install-timer inventory.yaml --every {every} --prometheus {PROM}"
+    ))
 }
 
 /// Waits until the service has finished a run after `since` (its ExecMainExitTimestampMonotonic).
@@ -190,16 +198,12 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
     let u = unit();
     let (service, timer) = (format!("{u}.service"), format!("{u}.timer"));
 
-    let (code, out) = sh(
+    ok(
         "h1",
         &format!("cd {DIR} && {BIN} apply inventory.yaml --no-color"),
     );
-    assert_eq!(code, 0, "apply on h1:\n{out}");
 
-    let (code, out) = drift(&format!(
-        "--install-timer inventory.yaml --every 15m --prometheus {PROM}"
-    ));
-    assert_eq!(code, 0, "{out}");
+    let out = install("15m");
     assert!(
         out.contains(&format!(
             "installed {timer}: first run in 10s, then every 15m"
@@ -294,10 +298,7 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
         )
     };
     let stats = (stat("service"), stat("timer"));
-    let (code, out) = drift(&format!(
-        "--install-timer inventory.yaml --every 15m --prometheus {PROM}"
-    ));
-    assert_eq!(code, 0, "{out}");
+    let out = install("15m");
     assert!(
         out.contains(&format!("unchanged {timer}")) && !out.contains("wrote "),
         "{out}"
@@ -305,10 +306,7 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
     assert_eq!((stat("service"), stat("timer")), stats);
 
     // Another interval rewrites the timer and restarts it.
-    let (code, out) = drift(&format!(
-        "--install-timer inventory.yaml --every 30m --prometheus {PROM}"
-    ));
-    assert_eq!(code, 0, "{out}");
+    let out = install("30m");
     assert!(
         out.contains(&format!(
             "updated {timer}: first run in 10s, then every 30m"
@@ -319,8 +317,7 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
         .unwrap()
         .contains("\nOnUnitActiveSec=30min\n"));
 
-    let (code, out) = drift("--remove-timer inventory.yaml");
-    assert_eq!(code, 0, "{out}");
+    let out = drift("--remove-timer inventory.yaml");
     assert!(
         out.contains(&format!("stopped and disabled {timer}")),
         "{out}"
@@ -339,7 +336,6 @@ fn a_drift_timer_on_a_controller_runs_soon_reports_drift_as_success_and_installs
         wants.display()
     );
 
-    let (code, out) = drift("--remove-timer inventory.yaml");
-    assert_eq!(code, 0, "{out}");
+    let out = drift("--remove-timer inventory.yaml");
     assert!(out.contains("no drift timer installed"), "{out}");
 }

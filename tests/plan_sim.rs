@@ -11,6 +11,18 @@ fn changes(run: &Run) -> u64 {
     s["add"].as_u64().unwrap() + s["change"].as_u64().unwrap()
 }
 
+/// Plans then applies with `--json` after `extra` arguments: the plan has changes (exit 2), and the apply
+/// succeeds making as many as the plan said. Both runs, for the test's own checks.
+fn plan_then_apply(p: &Project, extra: &[&str]) -> (Run, Run) {
+    let args = |command| [&[command, "inventory.yaml"], extra, &["--json"]].concat();
+    let plan = p.run(&args("plan"));
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let apply = p.run(&args("apply"));
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(changes(&plan), changes(&apply));
+    (plan, apply)
+}
+
 fn project(playbook: &str) -> Project {
     let p = Project::new();
     p.local_inventory(&["a"], "");
@@ -52,10 +64,7 @@ plays:
         "line b diffed against the old file:\n{b}"
     );
 
-    let json = p.run(&["plan", "inventory.yaml", "--json"]);
-    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
-    assert_eq!(apply.code, 0, "{}", apply.all());
-    assert_eq!(changes(&json), changes(&apply));
+    plan_then_apply(&p, &[]);
     assert_eq!(
         std::fs::read_to_string(p.root("a").join("app.conf")).unwrap(),
         "a=1\nb=2\n"
@@ -111,11 +120,7 @@ plays:
 </axisconfig>
 "#,
     );
-    let plan = p.run(&["plan", "inventory.yaml", "--json"]);
-    assert_eq!(plan.code, 2, "{}", plan.all());
-    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
-    assert_eq!(apply.code, 0, "{}", apply.all());
-    assert_eq!(changes(&plan), changes(&apply));
+    let (_, apply) = plan_then_apply(&p, &[]);
     assert_eq!(changes(&apply), 6);
     assert_eq!(
         std::fs::read_to_string(p.root("a").join("axis2.xml")).unwrap(),
@@ -176,12 +181,8 @@ plays:
         copy: { dest: "{{ root }}/conf/app.conf", content: "a=1\n" }
 "#,
     );
-    let plan = p.run(&["plan", "inventory.yaml", "--json"]);
-    assert_eq!(plan.code, 2, "{}", plan.all());
+    let (plan, _) = plan_then_apply(&p, &[]);
     assert_eq!(plan.event("a", "conf")["status"], "create");
-    let apply = p.run(&["apply", "inventory.yaml", "--json"]);
-    assert_eq!(apply.code, 0, "{}", apply.all());
-    assert_eq!(changes(&plan), changes(&apply));
 }
 
 #[test]
@@ -216,14 +217,10 @@ plays:
     p.run(&["apply", "inventory.yaml", "--json"])
         .assert_no_changes();
 
-    let plan = p.run(&["plan", "inventory.yaml", "-e", "heap=2g", "--json"]);
-    assert_eq!(plan.code, 2, "{}", plan.all());
+    let (plan, apply) = plan_then_apply(&p, &["-e", "heap=2g"]);
     assert_eq!(plan.event("a", "gate")["status"], "known_after_apply");
-    let apply = p.run(&["apply", "inventory.yaml", "-e", "heap=2g", "--json"]);
-    assert_eq!(apply.code, 0, "{}", apply.all());
     assert_eq!(plan.changed_tasks(), apply.changed_tasks());
     assert_eq!(changes(&plan), 3, "{}", plan.stdout);
-    assert_eq!(changes(&plan), changes(&apply));
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 use common::wso2::{build_pack, repo};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,8 +26,10 @@ fn pack() -> &'static Path {
         .1
 }
 
-/// A node: the unzipped pack in a temp dir, its server's offset and, once started, the process.
-struct Node {
+/// What a 4.x node and a Carbon 4 node share: the unzipped pack in a temp dir, its server's offset and,
+/// once started, the process and what it printed. Both stand-ins log and refuse alike (CarbonStandIn
+/// logs through StandIn), so their tests read them alike.
+struct Server {
     _dir: tempfile::TempDir,
     home: PathBuf,
     offset: u16,
@@ -38,19 +41,20 @@ struct Node {
 /// tests running in parallel never share a port; all land below Linux's ephemeral range.
 const BASE: u16 = 21000;
 
-impl Node {
-    fn new(slot: u16) -> Node {
+impl Server {
+    /// Unzips `zip` into a temp dir; its directory `top` is the home, and the server's offset `BASE + slot`.
+    fn unzip(zip: &Path, top: &str, slot: u16) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let st = Command::new("unzip")
             .arg("-q")
-            .arg(pack())
+            .arg(zip)
             .arg("-d")
             .arg(dir.path())
             .status()
             .unwrap();
-        assert!(st.success(), "unzip failed");
-        let home = dir.path().join("wso2am-4.2.0");
-        Node {
+        assert!(st.success(), "unzip {} failed", zip.display());
+        let home = dir.path().join(top);
+        Server {
             _dir: dir,
             home,
             offset: BASE + slot,
@@ -59,12 +63,101 @@ impl Node {
         }
     }
 
-    fn sec(&self) -> PathBuf {
-        self.home.join("repository/resources/security")
-    }
-
     fn port(&self, base: u16) -> u16 {
         base + self.offset
+    }
+
+    /// Runs `cmd` until the stand-in started (true) or refused (false), keeping this run's output only (a
+    /// node may be started again after a refusal).
+    fn run(&mut self, cmd: Command) -> bool {
+        self.out = Arc::default();
+        run_until_started(cmd, &self.out, &mut self.child)
+    }
+
+    /// The one ERROR line (the one before "refused") of a start that must have refused: `started` is what
+    /// the start returned.
+    fn refusal(&self, started: bool) -> String {
+        assert!(!started, "started, but should not have:\n{}", self.log());
+        let log = self.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert_eq!(
+            errors.len(),
+            2,
+            "one ERROR line and the refusal expected:\n{log}"
+        );
+        assert!(errors[1].ends_with("WSO2 Carbon (stand-in) refused to start"));
+        errors[0].to_string()
+    }
+
+    fn log(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// /health (or /health/node) on the management HTTPS port, as status code and JSON.
+    fn health(&self, path: &str) -> (u16, serde_json::Value) {
+        let (code, body) = get(self.port(9443), true, path);
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}\n{}", self.log()));
+        (code, json)
+    }
+
+    /// Polls /health until it answers `code` (checks run every 2 s).
+    fn health_becomes(&self, code: u16) -> serde_json::Value {
+        self.health_says(code, &[])
+    }
+
+    /// Polls /health until it answers `code` with every one of `needles` in its reasons (a 4.x answer has
+    /// none, so it is only polled for its code).
+    fn health_says(&self, code: u16, needles: &[&str]) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (c, json) = self.health("/health");
+            if c == code && needles.iter().all(|n| reasons(&json).contains(n)) {
+                return json;
+            }
+            assert!(
+                Instant::now() < end,
+                "/health stayed {c}, {code} with {needles:?} expected: {json}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only the process this test started (a Carbon start script execs java: it is that process).
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A node of the 4.x pack.
+struct Node(Server);
+
+impl Deref for Node {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.0
+    }
+}
+
+impl DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.0
+    }
+}
+
+impl Node {
+    fn new(slot: u16) -> Node {
+        Node(Server::unzip(pack(), "wso2am-4.2.0", slot))
+    }
+
+    fn sec(&self) -> PathBuf {
+        self.home.join("repository/resources/security")
     }
 
     /// Writes deployment.toml: [server] with this node's offset, [super_admin], then `rest`.
@@ -97,75 +190,22 @@ impl Node {
 
     /// Starts the server with `props` (-D...) and waits until it started (true) or exited (false).
     fn start(&mut self, props: &[&str]) -> bool {
-        // This run's output only (a node may be started again after a refusal).
-        self.out = Arc::default();
         let mut cmd = Command::new("java");
         cmd.args(props)
             .arg(format!("-Dcarbon.home={}", self.home.display()))
             .arg("-jar")
             .arg(self.home.join("lib/standin.jar"));
-        run_until_started(cmd, &self.out, &mut self.child)
+        self.run(cmd)
     }
 
-    /// Starts the server, which must refuse: returns its one ERROR line (the one before "refused").
+    /// Starts the server, which must refuse: returns its one ERROR line.
     fn refuses(&mut self) -> String {
-        assert!(
-            !self.start(&[]),
-            "started, but should not have:\n{}",
-            self.log()
-        );
-        let log = self.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
-        assert_eq!(
-            errors.len(),
-            2,
-            "one ERROR line and the refusal expected:\n{log}"
-        );
-        assert!(errors[1].ends_with("WSO2 Carbon (stand-in) refused to start"));
-        errors[0].to_string()
-    }
-
-    fn log(&self) -> String {
-        self.out.lock().unwrap().clone()
+        let started = self.start(&[]);
+        self.refusal(started)
     }
 
     fn get(&self, port: u16, tls: bool, path: &str) -> (u16, String) {
         get(port, tls, path)
-    }
-
-    /// /health (or /health/node) on the management HTTPS port, as status code and JSON.
-    fn health(&self, path: &str) -> (u16, serde_json::Value) {
-        let (code, body) = self.get(self.port(9443), true, path);
-        let json = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}\n{}", self.log()));
-        (code, json)
-    }
-
-    /// Polls /health until it answers `code` (peers are checked every 2 s).
-    fn health_becomes(&self, code: u16) -> serde_json::Value {
-        let end = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (c, json) = self.health("/health");
-            if c == code {
-                return json;
-            }
-            assert!(
-                Instant::now() < end,
-                "/health stayed {c}, {code} expected: {json}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Only the process this test started.
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -569,29 +609,29 @@ const EI: &str = "wso2ei-6.6.0";
 
 /// A node of a Carbon 4 pack (`APIM1` or `EI`), unzipped into a temp dir, run through its start script.
 struct Carbon {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
+    server: Server,
     /// The config directory: repository/conf (API-M) or conf (EI).
     conf: PathBuf,
     script: &'static str,
-    offset: u16,
-    child: Option<Child>,
-    out: Arc<Mutex<String>>,
+}
+
+impl Deref for Carbon {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl DerefMut for Carbon {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
 }
 
 impl Carbon {
     fn new(pack: &str, slot: u16) -> Carbon {
-        let dir = tempfile::tempdir().unwrap();
-        let zip = super_dir().join(format!("{pack}.zip"));
-        let st = Command::new("unzip")
-            .arg("-q")
-            .arg(&zip)
-            .arg("-d")
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "unzip {} failed", zip.display());
-        let home = dir.path().join(pack);
+        let server = Server::unzip(&super_dir().join(format!("{pack}.zip")), pack, slot);
+        let home = &server.home;
         let ei = pack == EI;
         let (conf, drivers, script) = if ei {
             (home.join("conf"), home.join("lib"), "integrator.sh")
@@ -609,18 +649,10 @@ impl Carbon {
         )
         .unwrap();
         Carbon {
-            _dir: dir,
-            home,
+            server,
             conf,
             script,
-            offset: BASE + slot,
-            child: None,
-            out: Arc::default(),
         }
-    }
-
-    fn port(&self, base: u16) -> u16 {
-        base + self.offset
     }
 
     fn read(&self, file: &str) -> String {
@@ -717,12 +749,11 @@ impl Carbon {
 
     /// Runs bin/<script> with `args` (-D...) and waits until the server started (true) or refused (false).
     fn start_with(&mut self, args: &[String]) -> bool {
-        self.out = Arc::default();
         let mut cmd = Command::new("sh");
         cmd.arg(self.home.join("bin").join(self.script))
             .arg("-Dcarbon.local.ip=127.0.0.1")
             .args(args);
-        run_until_started(cmd, &self.out, &mut self.child)
+        self.run(cmd)
     }
 
     /// Starts the server with its offset given as -DportOffset.
@@ -732,69 +763,14 @@ impl Carbon {
 
     /// Starts the server, which must refuse: returns its one ERROR line.
     fn refuses(&mut self) -> String {
-        assert!(
-            !self.start(),
-            "started, but should not have:\n{}",
-            self.log()
-        );
-        let log = self.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
-        assert_eq!(
-            errors.len(),
-            2,
-            "one ERROR line and the refusal expected:\n{log}"
-        );
-        errors[0].to_string()
-    }
-
-    fn log(&self) -> String {
-        self.out.lock().unwrap().clone()
+        let started = self.start();
+        self.refusal(started)
     }
 
     /// repository/logs/wso2carbon.log.
     fn carbon_log(&self) -> String {
         std::fs::read_to_string(self.home.join("repository/logs/wso2carbon.log"))
             .unwrap_or_default()
-    }
-
-    fn health(&self) -> (u16, serde_json::Value) {
-        let (code, body) = get(self.port(9443), true, "/health");
-        let json = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("/health: not JSON ({e}): {body}\n{}", self.log()));
-        (code, json)
-    }
-
-    /// Polls /health until it answers `code` (checks run every 2 s).
-    fn health_becomes(&self, code: u16) -> serde_json::Value {
-        self.health_says(code, &[])
-    }
-
-    /// Polls /health until it answers `code` with every one of `needles` in its reasons.
-    fn health_says(&self, code: u16, needles: &[&str]) -> serde_json::Value {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (c, json) = self.health();
-            let why = reasons(&json);
-            if c == code && needles.iter().all(|n| why.contains(n)) {
-                return json;
-            }
-            assert!(
-                Instant::now() < end,
-                "/health stayed {c}, {code} with {needles:?} expected: {json}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Carbon {
-    fn drop(&mut self) {
-        // Only the process this test started (the script execs java: it is that process).
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -920,7 +896,7 @@ fn apim1_pack_on_its_three_databases_is_healthy_and_lists_them() {
     .unwrap();
     assert_eq!(get(n.port(9443), true, "/store/").0, 404);
     assert_eq!(get(n.port(9443), true, "/publisher/").0, 200);
-    let (_, json) = n.health();
+    let (_, json) = n.health("/health");
     let apps: Vec<&str> = json["apps"]
         .as_array()
         .unwrap()
@@ -1145,7 +1121,7 @@ fn two_ei_nodes_on_loopback_join_one_cluster_and_are_healthy() {
             "{log}"
         );
     }
-    let (_, json) = a.health();
+    let (_, json) = a.health("/health");
     assert_eq!(json["ports"]["servlet_https"], a.port(9443));
     assert_eq!(json["ports"]["cluster"], p1);
     assert_eq!(json["proxy_ports"]["servlet_https"], 443);

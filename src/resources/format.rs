@@ -133,7 +133,7 @@ mod tests {
     use super::super::testkit::{bad_args, converge, res};
     use super::super::Action;
     use crate::transport::LocalTransport;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const DEPLOYMENT: &str = r#"[server]
 hostname = "apim.example.com"
@@ -166,19 +166,49 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
         src.display().to_string()
     }
 
+    /// Converges a `template` of `text` into `dir`/`name` checked as `format`, which must create the file
+    /// and then find nothing left to do: the file's path, for the test's own checks of what it holds.
+    async fn templated(
+        t: &LocalTransport,
+        dir: &std::path::Path,
+        text: &str,
+        name: &str,
+        format: &str,
+    ) -> String {
+        let src = template(dir, text);
+        let dest = dir.join(name).display().to_string();
+        let r = res(
+            "template",
+            json!({"src": src, "dest": dest, "format": format}),
+        );
+        let (first, second) = converge(r.as_ref(), t).await;
+        assert_eq!(first.action, Action::Create);
+        assert_eq!(second.action, Action::None);
+        dest
+    }
+
+    /// Why a `template` of `text` checked as `format` is rejected when built, which must name the template.
+    fn template_rejects(text: &str, format: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let src = template(dir.path(), text);
+        bad_args(
+            "template",
+            json!({"src": src, "dest": format!("/tmp/d.{format}"), "format": format}),
+            "deployment.toml.j2",
+        )
+    }
+
+    /// The arguments of a `copy` of `content` to /tmp/d.`format`, checked as `format`: what most cases
+    /// here vary.
+    fn copy_as(format: &str, content: &str) -> Value {
+        json!({"content": content, "dest": format!("/tmp/d.{format}"), "format": format})
+    }
+
     #[tokio::test]
     async fn a_valid_deployment_toml_is_written_then_unchanged() {
         let t = LocalTransport::new("t");
         let dir = tempfile::tempdir().unwrap();
-        let src = template(dir.path(), DEPLOYMENT);
-        let dest = dir.path().join("deployment.toml").display().to_string();
-        let r = res(
-            "template",
-            json!({"src": src, "dest": dest, "format": "toml"}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
-        assert_eq!(first.action, Action::Create);
-        assert_eq!(second.action, Action::None);
+        let dest = templated(&t, dir.path(), DEPLOYMENT, "deployment.toml", "toml").await;
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), DEPLOYMENT);
         let changed = DEPLOYMENT.replace("offset = 0", "offset = 1");
         let r = res(
@@ -194,19 +224,12 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
 
     #[test]
     fn a_syntax_error_fails_at_build_naming_the_template_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = template(dir.path(), &DEPLOYMENT.replace("offset = 0", "offset = \n"));
-        let args = json!({"src": src, "dest": "/tmp/d.toml", "format": "toml"});
-        let reason = bad_args("template", args, "deployment.toml.j2");
+        let reason = template_rejects(&DEPLOYMENT.replace("offset = 0", "offset = \n"), "toml");
         assert!(
             reason.contains("invalid TOML at line 3 (`offset =`)"),
             "{reason}"
         );
-        let reason = bad_args(
-            "copy",
-            json!({"content": "[a]\n[a]\n", "dest": "/tmp/d.toml", "format": "toml"}),
-            "/tmp/d.toml",
-        );
+        let reason = bad_args("copy", copy_as("toml", "[a]\n[a]\n"), "/tmp/d.toml");
         assert!(reason.contains("line 2"), "{reason}");
         let not_checked = res(
             "copy",
@@ -217,19 +240,13 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
 
     #[test]
     fn a_table_after_its_array_of_tables_fails_at_build_naming_both() {
-        let dir = tempfile::tempdir().unwrap();
         let moved = DEPLOYMENT.replace("[apim.throttling]\nenable_data_publishing = true\n\n", "")
             + "\n[apim.throttling]\nenable_data_publishing = true\n";
         assert!(
             toml_edit::Document::parse(moved.as_str()).is_ok(),
             "toml_edit itself accepts this order, so the rule must be ours"
         );
-        let src = template(dir.path(), &moved);
-        let reason = bad_args(
-            "template",
-            json!({"src": src, "dest": "/tmp/d.toml", "format": "toml"}),
-            "deployment.toml.j2",
-        );
+        let reason = template_rejects(&moved, "toml");
         assert!(
             reason.contains(
                 "deployment.toml.j2: [apim.throttling] (line 22) must come before [[apim.throttling.url_group]] (line 14)"
@@ -239,7 +256,7 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
         let deeper = "[[apim.throttling.url_group]]\nx = 1\n[apim]\ny = 2\n";
         let reason = bad_args(
             "copy",
-            json!({"content": deeper, "dest": "/tmp/d.toml", "format": "toml"}),
+            copy_as("toml", deeper),
             "[apim] (line 3) must come before [[apim.throttling.url_group]] (line 1)",
         );
         assert!(reason.starts_with("/tmp/d.toml: "), "{reason}");
@@ -248,14 +265,11 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
     #[test]
     fn each_array_element_is_its_own_scope() {
         let ok = "[[node]]\n[node.ports]\n[[node.ports.extra]]\n[[node]]\n[node.ports]\n[[node.ports.extra]]\n";
-        res(
-            "copy",
-            json!({"content": ok, "dest": "/tmp/d.toml", "format": "toml"}),
-        );
+        res("copy", copy_as("toml", ok));
         let bad = "[[node]]\n[node.ports]\n[[node.ports.extra]]\n[[node]]\n[[node.ports.extra]]\n[node.ports]\n";
         bad_args(
             "copy",
-            json!({"content": bad, "dest": "/tmp/d.toml", "format": "toml"}),
+            copy_as("toml", bad),
             "[node.ports] (line 6) must come before [[node.ports.extra]] (line 5)",
         );
     }
@@ -274,15 +288,8 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
     async fn a_well_formed_xml_is_written_then_unchanged() {
         let t = LocalTransport::new("t");
         let dir = tempfile::tempdir().unwrap();
-        let src = template(dir.path(), &format!("\u{feff}{AXIS2}"));
-        let dest = dir.path().join("axis2.xml").display().to_string();
-        let r = res(
-            "template",
-            json!({"src": src, "dest": dest, "format": "xml"}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
-        assert_eq!(first.action, Action::Create);
-        assert_eq!(second.action, Action::None);
+        let text = format!("\u{feff}{AXIS2}");
+        let dest = templated(&t, dir.path(), &text, "axis2.xml", "xml").await;
         assert!(std::fs::read_to_string(&dest)
             .unwrap()
             .contains("{{ host }}"));
@@ -290,14 +297,7 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
 
     #[test]
     fn malformed_xml_fails_at_build_naming_the_template_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let broken = AXIS2.replace("</parameter>", "</param>");
-        let src = template(dir.path(), &broken);
-        let reason = bad_args(
-            "template",
-            json!({"src": src, "dest": "/tmp/axis2.xml", "format": "xml"}),
-            "deployment.toml.j2",
-        );
+        let reason = template_rejects(&AXIS2.replace("</parameter>", "</param>"), "xml");
         assert!(
             reason.ends_with(
                 "invalid XML at line 6 (`<parameter name=\"localMemberHost\">{{ host }}</param>`): expected 'parameter' tag, not 'param'"
@@ -306,35 +306,23 @@ traffic_manager_auth_urls = ["ssl://tm-2:9711"]
         );
         let reason = bad_args(
             "copy",
-            json!({"content": "<a x=1/>", "dest": "/tmp/a.xml", "format": "xml"}),
-            "/tmp/a.xml: invalid XML at line 1 (`<a x=1/>`)",
+            copy_as("xml", "<a x=1/>"),
+            "/tmp/d.xml: invalid XML at line 1 (`<a x=1/>`)",
         );
         assert!(!reason.contains("1:"), "{reason}");
         bad_args(
             "copy",
-            json!({"content": "<a><p:b/></a>", "dest": "/tmp/a.xml", "format": "xml"}),
+            copy_as("xml", "<a><p:b/></a>"),
             "unknown namespace prefix 'p'",
         );
-        bad_args(
-            "copy",
-            json!({"content": "<a/><b/>", "dest": "/tmp/a.xml", "format": "xml"}),
-            "invalid XML at line 1",
-        );
-        bad_args(
-            "copy",
-            json!({"content": "", "dest": "/tmp/a.xml", "format": "xml"}),
-            "does not have a root",
-        );
+        bad_args("copy", copy_as("xml", "<a/><b/>"), "invalid XML at line 1");
+        bad_args("copy", copy_as("xml", ""), "does not have a root");
         res("copy", json!({"content": "<a x=1/>", "dest": "/tmp/a.xml"}));
     }
 
     #[test]
     fn an_unknown_format_is_bad_args() {
-        bad_args(
-            "copy",
-            json!({"content": "", "dest": "/tmp/d", "format": "yaml"}),
-            "format",
-        );
+        bad_args("copy", copy_as("yaml", ""), "format");
         bad_args(
             "template",
             json!({"src": "/nonexistent.j2", "dest": "/tmp/d", "format": "ini"}),

@@ -1073,11 +1073,11 @@ impl TextEditor for XmlEdit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{bad_args, converge, file_with, plan_now, read, res};
-    use super::super::Action;
+    use super::super::testkit::{bad_args, converge, file_with, merged, plan_now, read, res};
+    use super::super::{Action, Change};
     use super::{parse_xpath, Pred, KIND};
     use crate::transport::{LocalTransport, ProbeBatch};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const CARBON: &str = r#"<?xml version="1.0" encoding="ISO-8859-1"?>
 <!--
@@ -1172,15 +1172,39 @@ mod tests {
         }
     }
 
+    /// Builds the edit `args`, converges it and checks a second plan finds nothing left, as every edit
+    /// here must be idempotent; the first change, for the test's own checks.
+    async fn converged(t: &LocalTransport, args: Value) -> Change {
+        let r = res(KIND, args);
+        let (first, second) = converge(r.as_ref(), t).await;
+        assert_eq!(
+            second.action,
+            Action::None,
+            "{} planned again after apply: {:?}",
+            r.describe(),
+            second.details
+        );
+        first
+    }
+
+    /// Builds the edit `args` and plans it, which must fail naming `want`; the whole message, for
+    /// further checks.
+    async fn plan_fails(t: &LocalTransport, args: Value, want: &str) -> String {
+        let r = res(KIND, args);
+        let err = plan_now(r.as_ref(), t).await.unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+        err
+    }
+
     #[tokio::test]
     async fn sets_text_under_a_default_namespace_touching_only_that_line() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(CARBON);
-        let r = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/Server/HostName", "value": "apim.example.com"}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
             first.details,
@@ -1188,7 +1212,6 @@ mod tests {
         );
         let diff = first.diff.expect("text diff");
         assert_eq!(diff.old, CARBON);
-        assert_eq!(second.action, Action::None);
         let new = read(&path);
         assert_eq!(diff.new, new);
         only_lines_changed(CARBON, &new, &[16]);
@@ -1200,26 +1223,27 @@ mod tests {
     async fn nested_text_cdata_and_self_closing_elements() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(CARBON);
-        let offset = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/Server/Ports/Offset", "value": 2}),
-        );
-        let (first, _) = converge(offset.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.details, vec![r#"line 21: text "0" -> "2""#]);
-        let cdata_same = res(
-            KIND,
+        let cdata_same = converged(
+            &t,
             json!({"path": path, "xpath": "/Server/Description", "value": "Keep <this> & that"}),
-        );
+        )
+        .await;
         assert_eq!(
-            plan_now(cdata_same.as_ref(), &t).await.unwrap().action,
+            cdata_same.action,
             Action::None,
             "CDATA text equal to the value is left alone"
         );
-        let empty = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/Server/Axis2Config/Empty", "value": "x", "attributes": {"a": "1"}}),
-        );
-        converge(empty.as_ref(), &t).await;
+        )
+        .await;
         let new = read(&path);
         only_lines_changed(CARBON, &new, &[21, 36]);
         assert!(new.contains("        <Offset>2</Offset>\n"));
@@ -1231,21 +1255,20 @@ mod tests {
     async fn sets_attributes_and_selects_by_attribute_predicate() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(AXIS2);
-        let scheme = res(
-            KIND,
+        let first = converged(
+            &t,
+            json!({"path": path, "xpath": "/axisconfig/clustering",
+                   "attributes": {"enable": "true", "class": "org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent"}}),
+        )
+        .await;
+        assert_eq!(first.details, vec![r#"line 3: @enable "false" -> "true""#]);
+        converged(
+            &t,
             json!({"path": path,
                    "xpath": "/axisconfig/clustering/parameter[@name='membershipScheme']",
                    "value": "wka"}),
-        );
-        let enable = res(
-            KIND,
-            json!({"path": path, "xpath": "/axisconfig/clustering",
-                   "attributes": {"enable": "true", "class": "org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent"}}),
-        );
-        let (first, second) = converge(enable.as_ref(), &t).await;
-        assert_eq!(first.details, vec![r#"line 3: @enable "false" -> "true""#]);
-        assert_eq!(second.action, Action::None);
-        converge(scheme.as_ref(), &t).await;
+        )
+        .await;
         let new = read(&path);
         only_lines_changed(AXIS2, &new, &[3, 5]);
         assert!(new.contains("                enable=\"true\">\n"));
@@ -1258,15 +1281,14 @@ mod tests {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(DATASOURCES);
         let url = "jdbc:mysql://db:3306/apim?useSSL=false&autoReconnect=true";
-        let r = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path,
                    "xpath": "/datasources-configuration/datasources/datasource[name='WSO2AM_DB']/definition/configuration/url",
                    "value": url}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.action, Action::Update);
-        assert_eq!(second.action, Action::None);
         let new = read(&path);
         only_lines_changed(DATASOURCES, &new, &[21]);
         assert!(new
@@ -1274,27 +1296,25 @@ mod tests {
         assert!(new.contains("WSO2CARBON_DB;DB_CLOSE_ON_EXIT=FALSE</url>"));
 
         let tricky = r#"a&b<c>d"e'f"#;
-        let both = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path,
                    "xpath": "/datasources-configuration/datasources/datasource[name='WSO2AM_DB']/definition",
                    "attributes": {"type": tricky, "note": tricky}}),
-        );
-        let (_, again) = converge(both.as_ref(), &t).await;
-        assert_eq!(again.action, Action::None);
+        )
+        .await;
         let new = read(&path);
         assert!(
             new.contains(r#"<definition type="a&amp;b&lt;c&gt;d&quot;e'f" note="a&amp;b&lt;c&gt;d&quot;e'f">"#),
             "{new}"
         );
-        let text = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path,
                    "xpath": "/datasources-configuration/datasources/datasource[name='WSO2AM_DB']/definition/configuration/username",
                    "value": tricky}),
-        );
-        let (_, again) = converge(text.as_ref(), &t).await;
-        assert_eq!(again.action, Action::None);
+        )
+        .await;
         assert!(read(&path).contains(r#"<username>a&amp;b&lt;c&gt;d"e'f</username>"#));
     }
 
@@ -1302,50 +1322,43 @@ mod tests {
     async fn zero_or_several_matches_fail_the_plan_naming_the_path() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(DATASOURCES);
-        let none = res(
-            KIND,
+        let err = plan_fails(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource[name='NOPE']/definition", "value": "x"}),
-        );
-        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(err.contains("datasource[name='NOPE']"), "{err}");
+            "datasource[name='NOPE']",
+        )
+        .await;
         assert!(err.contains("matches no element"), "{err}");
         assert!(
             err.contains("`/datasources-configuration/datasources` matches 1"),
             "{err}"
         );
-        let root = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/Server/Name", "value": "x"}),
-        );
-        let err = plan_now(root.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(
-            err.contains("root element is <datasources-configuration>"),
-            "{err}"
-        );
+            "root element is <datasources-configuration>",
+        )
+        .await;
 
-        let many = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/definition/configuration/username", "value": "am"}),
-        );
-        let err = plan_now(many.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(
-            err.contains("matches 2 elements (lines 12, 22), expected 1"),
-            "{err}"
-        );
-        let all = res(
-            KIND,
+            "matches 2 elements (lines 12, 22), expected 1",
+        )
+        .await;
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/definition/configuration/username", "value": "am", "count": 2}),
-        );
-        let (first, second) = converge(all.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.details.len(), 2);
-        assert_eq!(second.action, Action::None);
         only_lines_changed(DATASOURCES, &read(&path), &[12, 22]);
 
-        let every = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/definition/configuration/username", "value": "apim", "count": "all"}),
-        );
-        let (first, second) = converge(every.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             first.details,
             vec![
@@ -1353,39 +1366,39 @@ mod tests {
                 r#"line 22: text "am" -> "apim""#
             ]
         );
-        assert_eq!(second.action, Action::None);
-        let none = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource/nope", "value": "x", "count": "all"}),
-        );
-        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(err.contains("matches no element"), "{err}");
+            "matches no element",
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn text_of_a_non_leaf_and_a_broken_file_fail_the_plan() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(AXIS2);
-        let r = res(
-            KIND,
+        let err = plan_fails(
+            &t,
             json!({"path": path, "xpath": "/axisconfig/clustering", "value": "x"}),
-        );
-        let err = plan_now(r.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(err.contains("holds child element <parameter>"), "{err}");
+            "holds child element <parameter>",
+        )
+        .await;
         assert!(err.contains("leaf element"), "{err}");
         assert!(err.contains("/axisconfig/clustering"), "{err}");
         std::fs::write(&path, "<a><b></a>").unwrap();
-        let r = res(KIND, json!({"path": path, "xpath": "/a/b", "value": "x"}));
-        let err = plan_now(r.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(err.contains("not well-formed"), "{err}");
-        let missing = res(
-            KIND,
+        plan_fails(
+            &t,
+            json!({"path": path, "xpath": "/a/b", "value": "x"}),
+            "not well-formed",
+        )
+        .await;
+        let err = plan_fails(
+            &t,
             json!({"path": format!("{path}.nope"), "xpath": "/a", "value": "x"}),
-        );
-        let err = plan_now(missing.as_ref(), &t)
-            .await
-            .unwrap_err()
-            .to_string();
+            "does not exist",
+        )
+        .await;
         assert!(err.ends_with("does not exist"), "{err}");
     }
 
@@ -1424,16 +1437,15 @@ mod tests {
         let t = LocalTransport::new("t");
         let old = "\u{feff}<?xml version=\"1.0\"?>\r\n<a>\r\n  <b k='1'>x</b>\r\n</a>\r\n";
         let (_d, path) = file_with(old);
-        let r = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/a/b", "value": "y", "attributes": {"k": "it's"}}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             first.details,
             vec![r#"line 3: @k "1" -> "it's""#, r#"line 3: text "x" -> "y""#]
         );
-        assert_eq!(second.action, Action::None);
         assert_eq!(
             read(&path),
             old.replace("<b k='1'>x</b>", "<b k='it&apos;s'>y</b>")
@@ -1444,17 +1456,16 @@ mod tests {
     async fn absent_removes_the_elements_with_their_lines_and_none_is_fine() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(AXIS2);
-        let r = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/axisconfig/clustering/parameter[@name='domain']", "state": "absent"}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
             first.details,
             vec!["line 6: remove parameter[@name='domain']"]
         );
-        assert_eq!(second.action, Action::None, "nothing left to remove");
         let diff = first.diff.expect("text diff");
         let want = AXIS2.replace(
             "        <parameter name=\"domain\">wso2.carbon.domain</parameter>\n",
@@ -1468,37 +1479,37 @@ mod tests {
 
         let (_d, path) = file_with(DATASOURCES);
         let ds = "/datasources-configuration/datasources/datasource";
-        let one = res(KIND, json!({"path": path, "xpath": ds, "state": "absent"}));
-        let err = plan_now(one.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(
-            err.contains("matches 2 elements (lines 6, 16), expected at most 1 (set `count: all` to remove them all"),
-            "{err}"
-        );
-        let all = res(
-            KIND,
+        plan_fails(
+            &t,
+            json!({"path": path, "xpath": ds, "state": "absent"}),
+            "matches 2 elements (lines 6, 16), expected at most 1 (set `count: all` to remove them all",
+        )
+        .await;
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": ds, "state": "absent", "count": "all"}),
-        );
-        let (first, second) = converge(all.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             first.details,
             vec!["line 6: remove datasource", "line 16: remove datasource"]
         );
-        assert_eq!(second.action, Action::None);
         assert!(read(&path).contains("    <datasources>\n    </datasources>\n"));
 
         let (_d, path) = file_with("<a><b/><c k='1'/>\n  <c/> <!-- kept -->\n</a>");
-        let r = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/a/c", "state": "absent", "count": 2}),
-        );
-        converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(read(&path), "<a><b/>\n   <!-- kept -->\n</a>");
-        let gone = res(
-            KIND,
+        let gone = converged(
+            &t,
             json!({"path": format!("{path}.nope"), "xpath": "/a/c", "state": "absent"}),
-        );
+        )
+        .await;
         assert_eq!(
-            plan_now(gone.as_ref(), &t).await.unwrap().action,
+            gone.action,
             Action::None,
             "a missing file holds nothing to remove"
         );
@@ -1531,13 +1542,13 @@ mod tests {
     async fn a_commented_out_member_host_is_uncommented_in_place_then_set() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(AXIS2_CLUSTER);
-        let host = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path,
                    "xpath": "/axisconfig/clustering/parameter[@name='localMemberHost']",
                    "uncomment": true, "value": "10.0.0.5"}),
-        );
-        let (first, second) = converge(host.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             first.details,
             vec![
@@ -1545,7 +1556,6 @@ mod tests {
                 r#"line 8: text "127.0.0.1" -> "10.0.0.5""#
             ]
         );
-        assert_eq!(second.action, Action::None, "already uncommented");
         let new = read(&path);
         only_lines_changed(AXIS2_CLUSTER, &new, &[8]);
         assert!(
@@ -1558,18 +1568,17 @@ mod tests {
             "<!-- <parameter name=\"localMemberHost\">at the wrong place</parameter> -->"
         ));
 
-        let member = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/axisconfig/clustering/members/member", "uncomment": true}),
-        );
-        let (first, second) = converge(member.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.details, vec!["line 12: uncomment member"]);
-        assert_eq!(second.action, Action::None);
-        let member_host = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/axisconfig/clustering/members/member/hostName", "value": "10.0.0.6"}),
-        );
-        converge(member_host.as_ref(), &t).await;
+        )
+        .await;
         let new = read(&path);
         only_lines_changed(AXIS2_CLUSTER, &new, &[8, 12, 13, 15]);
         assert!(new.contains(
@@ -1581,63 +1590,52 @@ mod tests {
     async fn uncomment_is_preferred_to_the_fragment_and_counted() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(CARBON);
-        let gone = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/Server/HostName", "state": "absent"}),
-        );
-        converge(gone.as_ref(), &t).await;
-        let host = res(
-            KIND,
+        )
+        .await;
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/Server/HostName", "uncomment": true,
                    "fragment": "<HostName>from-fragment</HostName>"}),
-        );
-        let (first, second) = converge(host.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.details, vec!["line 15: uncomment HostName"]);
-        assert_eq!(second.action, Action::None);
         assert!(read(&path).contains("    <HostName>www.wso2.org</HostName>\n    <MgtHostName>"));
 
         let (_d, path) = file_with("<r>\n  <p>\n    <!-- <x k='1'/> -->\n    <!--<x k='2'/>-->\n    <!-- a note -->\n  </p>\n</r>\n");
-        let one = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/r/p/x", "uncomment": true}),
-        );
-        let err = plan_now(one.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(
-            err.contains(
-                "`/r/p/x` matches no element, and 2 commented-out ones (lines 3, 4), expected 1"
-            ),
-            "{err}"
-        );
-        let second = res(
-            KIND,
+            "`/r/p/x` matches no element, and 2 commented-out ones (lines 3, 4), expected 1",
+        )
+        .await;
+        converged(
+            &t,
             json!({"path": path, "xpath": "/r/p/x[@k='2']", "uncomment": true, "fragment": "<x k='2'/>"}),
-        );
-        converge(second.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             read(&path),
             "<r>\n  <p>\n    <!-- <x k='1'/> -->\n    <x k='2'/>\n    <!-- a note -->\n  </p>\n</r>\n"
         );
-        let all = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/r/p/y", "uncomment": true, "count": "all", "fragment": "<y/>"}),
-        );
-        let (first, _) = converge(all.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             first.details,
             vec!["line 6: insert y"],
             "no comment holds a <y>"
         );
-        let none = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/r/p/z", "uncomment": true}),
-        );
-        let err = plan_now(none.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(
-            err.contains(
-                "`/r/p/z` matches no element, and no comment directly under `/r/p` holds one"
-            ),
-            "{err}"
-        );
+            "`/r/p/z` matches no element, and no comment directly under `/r/p` holds one",
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -1645,23 +1643,20 @@ mod tests {
         let t = LocalTransport::new("t");
         let old = "<r>\n  <!-- <p:x/> -->\n</r>\n";
         let (_d, path) = file_with(old);
-        let r = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/r/x", "uncomment": true}),
-        );
-        let err = plan_now(r.as_ref(), &t).await.unwrap_err().to_string();
-        assert!(
-            err.contains("would not be well-formed XML (an unknown namespace prefix 'p'"),
-            "{err}"
-        );
+            "would not be well-formed XML (an unknown namespace prefix 'p'",
+        )
+        .await;
         assert_eq!(read(&path), old);
         let declared = "<r xmlns:p=\"urn:p\">\n  <!-- <p:x/> -->\n</r>\n";
         let (_d, path) = file_with(declared);
-        let r = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/r/x", "uncomment": true}),
-        );
-        converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(read(&path), declared.replace("<!-- <p:x/> -->", "<p:x/>"));
     }
 
@@ -1684,18 +1679,17 @@ mod tests {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(DATASOURCES);
         let xpath = "/datasources-configuration/datasources/datasource[name='WSO2_MB_STORE_DB']";
-        let r = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": xpath, "fragment": MB_STORE,
                    "insert": {"after": "datasource[name='WSO2_CARBON_DB']"}}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.action, Action::Update);
         assert_eq!(
             first.details,
             vec!["line 16: insert datasource[name='WSO2_MB_STORE_DB']"]
         );
-        assert_eq!(second.action, Action::None, "inserted once");
         let block = "        <datasource>
             <name>WSO2_MB_STORE_DB</name>
             <!-- the message broker store -->
@@ -1714,14 +1708,13 @@ mod tests {
         assert_eq!(first.diff.unwrap().new, want);
         assert_eq!(read(&path), want);
 
-        let last = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/datasources/datasource[name='X']",
                    "fragment": "<datasource><name>X</name></datasource>"}),
-        );
-        let (first, second) = converge(last.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(first.details, vec!["line 36: insert datasource[name='X']"]);
-        assert_eq!(second.action, Action::None);
         assert!(read(&path).ends_with(
             "        </datasource>\n        <datasource><name>X</name></datasource>\n    </datasources>\n</datasources-configuration>\n"
         ));
@@ -1731,15 +1724,15 @@ mod tests {
     async fn an_inserted_element_then_gets_value_and_attributes() {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(AXIS2);
-        let r = res(
-            KIND,
+        let first = converged(
+            &t,
             json!({"path": path,
                    "xpath": "/axisconfig/clustering/parameter[@name='localMemberPort']",
                    "fragment": "<parameter name=\"localMemberPort\">4000</parameter>",
                    "insert": {"before": "parameter[@name='domain']"},
                    "value": 4100, "attributes": {"locked": "false"}}),
-        );
-        let (first, second) = converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(
             first.details,
             vec![
@@ -1748,7 +1741,6 @@ mod tests {
                 r#"line 6: text "4000" -> "4100""#
             ]
         );
-        assert_eq!(second.action, Action::None);
         let new = read(&path);
         assert_eq!(
             new,
@@ -1757,12 +1749,12 @@ mod tests {
                 "        <parameter name=\"localMemberPort\" locked=\"false\">4100</parameter>\n        <parameter name=\"domain\">"
             )
         );
-        let first_child = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/axisconfig/clustering/parameter[@name='a']",
                    "fragment": "<parameter name='a'/>", "insert": "first"}),
-        );
-        converge(first_child.as_ref(), &t).await;
+        )
+        .await;
         assert!(read(&path).contains(
             "                enable=\"false\">\n        <parameter name='a'/>\n        <!-- multicast or wka -->\n"
         ));
@@ -1780,20 +1772,19 @@ mod tests {
         ];
         for (old, want) in cases {
             let (_d, path) = file_with(old);
-            let r = res(
-                KIND,
+            converged(
+                &t,
                 json!({"path": path, "xpath": "/r/p/c", "fragment": "  <c>\n    <d/>\n  </c>\n"}),
-            );
-            let (_, second) = converge(r.as_ref(), &t).await;
+            )
+            .await;
             assert_eq!(read(&path), want, "from {old:?}");
-            assert_eq!(second.action, Action::None);
         }
         let (_d, path) = file_with("<r><p><x/></p></r>");
-        let r = res(
-            KIND,
+        converged(
+            &t,
             json!({"path": path, "xpath": "/r/p/c", "fragment": "<c/>", "insert": {"before": "x"}}),
-        );
-        converge(r.as_ref(), &t).await;
+        )
+        .await;
         assert_eq!(read(&path), "<r><p><c/><x/></p></r>");
     }
 
@@ -1802,62 +1793,35 @@ mod tests {
         let t = LocalTransport::new("t");
         let (_d, path) = file_with(DATASOURCES);
         let ds = "/datasources-configuration/datasources/datasource";
-        let two_parents = res(
-            KIND,
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": format!("{ds}/jndiConfig"),
                    "fragment": "<jndiConfig><name>jdbc/X</name></jndiConfig>"}),
-        );
-        let err = plan_now(two_parents.as_ref(), &t)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(&format!(
-                "`{ds}` matches 2 elements (lines 6, 16); `fragment` goes under exactly one"
-            )),
-            "{err}"
-        );
-        let no_sibling = res(
-            KIND,
+            &format!("`{ds}` matches 2 elements (lines 6, 16); `fragment` goes under exactly one"),
+        )
+        .await;
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": format!("{ds}[name='Y']"),
                    "fragment": "<datasource><name>Y</name></datasource>",
                    "insert": {"before": "datasource[name='NOPE']"}}),
-        );
-        let err = plan_now(no_sibling.as_ref(), &t)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(
-                "insert: before `datasource[name='NOPE']`: the parent at line 5 has no child"
-            ),
-            "{err}"
-        );
-        let no_parent = res(
-            KIND,
+            "insert: before `datasource[name='NOPE']`: the parent at line 5 has no child",
+        )
+        .await;
+        plan_fails(
+            &t,
             json!({"path": path, "xpath": "/datasources-configuration/nope/x", "fragment": "<x/>"}),
-        );
-        let err = plan_now(no_parent.as_ref(), &t)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("none has a child `nope`"), "{err}");
+            "none has a child `nope`",
+        )
+        .await;
 
         let (_d, path) = file_with("<r>\n  <p/>\n</r>\n");
-        let undeclared = res(
-            KIND,
+        let err = plan_fails(
+            &t,
             json!({"path": path, "xpath": "/r/p/q", "fragment": "<q svns:secretAlias='x'/>"}),
-        );
-        let err = plan_now(undeclared.as_ref(), &t)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(
-                "the edited file would not be well-formed XML (an unknown namespace prefix 'svns'"
-            ),
-            "{err}"
-        );
+            "the edited file would not be well-formed XML (an unknown namespace prefix 'svns'",
+        )
+        .await;
         assert!(err.contains("nothing is written"), "{err}");
         assert_eq!(read(&path), "<r>\n  <p/>\n</r>\n");
     }
@@ -1878,159 +1842,101 @@ mod tests {
 
     #[test]
     fn bad_arguments_name_the_field() {
-        let p = "/tmp/x.xml";
         bad_args(KIND, json!({"xpath": "/a", "value": "x"}), "path");
-        bad_args(
-            KIND,
-            json!({"path": "rel.xml", "xpath": "/a", "value": "x"}),
-            "path",
-        );
-        bad_args(KIND, json!({"path": p, "value": "x"}), "xpath");
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "a/b", "value": "x"}),
-            "xpath",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a//b", "value": "x"}),
-            "xpath",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a[@k=v]", "value": "x"}),
-            "xpath",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a[@k='v'", "value": "x"}),
-            "xpath",
-        );
-        bad_args(KIND, json!({"path": p, "xpath": "/a"}), "value");
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "value": ["x"]}),
-            "value",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "attributes": {"x y": "1"}}),
-            "attributes",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "attributes": {"k": {}}}),
-            "attributes",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "value": "x", "count": 0}),
-            "count",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "value": "x", "count": "some"}),
-            "count",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "value": "x", "count": 1.5}),
-            "count",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "value": "x", "validate": "true"}),
-            "validate",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "state": "absent", "value": "x"}),
-            "state: absent",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "state": "absent"}),
-            "root element",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "state": "gone"}),
-            "state",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b[@k='1']", "attributes": {"k": "2"}}),
-            "contradicts the path's own [@k='1']",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b[@k='1']", "fragment": "<b k='2'/>"}),
-            "fragment: its <b> does not match `b[@k='1']`",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "fragment": "<b/><b/>"}),
-            "fragment: must be exactly one element",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "fragment": "<!-- b --><b/>"}),
-            "fragment: must be exactly one element",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "fragment": "<b>\n<c></b>"}),
-            "fragment: not well-formed XML at line 2: expected 'c' tag, not 'b'",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "fragment": "<a/>"}),
-            "fragment: xpath `/a` has no parent",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "count": 2}),
-            "count must be 1 or `all`",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "value": "x", "insert": "first"}),
-            "`insert` goes with `fragment`",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "insert": "middle"}),
-            "insert",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "fragment": "<b/>", "insert": {"before": "x/y"}}),
-            "insert: `x/y` is not a child element step",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "state": "absent", "fragment": "<b/>"}),
-            "state: absent",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "state": "absent", "uncomment": true}),
-            "state: absent",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "uncomment": true}),
-            "uncomment: xpath `/a` has no parent",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a/b", "uncomment": "yes"}),
-            "uncomment",
-        );
-        bad_args(
-            KIND,
-            json!({"path": p, "xpath": "/a", "value": "x", "bogus": 1}),
-            "bogus",
-        );
+        // Every other case at an absolute path, so each shows only what makes it wrong.
+        let cases = [
+            (
+                json!({"path": "rel.xml", "xpath": "/a", "value": "x"}),
+                "path",
+            ),
+            (json!({"value": "x"}), "xpath"),
+            (json!({"xpath": "a/b", "value": "x"}), "xpath"),
+            (json!({"xpath": "/a//b", "value": "x"}), "xpath"),
+            (json!({"xpath": "/a[@k=v]", "value": "x"}), "xpath"),
+            (json!({"xpath": "/a[@k='v'", "value": "x"}), "xpath"),
+            (json!({"xpath": "/a"}), "value"),
+            (json!({"xpath": "/a", "value": ["x"]}), "value"),
+            (
+                json!({"xpath": "/a", "attributes": {"x y": "1"}}),
+                "attributes",
+            ),
+            (
+                json!({"xpath": "/a", "attributes": {"k": {}}}),
+                "attributes",
+            ),
+            (json!({"xpath": "/a", "value": "x", "count": 0}), "count"),
+            (
+                json!({"xpath": "/a", "value": "x", "count": "some"}),
+                "count",
+            ),
+            (json!({"xpath": "/a", "value": "x", "count": 1.5}), "count"),
+            (
+                json!({"xpath": "/a", "value": "x", "validate": "true"}),
+                "validate",
+            ),
+            (
+                json!({"xpath": "/a/b", "state": "absent", "value": "x"}),
+                "state: absent",
+            ),
+            (json!({"xpath": "/a", "state": "absent"}), "root element"),
+            (json!({"xpath": "/a/b", "state": "gone"}), "state"),
+            (
+                json!({"xpath": "/a/b[@k='1']", "attributes": {"k": "2"}}),
+                "contradicts the path's own [@k='1']",
+            ),
+            (
+                json!({"xpath": "/a/b[@k='1']", "fragment": "<b k='2'/>"}),
+                "fragment: its <b> does not match `b[@k='1']`",
+            ),
+            (
+                json!({"xpath": "/a/b", "fragment": "<b/><b/>"}),
+                "fragment: must be exactly one element",
+            ),
+            (
+                json!({"xpath": "/a/b", "fragment": "<!-- b --><b/>"}),
+                "fragment: must be exactly one element",
+            ),
+            (
+                json!({"xpath": "/a/b", "fragment": "<b>\n<c></b>"}),
+                "fragment: not well-formed XML at line 2: expected 'c' tag, not 'b'",
+            ),
+            (
+                json!({"xpath": "/a", "fragment": "<a/>"}),
+                "fragment: xpath `/a` has no parent",
+            ),
+            (
+                json!({"xpath": "/a/b", "fragment": "<b/>", "count": 2}),
+                "count must be 1 or `all`",
+            ),
+            (
+                json!({"xpath": "/a/b", "value": "x", "insert": "first"}),
+                "`insert` goes with `fragment`",
+            ),
+            (
+                json!({"xpath": "/a/b", "fragment": "<b/>", "insert": "middle"}),
+                "insert",
+            ),
+            (
+                json!({"xpath": "/a/b", "fragment": "<b/>", "insert": {"before": "x/y"}}),
+                "insert: `x/y` is not a child element step",
+            ),
+            (
+                json!({"xpath": "/a/b", "state": "absent", "fragment": "<b/>"}),
+                "state: absent",
+            ),
+            (
+                json!({"xpath": "/a/b", "state": "absent", "uncomment": true}),
+                "state: absent",
+            ),
+            (
+                json!({"xpath": "/a", "uncomment": true}),
+                "uncomment: xpath `/a` has no parent",
+            ),
+            (json!({"xpath": "/a/b", "uncomment": "yes"}), "uncomment"),
+            (json!({"xpath": "/a", "value": "x", "bogus": 1}), "bogus"),
+        ];
+        for (extra, field) in cases {
+            bad_args(KIND, merged(json!({"path": "/tmp/x.xml"}), extra), field);
+        }
     }
 }

@@ -36,9 +36,6 @@
 // No external libraries: JDK 17 only.
 
 import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
-import com.sun.net.httpserver.HttpsConfigurator;
-import com.sun.net.httpserver.HttpsServer;
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.FileInputStream;
@@ -48,7 +45,6 @@ import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.io.PrintWriter;
-import java.net.BindException;
 import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -109,7 +105,8 @@ public class CarbonStandIn {
     static volatile long startedAt;
     static ClassLoader drivers;
 
-    static final Map<String, Integer> ports = new LinkedHashMap<>();
+    /** StandIn's: StandIn.httpServer records the listeners there. */
+    static final Map<String, Integer> ports = StandIn.ports;
     static final Map<String, Integer> proxyPorts = new LinkedHashMap<>();
     static final Map<String, String> keystores = new LinkedHashMap<>();
     /** Datasource name -> datasource, in file order. */
@@ -175,9 +172,7 @@ public class CarbonStandIn {
         if (cluster != null && cluster.wka) {
             cluster.listen();
         }
-        StringBuilder b = new StringBuilder();
-        ports.forEach((k, v) -> b.append(b.length() == 0 ? "" : ", ").append(k).append(' ').append(v));
-        log("INFO", "listening on " + b + " (offset " + offset + "); local IP " + localIp
+        log("INFO", "listening on " + StandIn.portList() + " (offset " + offset + "); local IP " + localIp
                 + (hostName == null ? "" : ", HostName " + hostName)
                 + (proxyPorts.isEmpty() ? "" : ", proxy ports " + proxyPorts));
 
@@ -1093,7 +1088,7 @@ public class CarbonStandIn {
                         pass.isEmpty() ? "changeit" : pass, null, alias.isEmpty() ? null : alias);
                 keystores.put(name, rel(home.resolve(resolve(file))));
             }
-            http(name, port, ctx, true);
+            StandIn.httpServer(name, port, ctx, ex -> handle(ex, true));
         }
     }
 
@@ -1118,28 +1113,8 @@ public class CarbonStandIn {
                         text(ks, "Type", "JKS"), text(ks, "Password", null), text(ks, "KeyPassword", null), null);
                 keystores.put("passthrough_https", rel(home.resolve(resolve(text(ks, "Location", "")))));
             }
-            http("passthrough_" + name, port, ctx, false);
+            StandIn.httpServer("passthrough_" + name, port, ctx, ex -> handle(ex, false));
         }
-    }
-
-    static void http(String name, int port, SSLContext tls, boolean servlet) throws IOException {
-        HttpServer s;
-        try {
-            if (tls != null) {
-                HttpsServer h = HttpsServer.create(new InetSocketAddress(port), 50);
-                h.setHttpsConfigurator(new HttpsConfigurator(tls));
-                s = h;
-            } else {
-                s = HttpServer.create(new InetSocketAddress(port), 50);
-            }
-        } catch (BindException e) {
-            fail("cannot listen on port " + port + " (" + name + "): " + e.getMessage());
-            return;
-        }
-        s.createContext("/", ex -> handle(ex, servlet));
-        s.setExecutor(Executors.newFixedThreadPool(4));
-        s.start();
-        ports.put(name, port);
     }
 
     /** Context paths of the Jaggery apps and webapps deployed now (a playbook may remove some). */

@@ -26,6 +26,7 @@
 // No external libraries: JDK 17 only.
 
 import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpHandler;
 import com.sun.net.httpserver.HttpServer;
 import com.sun.net.httpserver.HttpsConfigurator;
 import com.sun.net.httpserver.HttpsServer;
@@ -891,10 +892,10 @@ public class StandIn {
                 proxyPorts.put(t, toml.integer("transport." + t + ".properties.proxyPort", 0));
             }
         }
-        httpServer("https", https, true);
-        httpServer("http", http, false);
-        httpServer("gateway_http", 8280 + offset, false);
-        httpServer("gateway_https", 8243 + offset, true);
+        httpServer("https", https, serverTls, StandIn::handle);
+        httpServer("http", http, null, StandIn::handle);
+        httpServer("gateway_http", 8280 + offset, null, StandIn::handle);
+        httpServer("gateway_https", 8243 + offset, serverTls, StandIn::handle);
         raw("ws", 9099 + offset, false, true);
         raw("wss", 8099 + offset, true, true);
         if (WITH_TM.contains(profile)) {
@@ -905,18 +906,27 @@ public class StandIn {
         if ("wka".equals(toml.get("clustering.membership_scheme", null))) {
             raw("cluster", toml.integer("clustering.local_member_port", 4000), false, false);
         }
-        StringBuilder b = new StringBuilder();
-        ports.forEach((k, v) -> b.append(b.length() == 0 ? "" : ", ").append(k).append(' ').append(v));
-        log("INFO", "listening on " + b + "; hostname " + hostname + ", node_ip " + nodeIp
+        log("INFO", "listening on " + portList() + "; hostname " + hostname + ", node_ip " + nodeIp
                 + (proxyPorts.isEmpty() ? "" : ", proxy ports " + proxyPorts));
     }
 
-    static void httpServer(String name, int port, boolean tls) throws IOException {
+    /** The names and numbers of the ports listened on, for the startup log line. */
+    static String portList() {
+        StringBuilder b = new StringBuilder();
+        ports.forEach((k, v) -> b.append(b.length() == 0 ? "" : ", ").append(k).append(' ').append(v));
+        return b.toString();
+    }
+
+    /**
+     * An HTTP server on port (HTTPS with tls, when not null) answering with handler, recorded in ports as
+     * name; a port in use refuses the start. CarbonStandIn's listeners are these too.
+     */
+    static void httpServer(String name, int port, SSLContext tls, HttpHandler handler) throws IOException {
         HttpServer s;
         try {
-            if (tls) {
+            if (tls != null) {
                 HttpsServer h = HttpsServer.create(new InetSocketAddress(port), 50);
-                h.setHttpsConfigurator(new HttpsConfigurator(serverTls));
+                h.setHttpsConfigurator(new HttpsConfigurator(tls));
                 s = h;
             } else {
                 s = HttpServer.create(new InetSocketAddress(port), 50);
@@ -925,7 +935,7 @@ public class StandIn {
             fail("cannot listen on port " + port + " (" + name + "): " + e.getMessage());
             return;
         }
-        s.createContext("/", StandIn::handle);
+        s.createContext("/", handler);
         s.setExecutor(Executors.newFixedThreadPool(4));
         s.start();
         ports.put(name, port);

@@ -202,6 +202,43 @@ carbon_xml() {
 EOF
 }
 
+# tls_stores: the keystore and truststore parameters of axis2.xml's HTTPS transport receiver and sender,
+# which name the same stores.
+tls_stores() {
+    cat <<'EOF'
+        <parameter name="keystore" locked="false">
+            <KeyStore>
+                <Location>repository/resources/security/wso2carbon.jks</Location>
+                <Type>JKS</Type>
+                <Password>wso2carbon</Password>
+                <KeyPassword>wso2carbon</KeyPassword>
+            </KeyStore>
+        </parameter>
+        <parameter name="truststore" locked="false">
+            <TrustStore>
+                <Location>repository/resources/security/client-truststore.jks</Location>
+                <Type>JKS</Type>
+                <Password>wso2carbon</Password>
+            </TrustStore>
+        </parameter>
+EOF
+}
+
+# phase_order TYPE PHASE...: an axis2.xml phaseOrder of the PHASE names in order, NAME:CLASS for a phase
+# with its own class.
+phase_order() {
+    echo "    <phaseOrder type=\"$1\">"
+    shift
+    local phase
+    for phase in "$@"; do
+        case "$phase" in
+            *:*) echo "        <phase name=\"${phase%%:*}\" class=\"${phase#*:}\"/>" ;;
+            *) echo "        <phase name=\"$phase\"/>" ;;
+        esac
+    done
+    echo "    </phaseOrder>"
+}
+
 # conf/axis2/axis2.xml: the pass-through transports (8280/8243) and the clustering section.
 axis2_xml() {
     cat <<'EOF'
@@ -257,21 +294,9 @@ axis2_xml() {
         <!--parameter name="bind-address" locked="false">hostname or IP address</parameter-->
         <!--parameter name="WSDLEPRPrefix" locked="false">https://apachehost:port/somepath</parameter-->
         <parameter name="httpGetProcessor" locked="false">org.wso2.carbon.mediation.transport.handlers.PassThroughNHttpGetProcessor</parameter>
-        <parameter name="keystore" locked="false">
-            <KeyStore>
-                <Location>repository/resources/security/wso2carbon.jks</Location>
-                <Type>JKS</Type>
-                <Password>wso2carbon</Password>
-                <KeyPassword>wso2carbon</KeyPassword>
-            </KeyStore>
-        </parameter>
-        <parameter name="truststore" locked="false">
-            <TrustStore>
-                <Location>repository/resources/security/client-truststore.jks</Location>
-                <Type>JKS</Type>
-                <Password>wso2carbon</Password>
-            </TrustStore>
-        </parameter>
+EOF
+    tls_stores
+    cat <<'EOF'
         <!--<parameter name="SSLVerifyClient">require</parameter>-->
     </transportReceiver>
 
@@ -287,21 +312,9 @@ axis2_xml() {
 
     <transportSender name="https" class="org.apache.synapse.transport.passthru.PassThroughHttpSSLSender">
         <parameter name="non-blocking" locked="false">true</parameter>
-        <parameter name="keystore" locked="false">
-            <KeyStore>
-                <Location>repository/resources/security/wso2carbon.jks</Location>
-                <Type>JKS</Type>
-                <Password>wso2carbon</Password>
-                <KeyPassword>wso2carbon</KeyPassword>
-            </KeyStore>
-        </parameter>
-        <parameter name="truststore" locked="false">
-            <TrustStore>
-                <Location>repository/resources/security/client-truststore.jks</Location>
-                <Type>JKS</Type>
-                <Password>wso2carbon</Password>
-            </TrustStore>
-        </parameter>
+EOF
+    tls_stores
+    cat <<'EOF'
         <parameter name="HostnameVerifier">AllowAll</parameter>
     </transportSender>
 
@@ -374,47 +387,16 @@ axis2_xml() {
     <!-- ================================================= -->
     <!-- Phases -->
     <!-- ================================================= -->
-    <phaseOrder type="InFlow">
-        <phase name="MsgInObservation"/>
-        <phase name="Validation"/>
-        <phase name="Transport"/>
-        <phase name="Addressing"/>
-        <phase name="Security"/>
-        <phase name="PreDispatch"/>
-        <phase name="Dispatch" class="org.apache.axis2.engine.DispatchPhase"/>
-        <phase name="OpPhase"/>
-        <phase name="OperationInPhase"/>
-    </phaseOrder>
-    <phaseOrder type="OutFlow">
-        <phase name="OpPhase"/>
-        <phase name="OperationOutPhase"/>
-        <phase name="PolicyDetermination"/>
-        <phase name="MessageOut"/>
-        <phase name="Security"/>
-        <phase name="MsgOutObservation"/>
-    </phaseOrder>
-    <phaseOrder type="InFaultFlow">
-        <phase name="MsgInObservation"/>
-        <phase name="Validation"/>
-        <phase name="Transport"/>
-        <phase name="Addressing"/>
-        <phase name="Security"/>
-        <phase name="PreDispatch"/>
-        <phase name="Dispatch" class="org.apache.axis2.engine.DispatchPhase"/>
-        <phase name="OpPhase"/>
-        <phase name="OperationInFaultPhase"/>
-    </phaseOrder>
-    <phaseOrder type="OutFaultFlow">
-        <phase name="OpPhase"/>
-        <phase name="OperationOutFaultPhase"/>
-        <phase name="PolicyDetermination"/>
-        <phase name="MessageOut"/>
-        <phase name="Security"/>
-        <phase name="Transport"/>
-        <phase name="MsgOutObservation"/>
-    </phaseOrder>
-</axisconfig>
 EOF
+    # The incoming flows differ only in their last phase.
+    local in=(MsgInObservation Validation Transport Addressing Security PreDispatch
+        Dispatch:org.apache.axis2.engine.DispatchPhase OpPhase)
+    phase_order InFlow "${in[@]}" OperationInPhase
+    phase_order OutFlow OpPhase OperationOutPhase PolicyDetermination MessageOut Security MsgOutObservation
+    phase_order InFaultFlow "${in[@]}" OperationInFaultPhase
+    phase_order OutFaultFlow OpPhase OperationOutFaultPhase PolicyDetermination MessageOut Security Transport \
+        MsgOutObservation
+    echo "</axisconfig>"
 }
 
 # datasource NAME JNDI DESCRIPTION H2_DB: one RDBMS datasource on the pack's embedded H2 database.
