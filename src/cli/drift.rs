@@ -131,13 +131,10 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
     }
     let started = Instant::now();
     let ctl = execute::Control {
-        cancel,
-        command_timeout: std::time::Duration::from_secs(a.command_timeout),
-        probe_timeout: std::time::Duration::from_secs(a.probe_timeout),
-        may_change: None,
         explain_causes: true,
+        ..a.control(cancel)
     };
-    let forks = a.forks.unwrap_or(hosts.len()).max(1);
+    let forks = a.forks(hosts.len());
     let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
     Walked {
         hosts,

@@ -124,6 +124,24 @@ pub(crate) struct RunArgs {
     probe_timeout: u64,
 }
 
+impl RunArgs {
+    /// Hosts worked on at once: `--forks`, or every one of the run's `hosts`.
+    fn forks(&self, hosts: usize) -> usize {
+        self.forks.unwrap_or(hosts).max(1)
+    }
+
+    /// The walk's controls as the command line sets them (the timeouts); what a command adds
+    /// (`may_change`, `explain_causes`) it sets over these.
+    fn control(&self, cancel: execute::Cancel) -> execute::Control {
+        execute::Control {
+            cancel,
+            command_timeout: Duration::from_secs(self.command_timeout),
+            probe_timeout: Duration::from_secs(self.probe_timeout),
+            ..execute::Control::default()
+        }
+    }
+}
+
 impl Cli {
     /// Runs the command and returns the process exit code.
     pub fn run(self) -> i32 {
@@ -255,7 +273,7 @@ async fn walk(
     may_change: Option<Arc<Vec<bool>>>,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let forks = a.forks.unwrap_or(p.graph.hosts.len()).max(1);
+    let forks = a.forks(p.graph.hosts.len());
     let total = p.graph.graph.node_count();
     let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
     let (sink, human): (Arc<dyn Sink>, Option<Arc<HumanSink>>) = if a.json {
@@ -265,11 +283,8 @@ async fn walk(
         (h.clone(), Some(h))
     };
     let ctl = execute::Control {
-        cancel,
-        command_timeout: Duration::from_secs(a.command_timeout),
-        probe_timeout: Duration::from_secs(a.probe_timeout),
         may_change,
-        explain_causes: false,
+        ..a.control(cancel)
     };
     let reports = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
     let summary = Summary::of(hosts, &reports);
