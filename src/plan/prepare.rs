@@ -2,6 +2,7 @@
 
 use super::graph::TaskGraph;
 use crate::model::template::Templates;
+use crate::model::playbook::LoopVars;
 use crate::model::vars::{merge, resolve, secret_names, Resolved};
 use crate::model::{
     Inventory, ModelError, Playbook, Serial, SerialError, SerialSpec, TaskSpec, Vars,
@@ -274,7 +275,6 @@ pub fn prepare_with(
             ))
         }
     };
-    let pb = Playbook::load(&pb_path, &inv.module_path)?;
     let templates = Arc::new(Templates::new());
 
     let groups: serde_json::Map<String, serde_json::Value> = std::iter::once("all".to_string())
@@ -287,10 +287,17 @@ pub fn prepare_with(
             .display()
             .to_string()
     };
+    let pb_dir = match pb_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let mut shared = Vars::new();
     shared.insert("groups".into(), groups.into());
     shared.insert("inventory_dir".into(), dir_of(&inv.dir).into());
-    shared.insert("playbook_dir".into(), dir_of(&pb.dir).into());
+    shared.insert("playbook_dir".into(), dir_of(&pb_dir).into());
+    // `loop:` lists make tasks: rendered from what every host shares, like `serial:`.
+    let loops = LoopVars::new(vec![inv.vars.clone(), opts.extra.clone()], shared.clone());
+    let pb = Playbook::load_with(&pb_path, &inv.module_path, &loops)?;
     let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
     let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
     let magic_for = |host: &str| -> Vars {
