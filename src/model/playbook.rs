@@ -726,10 +726,9 @@ impl Loader<'_> {
             .map_err(|e| ModelError::at(loc, format!("`loop`: {e} ({why})")))?;
         let mut seen: Vec<String> = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let label = self
-                .loops
-                .render(&layers, &var, item, name)
-                .map_err(|e| ModelError::at(loc, format!("`name` of item {}: {e} ({why})", i + 1)))?;
+            let label = self.loops.render(&layers, &var, item, name).map_err(|e| {
+                ModelError::at(loc, format!("`name` of item {}: {e} ({why})", i + 1))
+            })?;
             if let Some(j) = seen.iter().position(|n| *n == label) {
                 return Err(ModelError::at(
                     loc,

@@ -1,8 +1,8 @@
 //! Loading, resolving and checking everything before any host is touched.
 
 use super::graph::TaskGraph;
-use crate::model::template::Templates;
 use crate::model::playbook::LoopVars;
+use crate::model::template::Templates;
 use crate::model::vars::{merge, resolve, secret_names, Resolved};
 use crate::model::{
     Inventory, ModelError, Playbook, Serial, SerialError, SerialSpec, TaskSpec, Vars,
