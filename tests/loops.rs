@@ -1,5 +1,5 @@
 //! `loop:` on tasks and includes, on local hosts: one task per item, named from the item, each item
-//! rendered per host; a list that would differ between hosts, clashing names and a handler that loops
+//! rendered per host (a value only a host has, such as `inventory_hostname`, included); a list that would differ between hosts, clashing names and a handler that loops
 //! are refused before any host is touched.
 
 mod common;
@@ -10,7 +10,7 @@ name: main
 vars:
   sites:
     - { name: alpha, port: "{{ base_port }}" }
-    - { name: beta, port: "{{ base_port + 1 }}" }
+    - { name: beta, port: "{{ base_port + 1 }}", host: "{{ inventory_hostname }}" }
 plays:
   - name: sites
     hosts: all
@@ -21,7 +21,7 @@ plays:
         loop: "{{ sites }}"
         copy:
           dest: "{{ root }}/sites/{{ item.name }}.conf"
-          content: "{{ item.name }} on {{ inventory_hostname }}:{{ item.port }}\n"
+          content: "{{ item.name }} on {{ item.host | default(inventory_hostname) }}:{{ item.port }}\n"
         notify: reload
       - name: "vhost {{ v }}"
         loop: [one, two]

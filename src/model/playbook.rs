@@ -193,23 +193,49 @@ impl LoopVars {
         }
     }
 
-    fn context(&self, layers: &[Arc<Vars>], more: Option<&Vars>) -> minijinja::Value {
-        let mut all: Vec<&Vars> = layers.iter().map(|l| l.as_ref()).collect();
-        all.extend(self.outer.iter());
-        all.extend(more);
-        let raw = merge(&all);
-        resolve(&self.templates, &raw, &self.magic).context
-    }
-
-    /// The items of `expr` (a list, or one `{{ expression }}` rendering to one).
+    /// The items of `expr` (a list, or one `{{ expression }}` rendering to one). A list, or a variable
+    /// named alone (`{{ edits }}`) that holds one, only needs its length here: a value inside an item
+    /// that reads what only a host has (`ansible_host`, `hostvars`) stays as written, and is rendered
+    /// per host with the rest of the item when the task runs. Any other expression must render whole.
     fn items(&self, layers: &[Arc<Vars>], expr: &Y) -> Result<Vec<serde_json::Value>, String> {
         let v = serde_json::to_value(expr).map_err(|e| e.to_string())?;
-        let out = self
-            .templates
-            .render_value(&v, &self.context(layers, None))?;
+        let mut all: Vec<&Vars> = layers.iter().map(|l| l.as_ref()).collect();
+        all.extend(self.outer.iter());
+        let raw = merge(&all);
+        let ctx = resolve(&self.templates, &raw, &self.magic).context;
+        let named = match &v {
+            serde_json::Value::String(s) => whole_expression(s)
+                .map(str::trim)
+                .filter(|n| is_ident(n))
+                .and_then(|n| raw.get(n)),
+            _ => None,
+        };
+        let out = match (named, &v) {
+            (Some(list @ serde_json::Value::Array(_)), _)
+            | (None, list @ serde_json::Value::Array(_)) => self.lenient(list, &ctx),
+            _ => self.templates.render_value(&v, &ctx)?,
+        };
         match out {
             serde_json::Value::Array(a) => Ok(a),
             other => Err(format!("renders as {other}, not a list")),
+        }
+    }
+
+    /// `v` with every string that renders here rendered, the others kept as written.
+    fn lenient(&self, v: &serde_json::Value, ctx: &minijinja::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match v {
+            J::String(_) => self
+                .templates
+                .render_value(v, ctx)
+                .unwrap_or_else(|_| v.clone()),
+            J::Array(a) => J::Array(a.iter().map(|x| self.lenient(x, ctx)).collect()),
+            J::Object(m) => J::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.lenient(x, ctx)))
+                    .collect(),
+            ),
+            other => other.clone(),
         }
     }
 
