@@ -90,7 +90,7 @@ fn loops_that_cannot_make_the_same_tasks_on_every_host_are_refused_at_their_line
             // A list from a host var: hosts would run different tasks.
             "      - name: \"x {{ item }}\"\n        loop: \"{{ mine }}\"\n        command: { cmd: \"true\" }\n",
             "main.yaml:8",
-            "never group or host vars",
+            "never a host's own",
         ),
         (
             "      - name: same\n        loop: [1, 2]\n        command: { cmd: \"true\" }\n",

@@ -179,7 +179,7 @@ pub struct LoopVars {
     templates: Templates,
     /// Layers above the playbook's (inventory `vars`, then `-e`), lowest first.
     outer: Vec<Vars>,
-    /// Variables nothing overrides (`groups`, `inventory_dir`, `playbook_dir`).
+    /// Variables nothing overrides (`groups`, `hostvars`, `inventory_dir`, `playbook_dir`).
     magic: Vars,
 }
 
@@ -745,7 +745,7 @@ impl Loader<'_> {
         let mut layers: Vec<Arc<Vars>> = f.defaults.iter().rev().cloned().collect();
         layers.extend(f.includes.iter().cloned());
         layers.push(Arc::new(vars));
-        let why = "a loop's list is rendered from the vars that are the same for every host (module defaults, playbook, play and include vars, inventory vars, -e), never group or host vars";
+        let why = "a loop's list is rendered from the vars that are the same for every host (module defaults, playbook, play and include vars, inventory vars, -e, groups, hostvars), never a host's own";
         let items = self
             .loops
             .items(&layers, list)

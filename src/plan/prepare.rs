@@ -295,11 +295,6 @@ pub fn prepare_with(
     shared.insert("groups".into(), groups.into());
     shared.insert("inventory_dir".into(), dir_of(&inv.dir).into());
     shared.insert("playbook_dir".into(), dir_of(&pb_dir).into());
-    // `loop:` lists make tasks: rendered from what every host shares, like `serial:`.
-    let loops = LoopVars::new(vec![inv.vars.clone(), opts.extra.clone()], shared.clone());
-    let pb = Playbook::load_with(&pb_path, &inv.module_path, &loops)?;
-    let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
-    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
     let magic_for = |host: &str| -> Vars {
         let h = inv.host(host).expect("known host");
         let mut m = shared.clone();
@@ -327,6 +322,14 @@ pub fn prepare_with(
         remember(&raw, &r);
         hostvars.insert(h.name.clone(), r.vars.into());
     }
+    // `loop:` lists make tasks: rendered from what every host shares (`hostvars` is the same on every
+    // host), like `serial:`.
+    let mut loop_magic = shared.clone();
+    loop_magic.insert("hostvars".into(), hostvars.clone().into());
+    let loops = LoopVars::new(vec![inv.vars.clone(), opts.extra.clone()], loop_magic);
+    let pb = Playbook::load_with(&pb_path, &inv.module_path, &loops)?;
+    let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
+    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
     let mut contexts: HashMap<(String, usize), Arc<Resolved>> = HashMap::new();
     let mut secret_vars: HashMap<(String, usize), BTreeSet<String>> = HashMap::new();
     for n in graph.graph.node_weights() {
