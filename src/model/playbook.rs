@@ -181,6 +181,10 @@ pub struct LoopVars {
     outer: Vec<Vars>,
     /// Variables nothing overrides (`groups`, `hostvars`, `inventory_dir`, `playbook_dir`).
     magic: Vars,
+    /// The variables of each set of layers, resolved once (the loops of one module share them), keyed
+    /// by the layers' addresses: the merged raw layers and their context, with the layers themselves
+    /// (held, so that no other layer can take an address while it is a key).
+    resolved: std::sync::Mutex<std::collections::HashMap<Vec<usize>, Arc<Resolved>>>,
 }
 
 impl LoopVars {
@@ -190,7 +194,28 @@ impl LoopVars {
             templates: Templates::new(),
             outer,
             magic,
+            resolved: Default::default(),
         }
+    }
+
+    /// The merged raw variables of `layers` (and the outer ones) and their resolved context.
+    fn vars(&self, layers: &[Arc<Vars>]) -> Arc<Resolved> {
+        let key: Vec<usize> = layers.iter().map(|l| Arc::as_ptr(l) as usize).collect();
+        let mut cache = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let mut all: Vec<&Vars> = layers.iter().map(|l| l.as_ref()).collect();
+                all.extend(self.outer.iter());
+                let raw = merge(&all);
+                let ctx = resolve(&self.templates, &raw, &self.magic).context;
+                Arc::new(Resolved {
+                    _layers: layers.to_vec(),
+                    raw,
+                    ctx,
+                })
+            })
+            .clone()
     }
 
     /// The items of `expr` (a list, or one `{{ expression }}` rendering to one). A list, or a variable
@@ -199,10 +224,8 @@ impl LoopVars {
     /// per host with the rest of the item when the task runs. Any other expression must render whole.
     fn items(&self, layers: &[Arc<Vars>], expr: &Y) -> Result<Vec<serde_json::Value>, String> {
         let v = serde_json::to_value(expr).map_err(|e| e.to_string())?;
-        let mut all: Vec<&Vars> = layers.iter().map(|l| l.as_ref()).collect();
-        all.extend(self.outer.iter());
-        let raw = merge(&all);
-        let ctx = resolve(&self.templates, &raw, &self.magic).context;
+        let vars = self.vars(layers);
+        let (raw, ctx) = (&vars.raw, &vars.ctx);
         let named = match &v {
             serde_json::Value::String(s) => whole_expression(s)
                 .map(str::trim)
@@ -212,8 +235,8 @@ impl LoopVars {
         };
         let out = match (named, &v) {
             (Some(list @ serde_json::Value::Array(_)), _)
-            | (None, list @ serde_json::Value::Array(_)) => self.lenient(list, &ctx),
-            _ => self.templates.render_value(&v, &ctx)?,
+            | (None, list @ serde_json::Value::Array(_)) => self.lenient(list, ctx),
+            _ => self.templates.render_value(&v, ctx)?,
         };
         match out {
             serde_json::Value::Array(a) => Ok(a),
@@ -247,14 +270,22 @@ impl LoopVars {
         item: &serde_json::Value,
         text: &str,
     ) -> Result<String, String> {
-        let mut magic = self.magic.clone();
-        magic.insert(var.to_string(), item.clone());
-        let mut all: Vec<&Vars> = layers.iter().map(|l| l.as_ref()).collect();
-        all.extend(self.outer.iter());
-        let raw = merge(&all);
-        let ctx = resolve(&self.templates, &raw, &magic).context;
+        let vars = self.vars(layers);
+        let mut bound = Vars::new();
+        bound.insert(var.to_string(), item.clone());
+        let ctx = minijinja::value::merge_maps([
+            vars.ctx.clone(),
+            minijinja::Value::from_serialize(&bound),
+        ]);
         self.templates.render_str(text, &ctx)
     }
+}
+
+/// One set of layers as a loop sees them.
+struct Resolved {
+    _layers: Vec<Arc<Vars>>,
+    raw: Vars,
+    ctx: minijinja::Value,
 }
 
 struct Loader<'a> {
@@ -744,7 +775,9 @@ impl Loader<'_> {
         };
         let mut layers: Vec<Arc<Vars>> = f.defaults.iter().rev().cloned().collect();
         layers.extend(f.includes.iter().cloned());
-        layers.push(Arc::new(vars));
+        if !vars.is_empty() {
+            layers.push(Arc::new(vars));
+        }
         let why = "a loop's list is rendered from the vars that are the same for every host (module defaults, playbook, play and include vars, inventory vars, -e, groups, hostvars), never a host's own";
         let items = self
             .loops
