@@ -1002,7 +1002,7 @@ fn ei_cluster_as_the_guide_sets_it() {
     // The health gate waits for the cluster's "Member joined".
     assert!(graph["h3"]
         .iter()
-        .any(|t| t == "wso2_health | health log line"));
+        .any(|t| t == "cluster health | health log line"));
     // The guide's three virtual hosts.
     let http = read(&out, "h4", "/etc/nginx/conf.d/ei.http.conf");
     assert!(
