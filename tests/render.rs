@@ -380,3 +380,95 @@ fn the_active_active_example_renders_each_nodes_deployment_toml() {
         "render wrote controller state"
     );
 }
+
+/// Partial edits are applied to what the controller knows of their file: a file a controller archive
+/// unpacks (read from the zip), one an earlier template wrote; each edit is listed with the file it
+/// leaves, the last one written; a secret value is a placeholder; an edit of a file the controller does
+/// not know (the host's own) is not rendered, nor are edits after a `sensitive: true` one.
+#[test]
+fn partial_edits_apply_to_files_an_archive_or_an_earlier_task_gives() {
+    let p = project();
+    let pack = p.path().join("pack");
+    std::fs::create_dir_all(pack.join("app-1.0/conf")).unwrap();
+    std::fs::write(
+        pack.join("app-1.0/conf/server.xml"),
+        "<server>\n  <!-- the port -->\n  <port>80</port>\n  <!--Host>example</Host-->\n  <key>none</key>\n</server>\n",
+    )
+    .unwrap();
+    let st = std::process::Command::new("zip")
+        .args(["-qr", "../app-1.0.zip", "app-1.0"])
+        .current_dir(&pack)
+        .status()
+        .expect("zip");
+    assert!(st.success());
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - name: app
+    hosts: web
+    tasks:
+      - name: pack
+        unarchive: { src: "{{ inventory_dir }}/app-1.0.zip", dest: /opt, creates: /opt/app-1.0/conf/server.xml }
+      - name: port
+        xml: { path: /opt/app-1.0/conf/server.xml, xpath: /server/port, value: "{{ app_port }}" }
+      - name: host
+        xml: { path: /opt/app-1.0/conf/server.xml, xpath: /server/Host, uncomment: true, value: "{{ inventory_hostname }}" }
+      - name: key
+        xml: { path: /opt/app-1.0/conf/server.xml, xpath: /server/key, value: "{{ api_key }}" }
+      - name: env
+        template: { src: app.conf.j2, dest: /etc/app/app.conf }
+      - name: env extra
+        lineinfile: { path: /etc/app/app.conf, line: "extra = 1" }
+      - name: hosts
+        lineinfile: { path: /etc/hosts, line: "10.0.0.1 db" }
+      - name: hidden
+        sensitive: true
+        lineinfile: { path: /etc/app/app.conf, line: "hidden = 1" }
+      - name: after hidden
+        lineinfile: { path: /etc/app/app.conf, line: "more = 1" }
+"#,
+    );
+    let r = render(&p, "out", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!p.path().join("contacted").exists(), "a host was contacted");
+    let out = p.path().join("out");
+    assert_eq!(
+        read(&out, "h1/opt/app-1.0/conf/server.xml"),
+        "<server>\n  <!-- the port -->\n  <port>8080</port>\n  <Host>h1</Host>\n  <key>(sensitive)</key>\n</server>\n"
+    );
+    let idx = index(&out);
+    assert_eq!(entry(&idx, "h1", "key")["status"], "written");
+    assert_eq!(entry(&idx, "h1", "key")["sensitive"], true);
+    let port = entry(&idx, "h1", "port");
+    assert_eq!(port["status"], "not written");
+    assert!(
+        port["why"].as_str().unwrap().contains("task `host`")
+            && port["why"].as_str().unwrap().contains("edits it later"),
+        "{port}"
+    );
+    // The template's file, edited once; the edit marked sensitive: true is not shown, and what follows
+    // it cannot be told.
+    assert_eq!(
+        entry(&idx, "h1", "env extra")["status"],
+        "not written",
+        "{idx}"
+    );
+    assert_eq!(entry(&idx, "h1", "hidden")["status"], "not written");
+    assert!(!out.join("h1/etc/app/app.conf").exists());
+    for t in ["hosts", "after hidden"] {
+        assert!(
+            idx["hosts"]["h1"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["task"] != t),
+            "{t} rendered: {idx}"
+        );
+    }
+    let text = read(&out, "h2/opt/app-1.0/conf/server.xml");
+    assert!(
+        text.contains("<Host>h2</Host>") && !text.contains(API_KEY),
+        "{text}"
+    );
+}

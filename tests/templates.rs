@@ -135,6 +135,7 @@ fn shipped_templates_render_as_ansible_renders_them() {
         ("nginx_lb", "nginx.conf"),
         ("nginx_lb", "portal.conf"),
         ("nginx_lb", "gateway.conf"),
+        ("nginx_lb", "vhost.conf"),
         ("wso2_service", "wso2am.service"),
     ];
     for scenario in ["on", "off"] {

@@ -1,4 +1,5 @@
-//! `render`: every whole file the plan's `copy` and `template` tasks would write, put under
+//! `render`: every whole file the plan's `copy` and `template` tasks would write (and the partial edits of
+//! files the controller knows, applied), put under
 //! `DIR/<host>/<absolute dest>` with `DIR/index.json` saying what each task's file became, so an operator
 //! reviews exact configs before an apply and tests read them without a lab. No host is touched: the
 //! files come from what preparing the run (as `validate` does) already built on the controller.

@@ -2,11 +2,14 @@
 //! notified, then its `post_tasks` (and the handlers those notified) on the hosts its pattern selects,
 //! all of them at once or in `serial:` batches. `include: NAME` pulls in the reusable bundle `modules/NAME/` (`tasks.yaml`,
 //! optional `defaults.yaml` and `handlers.yaml`, `templates/`, `files/`) with vars of its own.
+//! A task or include with `loop:` is repeated once per item of a list (see [`LoopVars`]).
 //! Everything here is checked when loading: unknown resource types, unknown modules, unknown handlers.
 
 use super::error::{parse_yaml, read, ModelError};
 use super::location::{clean, Lines, Location};
 use super::serial::{Serial, SerialSpec};
+use super::template::{whole_expression, Templates};
+use super::vars::{merge, resolve};
 use super::Vars;
 use crate::resources;
 use serde::Deserialize;
@@ -163,12 +166,133 @@ const TASK_KEYS: &[&str] = &[
     "vars",
     "timeout",
     "sensitive",
+    "loop",
+    "loop_var",
 ];
 
-struct Loader {
+/// What a `loop:` is evaluated with when the playbook is loaded: the variables that are the same for
+/// every host, as for `serial:`. A loop makes tasks, and every host must run the same tasks (the graph,
+/// `depends_on` and the reports name them), so its list cannot depend on group or host vars; each item
+/// itself is still rendered per host, with that host's vars, when the tasks run.
+#[derive(Default)]
+pub struct LoopVars {
+    templates: Templates,
+    /// Layers above the playbook's (inventory `vars`, then `-e`), lowest first.
+    outer: Vec<Vars>,
+    /// Variables nothing overrides (`groups`, `hostvars`, `inventory_dir`, `playbook_dir`).
+    magic: Vars,
+    /// The variables of each set of layers, resolved once (the loops of one module share them), keyed
+    /// by the layers' addresses: the merged raw layers and their context, with the layers themselves
+    /// (held, so that no other layer can take an address while it is a key).
+    resolved: std::sync::Mutex<std::collections::HashMap<Vec<usize>, Arc<Resolved>>>,
+}
+
+impl LoopVars {
+    /// Loops evaluated with `outer` above the playbook's layers and `magic` on top of all.
+    pub fn new(outer: Vec<Vars>, magic: Vars) -> Self {
+        LoopVars {
+            templates: Templates::new(),
+            outer,
+            magic,
+            resolved: Default::default(),
+        }
+    }
+
+    /// The merged raw variables of `layers` (and the outer ones) and their resolved context.
+    fn vars(&self, layers: &[Arc<Vars>]) -> Arc<Resolved> {
+        let key: Vec<usize> = layers.iter().map(|l| Arc::as_ptr(l) as usize).collect();
+        let mut cache = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let mut all: Vec<&Vars> = layers.iter().map(|l| l.as_ref()).collect();
+                all.extend(self.outer.iter());
+                let raw = merge(&all);
+                let ctx = resolve(&self.templates, &raw, &self.magic).context;
+                Arc::new(Resolved {
+                    _layers: layers.to_vec(),
+                    raw,
+                    ctx,
+                })
+            })
+            .clone()
+    }
+
+    /// The items of `expr` (a list, or one `{{ expression }}` rendering to one). A list, or a variable
+    /// named alone (`{{ edits }}`) that holds one, only needs its length here: a value inside an item
+    /// that reads what only a host has (`ansible_host`, `hostvars`) stays as written, and is rendered
+    /// per host with the rest of the item when the task runs. Any other expression must render whole.
+    fn items(&self, layers: &[Arc<Vars>], expr: &Y) -> Result<Vec<serde_json::Value>, String> {
+        let v = serde_json::to_value(expr).map_err(|e| e.to_string())?;
+        let vars = self.vars(layers);
+        let (raw, ctx) = (&vars.raw, &vars.ctx);
+        let named = match &v {
+            serde_json::Value::String(s) => whole_expression(s)
+                .map(str::trim)
+                .filter(|n| is_ident(n))
+                .and_then(|n| raw.get(n)),
+            _ => None,
+        };
+        let out = match (named, &v) {
+            (Some(list @ serde_json::Value::Array(_)), _)
+            | (None, list @ serde_json::Value::Array(_)) => self.lenient(list, ctx),
+            _ => self.templates.render_value(&v, ctx)?,
+        };
+        match out {
+            serde_json::Value::Array(a) => Ok(a),
+            other => Err(format!("renders as {other}, not a list")),
+        }
+    }
+
+    /// `v` with every string that renders here rendered, the others kept as written.
+    fn lenient(&self, v: &serde_json::Value, ctx: &minijinja::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match v {
+            J::String(_) => self
+                .templates
+                .render_value(v, ctx)
+                .unwrap_or_else(|_| v.clone()),
+            J::Array(a) => J::Array(a.iter().map(|x| self.lenient(x, ctx)).collect()),
+            J::Object(m) => J::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.lenient(x, ctx)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// `text` rendered with `var` bound to `item`.
+    fn render(
+        &self,
+        layers: &[Arc<Vars>],
+        var: &str,
+        item: &serde_json::Value,
+        text: &str,
+    ) -> Result<String, String> {
+        let vars = self.vars(layers);
+        let mut bound = Vars::new();
+        bound.insert(var.to_string(), item.clone());
+        let ctx = minijinja::value::merge_maps([
+            vars.ctx.clone(),
+            minijinja::Value::from_serialize(&bound),
+        ]);
+        self.templates.render_str(text, &ctx)
+    }
+}
+
+/// One set of layers as a loop sees them.
+struct Resolved {
+    _layers: Vec<Arc<Vars>>,
+    raw: Vars,
+    ctx: minijinja::Value,
+}
+
+struct Loader<'a> {
     modules: Vec<PathBuf>,
     pb: Playbook,
     stack: Vec<String>,
+    loops: &'a LoopVars,
 }
 
 /// The context in which a list of tasks is read.
@@ -193,6 +317,15 @@ impl Playbook {
     /// the project's `modules/` (next to the playbook, or in its parent directory), then each of
     /// `module_path` (the operator's own, from the inventory).
     pub fn load(path: &Path, module_path: &[PathBuf]) -> Result<Self, ModelError> {
+        Self::load_with(path, module_path, &LoopVars::default())
+    }
+
+    /// [`Playbook::load`], with `loop:` lists evaluated against `loops` (the inventory's vars, `-e`).
+    pub fn load_with(
+        path: &Path,
+        module_path: &[PathBuf],
+        loops: &LoopVars,
+    ) -> Result<Self, ModelError> {
         let text = read(path)?;
         let mut value: Y = parse_yaml(path, &text)?;
         let lines = Arc::new(Lines::index(path, &text)?);
@@ -243,6 +376,7 @@ impl Playbook {
                 vars: Arc::new(shared),
             },
             stack: Vec::new(),
+            loops,
         };
         let pb_vars = l.pb.vars.clone();
         for (i, p) in raw.plays.into_iter().enumerate() {
@@ -335,7 +469,7 @@ fn vars_files(dir: &Path, files: &[String], lines: &Lines) -> Result<Vars, Model
     Ok(merged)
 }
 
-impl Loader {
+impl Loader<'_> {
     fn tasks(&mut self, list: &[Y], f: &Frame) -> Result<(), ModelError> {
         for (i, t) in list.iter().enumerate() {
             let loc = f.lines.at(&format!("{}.{i}", f.prefix));
@@ -355,6 +489,12 @@ impl Loader {
         f: &Frame,
     ) -> Result<(), ModelError> {
         let get = |k: &str| map.get(Y::from(k));
+        if let Some(list) = get("loop") {
+            return self.looped(map, list, loc, at, f);
+        }
+        if get("loop_var").is_some() {
+            return Err(ModelError::at(loc, "`loop_var` only goes with `loop`"));
+        }
         let name = match get("name") {
             Some(Y::String(s)) => Some(s.clone()),
             Some(_) => return Err(ModelError::at(loc, "`name` must be a string")),
@@ -564,6 +704,110 @@ impl Loader {
             play.post_tasks.push(id)
         } else {
             play.tasks.push(id)
+        }
+        Ok(())
+    }
+
+    /// A task or include with `loop:`: once per item, with the item bound to `loop_var` (`item` by
+    /// default) and the task's `name` rendered with it. Each copy's item is a variable like any other,
+    /// rendered per host: an item of a literal list is that element (its templates included), an item of
+    /// `{{ expr }}` is `{{ (expr)[i] }}`. The list itself is evaluated here, once, from the variables
+    /// that are the same for every host ([`LoopVars`]), since it decides which tasks exist.
+    fn looped(
+        &mut self,
+        map: &Mapping,
+        list: &Y,
+        loc: &Location,
+        at: &str,
+        f: &Frame,
+    ) -> Result<(), ModelError> {
+        let get = |k: &str| map.get(Y::from(k));
+        if f.handler {
+            return Err(ModelError::at(
+                loc,
+                "a handler cannot loop: it runs once per host when notified",
+            ));
+        }
+        if get("register").is_some() {
+            return Err(ModelError::at(
+                loc,
+                "`register` cannot be used with `loop` (each item would replace the last one's result)",
+            ));
+        }
+        let var = match get("loop_var") {
+            None => "item".to_string(),
+            Some(Y::String(s)) if is_ident(s) => s.clone(),
+            Some(_) => return Err(ModelError::at(loc, "`loop_var` must be a variable name")),
+        };
+        let Some(Y::String(name)) = get("name") else {
+            return Err(ModelError::at(
+                loc,
+                format!("a loop needs a `name` that tells its items apart, e.g. `name: \"db {{{{ {var}.name }}}}\"`"),
+            ));
+        };
+        let reference = |i: usize| -> Result<serde_json::Value, ModelError> {
+            match list {
+                Y::Sequence(items) => serde_json::to_value(&items[i])
+                    .map_err(|e| ModelError::at(loc, format!("`loop`: {e}"))),
+                Y::String(s) => match whole_expression(s) {
+                    Some(expr) => Ok(format!("{{{{ ({expr})[{i}] }}}}").into()),
+                    None => Err(ModelError::at(
+                        loc,
+                        "`loop` takes a list or one `{{ expression }}` rendering to a list",
+                    )),
+                },
+                _ => Err(ModelError::at(
+                    loc,
+                    "`loop` takes a list or one `{{ expression }}` rendering to a list",
+                )),
+            }
+        };
+        if f.includes.iter().any(|l| l.contains_key(&var)) {
+            return Err(ModelError::at(
+                loc,
+                "a loop inside another loop needs its own `loop_var` (the outer one binds it too)",
+            ));
+        }
+        let vars: Vars = match get("vars") {
+            Some(v) => serde_yaml::from_value(v.clone())
+                .map_err(|e| ModelError::at(loc, format!("`vars`: {e}")))?,
+            None => Vars::new(),
+        };
+        let mut layers: Vec<Arc<Vars>> = f.defaults.iter().rev().cloned().collect();
+        layers.extend(f.includes.iter().cloned());
+        if !vars.is_empty() {
+            layers.push(Arc::new(vars));
+        }
+        let why = "a loop's list is rendered from the vars that are the same for every host (module defaults, playbook, play and include vars, inventory vars, -e, groups, hostvars), never a host's own";
+        let items = self
+            .loops
+            .items(&layers, list)
+            .map_err(|e| ModelError::at(loc, format!("`loop`: {e} ({why})")))?;
+        let mut seen: Vec<String> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let label = self.loops.render(&layers, &var, item, name).map_err(|e| {
+                ModelError::at(loc, format!("`name` of item {}: {e} ({why})", i + 1))
+            })?;
+            if let Some(j) = seen.iter().position(|n| *n == label) {
+                return Err(ModelError::at(
+                    loc,
+                    format!(
+                        "loop items {} and {} both name the task `{label}`: put what tells them apart in `name`",
+                        j + 1,
+                        i + 1
+                    ),
+                ));
+            }
+            seen.push(label.clone());
+            let mut one = map.clone();
+            one.remove(Y::from("loop"));
+            one.remove(Y::from("loop_var"));
+            one.insert(Y::from("name"), Y::from(label));
+            let mut bound = Vars::new();
+            bound.insert(var.clone(), reference(i)?);
+            let mut sub = f.clone();
+            sub.includes.push(Arc::new(bound));
+            self.task(&one, loc, at, &sub)?;
         }
         Ok(())
     }

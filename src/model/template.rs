@@ -355,7 +355,7 @@ fn resolves(ctx: &Value, dotted: &str) -> bool {
     true
 }
 
-fn whole_expression(s: &str) -> Option<&str> {
+pub(crate) fn whole_expression(s: &str) -> Option<&str> {
     let t = s.trim_matches(' ');
     let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {

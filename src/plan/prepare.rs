@@ -1,6 +1,7 @@
 //! Loading, resolving and checking everything before any host is touched.
 
 use super::graph::TaskGraph;
+use crate::model::playbook::LoopVars;
 use crate::model::template::Templates;
 use crate::model::vars::{merge, resolve, secret_names, Resolved};
 use crate::model::{
@@ -274,7 +275,6 @@ pub fn prepare_with(
             ))
         }
     };
-    let pb = Playbook::load(&pb_path, &inv.module_path)?;
     let templates = Arc::new(Templates::new());
 
     let groups: serde_json::Map<String, serde_json::Value> = std::iter::once("all".to_string())
@@ -287,12 +287,14 @@ pub fn prepare_with(
             .display()
             .to_string()
     };
+    let pb_dir = match pb_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let mut shared = Vars::new();
     shared.insert("groups".into(), groups.into());
     shared.insert("inventory_dir".into(), dir_of(&inv.dir).into());
-    shared.insert("playbook_dir".into(), dir_of(&pb.dir).into());
-    let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
-    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
+    shared.insert("playbook_dir".into(), dir_of(&pb_dir).into());
     let magic_for = |host: &str| -> Vars {
         let h = inv.host(host).expect("known host");
         let mut m = shared.clone();
@@ -320,6 +322,14 @@ pub fn prepare_with(
         remember(&raw, &r);
         hostvars.insert(h.name.clone(), r.vars.into());
     }
+    // `loop:` lists make tasks: rendered from what every host shares (`hostvars` is the same on every
+    // host), like `serial:`.
+    let mut loop_magic = shared.clone();
+    loop_magic.insert("hostvars".into(), hostvars.clone().into());
+    let loops = LoopVars::new(vec![inv.vars.clone(), opts.extra.clone()], loop_magic);
+    let pb = Playbook::load_with(&pb_path, &inv.module_path, &loops)?;
+    let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
+    let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
     let mut contexts: HashMap<(String, usize), Arc<Resolved>> = HashMap::new();
     let mut secret_vars: HashMap<(String, usize), BTreeSet<String>> = HashMap::new();
     for n in graph.graph.node_weights() {

@@ -14,7 +14,13 @@
 //!   written). A `when` reading registered results, and a handler (run only when notified), are
 //!   undecided: listed, not written.
 //! - A file a later task of the host writes again is not written: the later one is what the host ends
-//!   with. Later partial edits (`lineinfile`, `xml`, …) are not applied.
+//!   with.
+//! - A partial edit (`lineinfile`, `blockinfile`, `xml`, …) is applied to what the host's earlier tasks
+//!   leave in its file, when the controller knows that: a file an earlier task wrote or edited, or one an
+//!   earlier `unarchive` of a controller archive unpacks (read from the archive with `unzip`/`tar`),
+//!   as on a host provisioned for the first time. Each such edit is listed with the whole file it
+//!   leaves. A file the controller does not know (the host's own `/etc/hosts`) is not rendered, nor are
+//!   later edits of a file whose content became unknown (an undecided or `sensitive: true` edit).
 
 use super::prepare::{Prepared, OTHER_HOSTS};
 use crate::model::ModelError;
@@ -22,7 +28,9 @@ use crate::report::mask::MASK;
 use crate::resources::{as_text, is_key_material, writes_whole_file, Attrs};
 use minijinja::value::{Object, ObjectRepr, Value};
 use petgraph::graph::NodeIndex;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 /// What a value read from a registered result renders as: no run has registered it yet.
@@ -78,13 +86,78 @@ impl Object for Unknown {
     }
 }
 
+/// What a host's earlier tasks leave in its files, as far as the controller knows: the content each
+/// path was last written or edited to (`None`: changed in a way render cannot tell), and the controller
+/// archives unpacked so far, with the directory each went into.
+#[derive(Default)]
+struct HostFiles {
+    known: HashMap<String, Option<Vec<u8>>>,
+    archives: Vec<(PathBuf, String)>,
+}
+
+impl HostFiles {
+    /// The content of `path` before the next task: written by an earlier one, or in an archive
+    /// unpacked over it (the last one that has it). `None` when the controller cannot know it.
+    fn content(&self, path: &str) -> Option<Vec<u8>> {
+        if let Some(known) = self.known.get(path) {
+            return known.clone();
+        }
+        self.archives
+            .iter()
+            .rev()
+            .find_map(|(archive, dest)| from_archive(archive, dest, path))
+    }
+}
+
+/// `path` as `archive` unpacked into `dest` has it, read on the controller (`unzip -p`, `tar -xO`).
+fn from_archive(archive: &Path, dest: &str, path: &str) -> Option<Vec<u8>> {
+    let member = path
+        .strip_prefix(dest.trim_end_matches('/'))?
+        .strip_prefix('/')?;
+    if member.is_empty() {
+        return None;
+    }
+    let name = archive.to_string_lossy().to_ascii_lowercase();
+    let out = if name.ends_with(".zip") {
+        Command::new("unzip")
+            .arg("-p")
+            .arg(archive)
+            .arg(member)
+            .output()
+    } else {
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(archive)
+            .arg(member)
+            .output()
+    }
+    .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
 impl Prepared {
-    /// The whole-file tasks of `host`, in the order they run. A file that a later task of the host
-    /// writes again is not written (the later one is what the host ends with).
+    /// The whole-file tasks of `host`, and the partial edits of files the controller knows, in the
+    /// order they run. A file that a later task of the host writes or edits again is not written (the
+    /// later one is what the host ends with).
     pub fn render_host(&self, host: &str) -> Result<Vec<RenderedFile>, ModelError> {
         let mut out = Vec::new();
+        let mut files = HostFiles::default();
         for &node in self.graph.hosts.get(host).into_iter().flatten() {
-            if let Some(f) = self.render_node(node)? {
+            let f = if writes_whole_file(&self.task(node).kind) {
+                self.render_node(node)?
+            } else {
+                self.render_edit(node, &mut files)
+            };
+            if let Some(f) = f {
+                // What the next edit of the file applies to: the content as rendered (secrets as
+                // placeholders); a file not written is one render cannot tell.
+                if let Some(dest) = &f.dest {
+                    let now = match &f.outcome {
+                        Outcome::Written(c) => Some(c.clone()),
+                        _ => None,
+                    };
+                    files.known.insert(dest.clone(), now);
+                }
                 out.push(f);
             }
         }
@@ -94,11 +167,84 @@ impl Prepared {
                 .find(|l| l.dest.is_some() && l.dest == out[i].dest);
             if let (Some(l), Outcome::Written(_)) = (later, &out[i].outcome) {
                 let t = self.task(l.node);
+                let how = if writes_whole_file(&t.kind) {
+                    "writes"
+                } else {
+                    "edits"
+                };
                 out[i].outcome =
-                    Outcome::NotWritten(format!("task `{}` ({}) writes it later", t.name, t.loc));
+                    Outcome::NotWritten(format!("task `{}` ({}) {how} it later", t.name, t.loc));
             }
         }
         Ok(out)
+    }
+
+    /// A partial edit of a file whose content the controller knows, applied to it; an `unarchive` of a
+    /// controller archive is remembered for the edits that follow. `None` for any other task, and for
+    /// an edit whose file is unknown.
+    fn render_edit(&self, node: NodeIndex, files: &mut HostFiles) -> Option<RenderedFile> {
+        let t = self.task(node);
+        let prep = &self.nodes[node.index()];
+        if prep.when == Some(false) {
+            return None;
+        }
+        let ctx = self.context_with(node, self.unknowns(&prep.reads));
+        let decided = !t.handler && !self.when_reads_registered(node);
+        let resource = match &prep.resource {
+            Some(r) => r.clone(),
+            None => {
+                if decided && !self.condition(node, &ctx).ok()? {
+                    return None;
+                }
+                self.build(node, &ctx).ok()?
+            }
+        };
+        if let Some((archive, dest)) = resource.archive() {
+            if decided {
+                files
+                    .archives
+                    .push((archive.to_path_buf(), dest.to_string()));
+            }
+            return None;
+        }
+        let path = resource.edited_path()?.to_string();
+        let base = files.content(&path)?;
+        let mut file = RenderedFile {
+            node,
+            dest: Some(path.clone()),
+            attrs: Attrs::default(),
+            sensitive: prep.sensitive,
+            known_after_apply: !prep.reads.is_empty(),
+            outcome: Outcome::Skipped,
+        };
+        if !decided {
+            file.outcome = Outcome::Undecided(if t.handler {
+                "a handler: runs only when notified".into()
+            } else {
+                "its `when` reads registered results".into()
+            });
+            return Some(file);
+        }
+        if t.sensitive {
+            file.outcome = Outcome::NotWritten("the task says `sensitive: true`".into());
+            return Some(file);
+        }
+        let edited = if prep.sensitive {
+            let masked = self.secrets_as(node, &ctx, &|_| MASK.to_string());
+            self.build(node, &masked)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.edit_content(&base).map_err(|e| e.to_string()))
+        } else {
+            resource.edit_content(&base).map_err(|e| e.to_string())
+        };
+        file.outcome = match edited {
+            Ok(new) => Outcome::Written(self.masked(&new)),
+            Err(e) => Outcome::NotWritten(format!(
+                "the edit cannot be applied to what earlier tasks leave: {}",
+                self.masker.mask(&e)
+            )),
+        };
+        Some(file)
     }
 
     /// One node's file, or `None` when its type writes no whole file.

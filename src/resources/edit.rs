@@ -370,6 +370,14 @@ impl<T: TextEditor> Resource for T {
         Reads::Paths(vec![self.file().path.clone()])
     }
 
+    fn edited_path(&self) -> Option<&str> {
+        Some(&self.file().path)
+    }
+
+    fn edit_content(&self, old: &[u8]) -> Result<Vec<u8>, ResourceError> {
+        self.edit(old).map(|e| e.content)
+    }
+
     fn effects(&self, change: &Change) -> Vec<Effect> {
         self.file().effects(change)
     }

@@ -592,6 +592,26 @@ pub trait Resource: Send + Sync {
     fn whole_file(&self) -> Option<WholeFile<'_>> {
         None
     }
+
+    /// The file this resource edits part of (`lineinfile`, `xml`, …), for `render`, which applies the
+    /// edit to the content earlier tasks leave there when the controller knows it.
+    fn edited_path(&self) -> Option<&str> {
+        None
+    }
+
+    /// The whole content this resource's edit makes of `old` (only for a type with an
+    /// [`edited_path`](Resource::edited_path)).
+    fn edit_content(&self, _old: &[u8]) -> Result<Vec<u8>, ResourceError> {
+        Err(ResourceError::Failed(
+            "this resource edits no file".to_string(),
+        ))
+    }
+
+    /// The controller archive this resource unpacks and the host directory it unpacks into, for
+    /// `render`, which reads a file an edit needs from the archive when no earlier task wrote it.
+    fn archive(&self) -> Option<(&std::path::Path, &str)> {
+        None
+    }
 }
 
 /// A file as a resource will write it, whole: see [`Resource::whole_file`].

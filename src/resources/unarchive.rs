@@ -264,6 +264,13 @@ if [ ! -e "$creates" ] && [ ! -L "$creates" ]; then echo "archive did not create
 
 #[async_trait]
 impl Resource for Unarchive {
+    fn archive(&self) -> Option<(&std::path::Path, &str)> {
+        match &self.source {
+            Source::Controller(p) => Some((p.as_path(), self.dest.as_str())),
+            Source::Host(_) => None,
+        }
+    }
+
     fn describe(&self) -> String {
         format!("unarchive {} -> {}", self.src_name(), self.dest)
     }

@@ -94,9 +94,14 @@ pub fn run(p: &Project, inventory: &str, cmd: &str, vars: &[String], extra: &[&s
 /// When the host's wso2am service last entered the active state (monotonic µs, one clock for every lab
 /// host; changes on a restart).
 pub fn started_at(host: &str) -> u64 {
+    started_at_unit(host, "wso2am")
+}
+
+/// When `unit` on `host` last entered the active state (see [`started_at`]).
+pub fn started_at_unit(host: &str, unit: &str) -> u64 {
     let (_, out) = lab::ssh(
         host,
-        "systemctl show -p ActiveEnterTimestampMonotonic --value wso2am",
+        &format!("systemctl show -p ActiveEnterTimestampMonotonic --value {unit}"),
     );
     out.trim()
         .parse()
@@ -106,9 +111,14 @@ pub fn started_at(host: &str) -> u64 {
 /// The JVM's command line of the host's running wso2am: what shows the heap and profile it was started
 /// with, and so whether a change reached the running server.
 pub fn java_args(host: &str) -> String {
+    java_args_unit(host, "wso2am")
+}
+
+/// The JVM's command line of `unit` on `host` (see [`java_args`]).
+pub fn java_args_unit(host: &str, unit: &str) -> String {
     lab::ssh(
         host,
-        "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value wso2am)/cmdline",
+        &format!("tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value {unit})/cmdline"),
     )
     .1
 }
@@ -118,10 +128,19 @@ pub fn java_args(host: &str) -> String {
 /// timer on h2 would push into the next test's nodes, nginx on h4 holds port 9443), and no product
 /// databases or account on h1.
 pub fn fresh_hosts() {
-    for h in ["h1", "h2", "h3", "h4"] {
-        lab::ssh(h, "systemctl disable --now wso2am wso2-sync.timer nginx 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-4.2.* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am.service /etc/systemd/system/wso2-sync.* /var/lib/wso2-sync /etc/nginx/conf.d/*.conf; sed -i '/apim-provision cluster names/,/apim-provision cluster names/d' /etc/hosts; systemctl daemon-reload; true");
+    fresh(&["h1", "h2", "h3", "h4"]);
+}
+
+/// [`fresh_hosts`] for `hosts` (a lab of more hosts: the ones a test uses). Every WSO2 product the
+/// playbooks install goes: the 4.x one, the Carbon instances (`wso2am-<component>`) and EI, with their
+/// databases, since one left running holds the ports the next topology's nodes need.
+pub fn fresh(hosts: &[&str]) {
+    for h in hosts {
+        lab::ssh(h, "for u in $(systemctl list-units --all --plain --no-legend 'wso2am*' 'wso2ei*' | awk '{print $1}'); do systemctl disable --now \"$u\"; done; systemctl disable --now wso2am wso2-sync.timer nginx 2>/dev/null; rm -rf /opt/wso2am /opt/wso2am-* /opt/wso2ei /opt/wso2ei-* /opt/java/jdk-17-* /var/cache/apim-provision /etc/systemd/system/wso2am*.service /etc/systemd/system/wso2ei*.service /etc/systemd/system/wso2-sync.* /var/lib/wso2-sync /etc/nginx/conf.d/*.conf; sed -i '/apim-provision cluster names/,/apim-provision cluster names/d' /etc/hosts; systemctl daemon-reload; true");
     }
-    lab::ssh("h1", "command -v mysql >/dev/null && mysql -e 'DROP DATABASE IF EXISTS WSO2AM_DB; DROP DATABASE IF EXISTS WSO2SHARED_DB; DROP USER IF EXISTS apimuser@\"10.231.0.%\"'; true");
+    if hosts.contains(&"h1") {
+        lab::ssh("h1", "command -v mysql >/dev/null && for d in WSO2AM_DB WSO2SHARED_DB apimgtdb userdb regdb WSO2_USER_DB REGISTRY_DB REGISTRY_LOCAL1 REGISTRY_LOCAL2; do mysql -e \"DROP DATABASE IF EXISTS $d\"; done && mysql -e 'DROP USER IF EXISTS apimuser@\"10.231.0.%\"; DROP USER IF EXISTS regadmin@\"10.231.0.%\"'; true");
+    }
 }
 
 /// The stand-in's health answer at `url` (TLS verified against the cluster CA; `resolve` pins a
@@ -158,10 +177,15 @@ pub fn nodes_behind(
 /// A systemd timestamp property of the host's wso2am (e.g. ActiveEnterTimestamp) as epoch
 /// milliseconds, to compare with the stand-in's own `started_at`.
 pub fn unit_time_ms(host: &str, prop: &str) -> u64 {
+    unit_time_ms_of(host, "wso2am", prop)
+}
+
+/// [`unit_time_ms`] of `unit`.
+pub fn unit_time_ms_of(host: &str, unit: &str, prop: &str) -> u64 {
     let (_, out) = lab::ssh(
         host,
         &format!(
-            "date -d \"$(systemctl show -p {prop} --value --timestamp=us+utc wso2am)\" +%s%3N"
+            "date -d \"$(systemctl show -p {prop} --value --timestamp=us+utc {unit})\" +%s%3N"
         ),
     );
     out.trim()
@@ -174,9 +198,14 @@ pub fn unit_time_ms(host: &str, prop: &str) -> u64 {
 /// `extra` arguments, neither showing a secret of the inventory. The project and the cluster CA's
 /// path.
 pub fn first_converge(inventory: &str, extra: &[&str]) -> (Project, PathBuf) {
+    first_converge_on(inventory, &["h1", "h2", "h3", "h4"], extra)
+}
+
+/// [`first_converge`] with `hosts` made fresh first (a lab of more hosts).
+pub fn first_converge_on(inventory: &str, hosts: &[&str], extra: &[&str]) -> (Project, PathBuf) {
     let p = project(inventory, |s| s);
     build_pack(&p.path().join("inventory/files"));
-    fresh_hosts();
+    fresh(hosts);
     let plan = run(&p, inventory, "plan", &[], &[]);
     assert_eq!(plan.code, 2, "{}", plan.all());
     let mut args = vec!["--json"];
@@ -194,6 +223,27 @@ pub fn first_converge(inventory: &str, extra: &[&str]) -> (Project, PathBuf) {
     }
     let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
     (p, ca)
+}
+
+/// The Carbon stand-in servers (API-M 1.x, EI) that answered `url` through the load balancer in `tries`
+/// requests, each as `address` (offset 0) or `address+offset`, from their health answers.
+pub fn carbon_nodes_behind(
+    ca: &Path,
+    url: &str,
+    resolve: &str,
+    tries: usize,
+) -> std::collections::BTreeSet<String> {
+    (0..tries)
+        .map(|_| {
+            let h = health_at(ca, url, Some(resolve))
+                .unwrap_or_else(|| panic!("{url} via {resolve} did not answer 200"));
+            let ip = h["local_ip"].as_str().unwrap_or_default().to_string();
+            match h["offset"].as_u64() {
+                Some(0) | None => ip,
+                Some(o) => format!("{ip}+{o}"),
+            }
+        })
+        .collect()
 }
 
 /// API traffic to `name` through the load balancer at `lb` (80 proxied and 443) reaches exactly the
