@@ -2,14 +2,14 @@
 
 use super::graph::TaskGraph;
 use crate::model::template::Templates;
-use crate::model::vars::{merge, resolve, secret_names, Resolved};
+use crate::model::vars::{merge, resolve, secret_names, Magic, Resolved};
 use crate::model::{
     Inventory, ModelError, Playbook, Serial, SerialError, SerialSpec, TaskSpec, Vars,
 };
 use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
 use minijinja::value::{merge_maps, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -287,18 +287,21 @@ pub fn prepare_with(
             .display()
             .to_string()
     };
-    let mut shared = Vars::new();
-    shared.insert("groups".into(), groups.into());
+    let mut shared = Magic::new();
+    shared.insert("groups".into(), Value::from_serialize(&groups));
     shared.insert("inventory_dir".into(), dir_of(&inv.dir).into());
     shared.insert("playbook_dir".into(), dir_of(&pb.dir).into());
     let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
     let graph = TaskGraph::build(&inv, &pb, opts.limit.as_deref(), &serial)?;
-    let magic_for = |host: &str| -> Vars {
+    let magic_for = |host: &str| -> Magic {
         let h = inv.host(host).expect("known host");
         let mut m = shared.clone();
         m.insert("inventory_hostname".into(), host.into());
-        m.insert("ansible_host".into(), h.address.clone().into());
-        m.insert("group_names".into(), inv.groups_of(host).into());
+        m.insert("ansible_host".into(), h.address.as_str().into());
+        m.insert(
+            "group_names".into(),
+            Value::from_serialize(inv.groups_of(host)),
+        );
         m
     };
     let no_regs = BTreeSet::new();
@@ -309,17 +312,25 @@ pub fn prepare_with(
                 masker.add_leaves(v);
             }
         }
+        // A magic variable listed as secret (`ansible_host`, say) is hidden too.
+        for (k, v) in &r.magic {
+            if secret.contains(k) {
+                masker.add_leaves(&serde_json::to_value(v).unwrap_or_default());
+            }
+        }
         secret
     };
-    let mut hostvars = serde_json::Map::new();
+    // Every host's variables, as `hostvars` shows them; one value shared by every context.
+    let mut hostvars = BTreeMap::new();
     for h in &inv.hosts {
         let mut layers = inv.var_layers(&h.name);
         layers.push(&opts.extra);
         let raw = merge(&layers);
         let r = resolve(&templates, &raw, &magic_for(&h.name));
         remember(&raw, &r);
-        hostvars.insert(h.name.clone(), r.vars.into());
+        hostvars.insert(h.name.clone(), r.context);
     }
+    let hostvars = Value::from(hostvars);
     let mut contexts: HashMap<(String, usize), Arc<Resolved>> = HashMap::new();
     let mut secret_vars: HashMap<(String, usize), BTreeSet<String>> = HashMap::new();
     for n in graph.graph.node_weights() {
@@ -331,7 +342,7 @@ pub fn prepare_with(
         layers.extend(inv.var_layers(&n.host));
         layers.push(&opts.extra);
         let mut magic = magic_for(&n.host);
-        magic.insert("hostvars".into(), hostvars.clone().into());
+        magic.insert("hostvars".into(), hostvars.clone());
         let raw = merge(&layers);
         let r = resolve(&templates, &raw, &magic);
         secret_vars.insert((n.host.clone(), scope), remember(&raw, &r));
@@ -367,7 +378,7 @@ fn serials(
     pb: &Playbook,
     templates: &Templates,
     extra: &Vars,
-    shared: &Vars,
+    shared: &Magic,
 ) -> Result<Vec<Serial>, ModelError> {
     pb.plays
         .iter()
@@ -567,7 +578,7 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
             unresolved.get_or_insert_with(|| {
                 here(format!("variable `{name}` cannot be resolved: {why}"))
             });
-        } else if !ctx_vars.vars.contains_key(&name)
+        } else if !ctx_vars.defines(&name)
             && !p.templates.is_global(&name)
             && !guarded.contains(&name)
         {
