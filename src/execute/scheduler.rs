@@ -5,10 +5,10 @@
 
 use super::host::HostState;
 use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
-use crate::model::Vars;
+use crate::model::{Host, Vars};
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{Action, Change, Effect, Resource};
-use crate::transport::{connect, BatchAnswer, ProbeBatch, TransportError};
+use crate::transport::{connect, BatchAnswer, ProbeBatch, Transport, TransportError};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -34,7 +34,8 @@ struct Run {
     p: Arc<Prepared>,
     mode: Mode,
     hosts: HashMap<String, Arc<HostState>>,
-    forks: Semaphore,
+    /// Hosts worked on at once (see [`HostState::take_fork`]).
+    forks: Arc<Semaphore>,
     done: Vec<watch::Sender<Option<Done>>>,
     sink: Arc<dyn Sink>,
     ctl: Control,
@@ -51,6 +52,16 @@ struct Unfinished<'a> {
     reported: bool,
 }
 
+/// Gives up the host's fork when its last node ends, however it ends (a panic included), so the hosts
+/// waiting for one are not held up by a host that has nothing left to do.
+struct LastOnHost<'a>(&'a HostState);
+
+impl Drop for LastOnHost<'_> {
+    fn drop(&mut self) {
+        self.0.release_fork();
+    }
+}
+
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         if !self.reported {
@@ -65,8 +76,9 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// Walks the whole graph in `mode` with at most `forks` nodes working at once, and closes every
-/// connection before returning. Reports come back in graph order.
+/// Walks the whole graph in `mode` with at most `forks` hosts worked on at once, closes each host's
+/// connection after its last task and every connection before returning. Reports come back in graph
+/// order.
 pub async fn run(
     p: Arc<Prepared>,
     mode: Mode,
@@ -85,6 +97,18 @@ pub async fn run_with(
     sink: Arc<dyn Sink>,
     ctl: Control,
 ) -> Vec<NodeReport> {
+    run_connected(p, mode, forks, sink, ctl, &connect).await
+}
+
+/// [`run_with`], reaching each host through what `connect` makes of it.
+async fn run_connected(
+    p: Arc<Prepared>,
+    mode: Mode,
+    forks: usize,
+    sink: Arc<dyn Sink>,
+    ctl: Control,
+    connect: &dyn Fn(&Host) -> Arc<dyn Transport>,
+) -> Vec<NodeReport> {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
         let host = p.inv.host(name).expect("graph hosts are inventory hosts");
@@ -96,7 +120,7 @@ pub async fn run_with(
         p,
         mode,
         hosts,
-        forks: Semaphore::new(forks.max(1)),
+        forks: Arc::new(Semaphore::new(forks.max(1))),
         done: (0..count).map(|_| watch::channel(None).0).collect(),
         sink,
         ctl,
@@ -177,27 +201,36 @@ impl Run {
             label: format!("`{}` on {}", self.p.task(node).name, g[node].host),
             reported: false,
         };
+        let host = &g[node].host;
+        let hs = &self.hosts[host];
+        let last = self.p.graph.hosts[host].last() == Some(&node);
+        let _last = last.then(|| LastOnHost(hs));
         let mut failed_dep: Option<Done> = None;
         let mut dep_changed = false;
         // Plan needs no cross-host order, except on the way to a task that reads what other hosts
         // registered. `serial:` batches keep theirs, so a plan walks the batches as apply will.
         let keeps_order = self.keeps_order[node.index()];
-        for e in g.edges_directed(node, Direction::Incoming) {
-            if self.mode == Mode::Plan && *e.weight() == Edge::Depends && !keeps_order {
-                continue;
-            }
-            let mut rx = self.done[e.source().index()].subscribe();
-            let d = rx
-                .wait_for(Option::is_some)
-                .await
-                .map(|d| d.clone().expect("waited for Some"))
-                .unwrap_or(Done {
-                    ok: false,
-                    changed: false,
-                    label: "(lost)".into(),
-                    root: "(lost)".into(),
-                    earlier_batch: None,
-                });
+        let edges: Vec<_> = g
+            .edges_directed(node, Direction::Incoming)
+            .filter(|e| self.mode != Mode::Plan || *e.weight() != Edge::Depends || keeps_order)
+            .collect();
+        let from_here = |e: &petgraph::graph::EdgeReference<'_, Edge>| g[e.source()].host == *host;
+        // This host's earlier tasks first: until they are done, the host's fork is theirs. Then, when
+        // another host has still to finish what this task waits for, the fork goes to a host that can
+        // work meanwhile (which holding it would deadlock when all forks wait so), and the connection
+        // is closed first, so no more hosts are connected than forks; the next script reconnects.
+        for e in edges.iter().filter(|e| from_here(e)) {
+            self.finished(e.source()).await;
+        }
+        if edges
+            .iter()
+            .any(|e| !from_here(e) && self.done[e.source().index()].borrow().is_none())
+        {
+            hs.transport().close().await;
+            hs.release_fork();
+        }
+        for e in &edges {
+            let d = self.finished(e.source()).await;
             // A change on another host before this one (its dependency, or the batch before it)
             // may have changed this host too: its batched probes may be stale.
             dep_changed |= d.changed && *e.weight() != Edge::Order;
@@ -214,7 +247,6 @@ impl Run {
             }
         }
         let t = self.p.task(node);
-        let host = &g[node].host;
         let started = Instant::now();
         let mut target = None;
         let mut file = None;
@@ -248,8 +280,7 @@ impl Run {
             _ => {
                 tokio::select! {
                     why = cancel.cancelled() => interrupted(why),
-                    permit = self.forks.acquire() => {
-                        let _permit = permit.expect("semaphore open");
+                    () = hs.take_fork(&self.forks) => {
                         self.sink.started(host, &t.name);
                         tokio::select! {
                             why = cancel.cancelled() => Outcome::Failed(format!(
@@ -285,7 +316,26 @@ impl Run {
         }));
         unfinished.reported = true;
         self.sink.done(&report);
+        if last {
+            // Closed before the fork is given up, so no more hosts are connected than forks.
+            hs.transport().close().await;
+        }
         report
+    }
+
+    /// What `node` ended with, once it has.
+    async fn finished(&self, node: NodeIndex) -> Done {
+        let mut rx = self.done[node.index()].subscribe();
+        rx.wait_for(Option::is_some)
+            .await
+            .map(|d| d.clone().expect("waited for Some"))
+            .unwrap_or(Done {
+                ok: false,
+                changed: false,
+                label: "(lost)".into(),
+                root: "(lost)".into(),
+                earlier_batch: None,
+            })
     }
 
     async fn execute(
@@ -615,8 +665,9 @@ mod tests {
     use super::*;
     use crate::plan::{prepare, Options};
     use crate::resources::{Change, Registered, ResourceError};
-    use crate::transport::{Facts, Transport};
+    use crate::transport::{Facts, LocalTransport};
     use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A resource whose planning panics: the only way to provoke a panic inside a node on purpose.
     struct PanicsWhilePlanning;
@@ -644,6 +695,96 @@ mod tests {
     struct Quiet;
     impl Sink for Quiet {
         fn done(&self, _report: &NodeReport) {}
+    }
+
+    /// Hosts connected at once, and the most there were.
+    #[derive(Default)]
+    struct Connections {
+        open: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    /// A local host that counts itself connected from its first script until it is closed.
+    struct Counted {
+        inner: LocalTransport,
+        connected: AtomicBool,
+        count: Arc<Connections>,
+    }
+
+    #[async_trait]
+    impl Transport for Counted {
+        fn host(&self) -> &str {
+            self.inner.host()
+        }
+        async fn run(&self, script: &str) -> Result<crate::transport::Output, TransportError> {
+            if !self.connected.swap(true, Ordering::SeqCst) {
+                let now = self.count.open.fetch_add(1, Ordering::SeqCst) + 1;
+                self.count.most.fetch_max(now, Ordering::SeqCst);
+            }
+            self.inner.run(script).await
+        }
+        async fn upload(
+            &self,
+            local: &std::path::Path,
+            remote: &str,
+        ) -> Result<(), TransportError> {
+            self.inner.upload(local, remote).await
+        }
+        async fn close(&self) {
+            if self.connected.swap(false, Ordering::SeqCst) {
+                self.count.open.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.inner.close().await
+        }
+    }
+
+    #[tokio::test]
+    async fn forks_bound_the_hosts_connected_at_once_and_each_host_closes_when_it_is_done() {
+        let d = tempfile::tempdir().unwrap();
+        let mut inv = String::from("playbook: main.yaml\nhosts:\n");
+        for i in 0..12 {
+            let root = d.path().join(format!("h{i}")).display().to_string();
+            inv.push_str(&format!(
+                "  h{i}:\n    connection: local\n    vars: {{ root: \"{root}\" }}\n"
+            ));
+        }
+        std::fs::write(d.path().join("inventory.yaml"), inv).unwrap();
+        // Every host waits for the last of h11's tasks, so hosts that got a fork first must give it
+        // up while they wait, or h11 never gets one.
+        std::fs::write(
+            d.path().join("main.yaml"),
+            "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: dir\n        file: { path: \"{{ root }}\", state: directory }\n      - name: mark\n        copy: { dest: \"{{ root }}/mark\", content: \"x\\n\" }\n      - name: after h11\n        depends_on: [{ task: mark, hosts: h11 }]\n        copy: { dest: \"{{ root }}/after\", content: \"y\\n\" }\n",
+        )
+        .unwrap();
+        let p = Arc::new(prepare(&d.path().join("inventory.yaml"), &Options::default()).unwrap());
+        for mode in [Mode::Apply, Mode::Plan] {
+            let count = Arc::new(Connections::default());
+            let connect = |h: &Host| -> Arc<dyn Transport> {
+                Arc::new(Counted {
+                    inner: LocalTransport::new(h.name.clone()),
+                    connected: AtomicBool::new(false),
+                    count: count.clone(),
+                })
+            };
+            let run = run_connected(
+                p.clone(),
+                mode,
+                3,
+                Arc::new(Quiet),
+                Control::default(),
+                &connect,
+            );
+            let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+                .await
+                .expect("the run hung waiting for a fork");
+            assert!(reports.iter().all(|r| r.outcome.succeeded()), "{reports:?}");
+            let most = count.most.load(Ordering::SeqCst);
+            assert!(
+                (1..=3).contains(&most),
+                "{mode:?}: {most} hosts connected at once"
+            );
+            assert_eq!(count.open.load(Ordering::SeqCst), 0, "{mode:?}");
+        }
     }
 
     #[tokio::test]
