@@ -137,7 +137,7 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
         may_change: None,
         explain_causes: true,
     };
-    let forks = a.forks.unwrap_or(hosts.len()).max(1);
+    let forks = a.forks.unwrap_or(execute::DEFAULT_FORKS).max(1);
     let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
     Walked {
         hosts,

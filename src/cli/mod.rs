@@ -110,7 +110,7 @@ struct Target {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     target: Target,
-    /// Hosts worked on at once (default: all).
+    /// Hosts worked on at once, each with its connection open (default: 64).
     #[arg(long)]
     forks: Option<usize>,
     /// One JSON object per event on stdout, then a summary object.
@@ -255,7 +255,7 @@ async fn walk(
     may_change: Option<Arc<Vec<bool>>>,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let forks = a.forks.unwrap_or(p.graph.hosts.len()).max(1);
+    let forks = a.forks.unwrap_or(execute::DEFAULT_FORKS).max(1);
     let total = p.graph.graph.node_count();
     let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
     let (sink, human): (Arc<dyn Sink>, Option<Arc<HumanSink>>) = if a.json {
