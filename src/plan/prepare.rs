@@ -9,7 +9,7 @@ use crate::model::{
 use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
 use minijinja::value::{merge_maps, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -414,6 +414,18 @@ fn serials(
 /// NAME counts when the subscript is not a literal host name. Checked before any host is touched.
 fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
     let g = &p.graph.graph;
+    // Who registers what, by name and by (name, host): looked up per reader, instead of a walk over
+    // every node for each reader, and each reader's ancestors found once, walking back from it, which
+    // sees only what it waits for, instead of a walk forward from each registering node, which sees
+    // everything after it (every host that waits for it).
+    let mut by_name: HashMap<&str, Vec<petgraph::graph::NodeIndex>> = HashMap::new();
+    let mut by_host: HashMap<(&str, &str), Vec<petgraph::graph::NodeIndex>> = HashMap::new();
+    for n in g.node_indices() {
+        if let Some(r) = &p.task(n).register {
+            by_name.entry(r).or_default().push(n);
+            by_host.entry((r, &g[n].host)).or_default().push(n);
+        }
+    }
     for node in g.node_indices() {
         if !p.nodes[node.index()].reads.contains(OTHER_HOSTS) {
             continue;
@@ -423,16 +435,21 @@ fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
         strings_in(&t.args, &mut sources);
         sources.extend(t.when.iter().map(String::as_str));
         let here = &g[node].host;
+        let mut waits_for: Option<HashSet<petgraph::graph::NodeIndex>> = None;
         for (subscript, name) in sources.iter().flat_map(|s| cross_host_reads(s)) {
             let literal = subscript
                 .strip_prefix(['\'', '"'])
                 .and_then(|s| s.strip_suffix(['\'', '"']));
-            for other in g.node_indices() {
+            let registering = match literal {
+                Some(l) => by_host.get(&(name.as_str(), l)),
+                None => by_name.get(name.as_str()),
+            };
+            for &other in registering.into_iter().flatten() {
                 let (h, ot) = (&g[other].host, p.task(other));
                 if h == here
-                    || ot.register.as_deref() != Some(name.as_str())
-                    || literal.is_some_and(|l| l != h)
-                    || petgraph::algo::has_path_connecting(g, other, node, None)
+                    || waits_for
+                        .get_or_insert_with(|| ancestors(g, node))
+                        .contains(&other)
                 {
                     continue;
                 }
@@ -448,6 +465,23 @@ fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
         }
     }
     Ok(())
+}
+
+/// Every node `node` waits for, through any chain of edges.
+fn ancestors(
+    g: &petgraph::graph::DiGraph<super::Node, super::Edge>,
+    node: petgraph::graph::NodeIndex,
+) -> HashSet<petgraph::graph::NodeIndex> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<_> = g
+        .neighbors_directed(node, petgraph::Direction::Incoming)
+        .collect();
+    while let Some(n) = todo.pop() {
+        if seen.insert(n) {
+            todo.extend(g.neighbors_directed(n, petgraph::Direction::Incoming));
+        }
+    }
+    seen
 }
 
 /// Every string in a task's arguments, where its templates are.
