@@ -5,14 +5,15 @@
 
 use super::host::HostState;
 use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
-use crate::model::{Host, Vars};
+use crate::model::Host;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{Action, Change, Effect, Resource};
 use crate::transport::{connect, BatchAnswer, ProbeBatch, Transport, TransportError};
+use minijinja::value::{merge_maps, Enumerator, Object, Value};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
@@ -34,6 +35,8 @@ struct Run {
     p: Arc<Prepared>,
     mode: Mode,
     hosts: HashMap<String, Arc<HostState>>,
+    /// `hosts` by name in order, for [`OtherHosts`].
+    by_name: Arc<BTreeMap<String, Arc<HostState>>>,
     /// Hosts worked on at once (see [`HostState::take_fork`]).
     forks: Arc<Semaphore>,
     done: Vec<watch::Sender<Option<Done>>>,
@@ -42,6 +45,30 @@ struct Run {
     /// Plan mode: nodes that keep their cross-host waits, because they or a node after them read what
     /// other hosts registered (the registering task must have run, through however many hosts).
     keeps_order: Vec<bool>,
+}
+
+/// `registered` as a template of a node that reads other hosts' results sees it: every host by name,
+/// whose results so far are converted when the template reads them. Copying every host's results for
+/// every reader would cost hosts × hosts when every host reads another's.
+struct OtherHosts(Arc<BTreeMap<String, Arc<HostState>>>);
+
+impl std::fmt::Debug for OtherHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Object for OtherHosts {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let hs = self.0.get(key.as_str()?)?;
+        Some(Value::from_serialize(
+            &*hs.registers.lock().expect("registers"),
+        ))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+    }
 }
 
 /// Tells a node's dependents that it failed when the node ends without reporting (it panicked), so
@@ -116,10 +143,12 @@ async fn run_connected(
     }
     let count = p.graph.graph.node_count();
     let keeps_order = feeding_cross_host_reads(&p);
+    let by_name = Arc::new(hosts.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     let run = Arc::new(Run {
         p,
         mode,
         hosts,
+        by_name,
         forks: Arc::new(Semaphore::new(forks.max(1))),
         done: (0..count).map(|_| watch::channel(None).0).collect(),
         sink,
@@ -390,11 +419,14 @@ impl Run {
                         unknown.join("`, `")
                     ));
                 }
-                let mut registers: Vars = hs.registers.lock().expect("registers").clone();
-                if prep.reads.contains(OTHER_HOSTS) {
-                    registers.insert(OTHER_HOSTS.into(), self.all_registers().into());
-                }
-                let ctx = p.context(node, &registers);
+                let own = Value::from_serialize(&*hs.registers.lock().expect("registers"));
+                let registers = if prep.reads.contains(OTHER_HOSTS) {
+                    let others = Value::from_object(OtherHosts(self.by_name.clone()));
+                    merge_maps([own, Value::from_iter([(OTHER_HOSTS, others)])])
+                } else {
+                    own
+                };
+                let ctx = p.context_with(node, registers);
                 match p.condition(node, &ctx) {
                     Ok(false) => {
                         self.register_skip(node, hs);
@@ -600,19 +632,6 @@ impl Run {
             }
         }
         out
-    }
-
-    /// Every host's registered results so far, for `registered['host']`.
-    fn all_registers(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.hosts
-            .iter()
-            .map(|(h, hs)| {
-                (
-                    h.clone(),
-                    hs.registers.lock().expect("registers").clone().into(),
-                )
-            })
-            .collect()
     }
 
     /// Every probe of `host` that can be known up front, for its one-round-trip batch.

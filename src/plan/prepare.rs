@@ -76,8 +76,9 @@ impl Prepared {
     }
 
     /// [`Prepared::context`] with the registered results given as a template value, which may hold
-    /// what no JSON can (`render`'s stand-in for results known only after apply).
-    pub(super) fn context_with(&self, node: petgraph::graph::NodeIndex, registers: Value) -> Value {
+    /// what no JSON can (`render`'s stand-in for results known only after apply, the run's other
+    /// hosts read lazily).
+    pub fn context_with(&self, node: petgraph::graph::NodeIndex, registers: Value) -> Value {
         let n = &self.graph.graph[node];
         let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)]
             .context

@@ -152,9 +152,15 @@ mod tests {
     fn a_value_learnt_between_two_masks_is_hidden_from_the_second_on() {
         let m = Masker::new();
         m.add("first-secret");
-        assert_eq!(m.mask("first-secret second-secret"), "(sensitive) second-secret");
+        assert_eq!(
+            m.mask("first-secret second-secret"),
+            "(sensitive) second-secret"
+        );
         m.add_all(["second-secret", "first-secret"]);
-        assert_eq!(m.mask("first-secret second-secret"), "(sensitive) (sensitive)");
+        assert_eq!(
+            m.mask("first-secret second-secret"),
+            "(sensitive) (sensitive)"
+        );
         assert_eq!(format!("{m:?}"), "Masker(2 values)");
     }
 
