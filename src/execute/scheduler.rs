@@ -39,6 +39,9 @@ struct Run {
     by_name: Arc<BTreeMap<String, Arc<HostState>>>,
     /// Hosts worked on at once (see [`HostState::take_fork`]).
     forks: Arc<Semaphore>,
+    /// More hosts than forks: a host that waits for another gives its fork up. With a fork for every
+    /// host none need to, and keeping the connection saves connecting again.
+    contended: bool,
     done: Vec<watch::Sender<Option<Done>>>,
     sink: Arc<dyn Sink>,
     ctl: Control,
@@ -144,12 +147,14 @@ async fn run_connected(
     let count = p.graph.graph.node_count();
     let keeps_order = feeding_cross_host_reads(&p);
     let by_name = Arc::new(hosts.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let hosts_count = hosts.len();
     let run = Arc::new(Run {
         p,
         mode,
         hosts,
         by_name,
         forks: Arc::new(Semaphore::new(forks.max(1))),
+        contended: hosts_count > forks.max(1),
         done: (0..count).map(|_| watch::channel(None).0).collect(),
         sink,
         ctl,
@@ -245,15 +250,17 @@ impl Run {
             .collect();
         let from_here = |e: &petgraph::graph::EdgeReference<'_, Edge>| g[e.source()].host == *host;
         // This host's earlier tasks first: until they are done, the host's fork is theirs. Then, when
-        // another host has still to finish what this task waits for, the fork goes to a host that can
-        // work meanwhile (which holding it would deadlock when all forks wait so), and the connection
-        // is closed first, so no more hosts are connected than forks; the next script reconnects.
+        // another host has still to finish what this task waits for and there are fewer forks than
+        // hosts, the fork goes to a host that can work meanwhile (holding it would deadlock once every
+        // fork waits so), and the connection is closed first, so no more hosts are connected than
+        // forks; the next script connects again.
         for e in edges.iter().filter(|e| from_here(e)) {
             self.finished(e.source()).await;
         }
-        if edges
-            .iter()
-            .any(|e| !from_here(e) && self.done[e.source().index()].borrow().is_none())
+        if self.contended
+            && edges
+                .iter()
+                .any(|e| !from_here(e) && self.done[e.source().index()].borrow().is_none())
         {
             hs.transport().close().await;
             hs.release_fork();
@@ -716,11 +723,12 @@ mod tests {
         fn done(&self, _report: &NodeReport) {}
     }
 
-    /// Hosts connected at once, and the most there were.
+    /// Hosts connected at once, the most there were, and how many connections were made.
     #[derive(Default)]
     struct Connections {
         open: AtomicUsize,
         most: AtomicUsize,
+        made: AtomicUsize,
     }
 
     /// A local host that counts itself connected from its first script until it is closed.
@@ -737,6 +745,7 @@ mod tests {
         }
         async fn run(&self, script: &str) -> Result<crate::transport::Output, TransportError> {
             if !self.connected.swap(true, Ordering::SeqCst) {
+                self.count.made.fetch_add(1, Ordering::SeqCst);
                 let now = self.count.open.fetch_add(1, Ordering::SeqCst) + 1;
                 self.count.most.fetch_max(now, Ordering::SeqCst);
             }
@@ -768,15 +777,16 @@ mod tests {
             ));
         }
         std::fs::write(d.path().join("inventory.yaml"), inv).unwrap();
-        // Every host waits for the last of h11's tasks, so hosts that got a fork first must give it
-        // up while they wait, or h11 never gets one.
+        // Every host waits for a slow task of h11, the last host to get a fork, so hosts that got
+        // one first must give it up while they wait (3 forks), or h11 never gets one; with a fork
+        // for every host, none gives its fork or its connection up.
         std::fs::write(
             d.path().join("main.yaml"),
-            "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: dir\n        file: { path: \"{{ root }}\", state: directory }\n      - name: mark\n        copy: { dest: \"{{ root }}/mark\", content: \"x\\n\" }\n      - name: after h11\n        depends_on: [{ task: mark, hosts: h11 }]\n        copy: { dest: \"{{ root }}/after\", content: \"y\\n\" }\n",
+            "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: dir\n        file: { path: \"{{ root }}\", state: directory }\n      - name: slow\n        when: inventory_hostname == 'h11'\n        shell: { cmd: sleep 0.3 }\n      - name: after h11\n        depends_on: [{ task: slow, hosts: h11 }]\n        copy: { dest: \"{{ root }}/after\", content: \"y\\n\" }\n",
         )
         .unwrap();
         let p = Arc::new(prepare(&d.path().join("inventory.yaml"), &Options::default()).unwrap());
-        for mode in [Mode::Apply, Mode::Plan] {
+        for (mode, forks) in [(Mode::Apply, 3), (Mode::Plan, 3), (Mode::Apply, 12)] {
             let count = Arc::new(Connections::default());
             let connect = |h: &Host| -> Arc<dyn Transport> {
                 Arc::new(Counted {
@@ -788,7 +798,7 @@ mod tests {
             let run = run_connected(
                 p.clone(),
                 mode,
-                3,
+                forks,
                 Arc::new(Quiet),
                 Control::default(),
                 &connect,
@@ -799,10 +809,14 @@ mod tests {
             assert!(reports.iter().all(|r| r.outcome.succeeded()), "{reports:?}");
             let most = count.most.load(Ordering::SeqCst);
             assert!(
-                (1..=3).contains(&most),
-                "{mode:?}: {most} hosts connected at once"
+                (1..=forks).contains(&most),
+                "{mode:?}, {forks} forks: {most} hosts connected at once"
             );
             assert_eq!(count.open.load(Ordering::SeqCst), 0, "{mode:?}");
+            if forks == 12 {
+                // A fork for every host: none gives its fork (and its connection) up while it waits.
+                assert_eq!(count.made.load(Ordering::SeqCst), 12, "{mode:?}");
+            }
         }
     }
 
