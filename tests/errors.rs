@@ -615,3 +615,31 @@ fn a_var_that_cannot_resolve_only_fails_the_tasks_that_run() {
         &["main.yaml:6", "variable `server` cannot be resolved"],
     );
 }
+
+#[test]
+fn a_read_of_another_hosts_result_must_wait_for_the_task_that_registers_it() {
+    let reader = |waits: &str, subscript: &str| {
+        format!(
+            "plays:\n  - name: keys\n    hosts: all\n    tasks:\n      - name: key\n        shell: {{ cmd: echo k }}\n        register: key\n      - name: later\n        file: {{ path: \"{{{{ root }}}}\", state: directory }}\n  - name: use\n    hosts: b\n    vars: {{ peer: a }}\n    tasks:\n      - name: use\n{waits}        copy: {{ dest: \"{{{{ root }}}}/k\", content: \"{{{{ registered[{subscript}].key.stdout }}}}\" }}\n"
+        )
+    };
+    for subscript in ["'a'", "peer"] {
+        let p = project(&reader("", subscript));
+        for cmd in ["validate", "plan"] {
+            check(
+                &p,
+                cmd,
+                &[&format!(
+                    "main.yaml:14: task `use` on b reads `registered[{subscript}].key`, which task `key` (playbooks/main.yaml:5) registers on a, but does not wait for it: add `depends_on: {{task: \"key\", hosts: a}}`"
+                )],
+            );
+        }
+        // Waiting for a later task of a waits for the one that registers, through a's own order.
+        let p = project(&reader(
+            "        depends_on: [{ task: later, hosts: a }]\n",
+            subscript,
+        ));
+        let r = p.run(&["validate", "inventory.yaml"]);
+        assert_eq!(r.code, 0, "{subscript}: {}", r.all());
+    }
+}

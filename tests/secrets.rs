@@ -227,6 +227,33 @@ plays:
 }
 
 #[test]
+fn a_magic_variable_listed_as_secret_is_masked() {
+    let p = Project::new();
+    p.write(
+        "inventory.yaml",
+        "playbook: playbooks/main.yaml\nsecrets: [ansible_host]\nhosts:\n  a:\n    connection: local\n    address: internal-db-7.example\n    vars:\n      root: \"@ROOT@/a\"\n",
+    );
+    p.write(
+        "playbooks/main.yaml",
+        r#"
+plays:
+  - hosts: all
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: note
+        copy: { dest: "{{ root }}/note", content: "reached at internal-db-7.example\n" }
+"#,
+    );
+    let runs = every_mode(&p, &[]);
+    assert!(
+        runs[0].stdout.contains("+reached at (sensitive)"),
+        "{}",
+        runs[0].stdout
+    );
+    assert_absent(&runs, &["internal-db-7.example"]);
+}
+
+#[test]
 fn a_task_marked_sensitive_shows_no_content() {
     let p = Project::new();
     p.local_inventory(&["a"], "");

@@ -134,7 +134,7 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
         explain_causes: true,
         ..a.control(cancel)
     };
-    let forks = a.forks(hosts.len());
+    let forks = a.forks();
     let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
     Walked {
         hosts,

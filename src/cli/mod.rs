@@ -110,7 +110,7 @@ struct Target {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     target: Target,
-    /// Hosts worked on at once (default: all).
+    /// Hosts worked on at once, each with its connection open (default: 64).
     #[arg(long)]
     forks: Option<usize>,
     /// One JSON object per event on stdout, then a summary object.
@@ -125,9 +125,10 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
-    /// Hosts worked on at once: `--forks`, or every one of the run's `hosts`.
-    fn forks(&self, hosts: usize) -> usize {
-        self.forks.unwrap_or(hosts).max(1)
+    /// Hosts connected and worked on at once: `--forks`, or a cap that keeps a run of hundreds of
+    /// hosts from holding hundreds of ssh processes and sockets.
+    fn forks(&self) -> usize {
+        self.forks.unwrap_or(execute::DEFAULT_FORKS).max(1)
     }
 
     /// The walk's controls as the command line sets them (the timeouts); what a command adds
@@ -273,7 +274,7 @@ async fn walk(
     may_change: Option<Arc<Vec<bool>>>,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let forks = a.forks(p.graph.hosts.len());
+    let forks = a.forks();
     let total = p.graph.graph.node_count();
     let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
     let (sink, human): (Arc<dyn Sink>, Option<Arc<HumanSink>>) = if a.json {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// Probe answers of a host's batch, or why the batch could not run.
 pub type BatchResult = Result<HashMap<NodeIndex, BatchAnswer>, BatchError>;
@@ -40,6 +40,10 @@ pub struct HostState {
     /// Number of changes made on this host; a batch taken before the first change stays valid.
     changes: AtomicU64,
     batch: OnceCell<BatchResult>,
+    /// The fork this host holds while it is worked on: taken by its first task that runs, given up
+    /// while it waits for another host and after its last task, so `--forks` bounds the hosts
+    /// connected at once. Only the host's running task touches it (its tasks run one after another).
+    fork: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl HostState {
@@ -53,7 +57,22 @@ impl HostState {
             view: Mutex::new(HostView::default()),
             changes: AtomicU64::new(0),
             batch: OnceCell::new(),
+            fork: Mutex::new(None),
         }
+    }
+
+    /// Holds one of `forks` for this host, waiting for one unless it holds one already.
+    pub async fn take_fork(&self, forks: &Arc<Semaphore>) {
+        if self.fork.lock().expect("fork").is_some() {
+            return;
+        }
+        let permit = forks.clone().acquire_owned().await.expect("forks open");
+        *self.fork.lock().expect("fork") = Some(permit);
+    }
+
+    /// Gives this host's fork to the hosts waiting for one.
+    pub fn release_fork(&self) {
+        self.fork.lock().expect("fork").take();
     }
 
     /// The connection.

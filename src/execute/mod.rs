@@ -7,6 +7,12 @@ mod scheduler;
 
 pub use scheduler::{run, run_with};
 
+/// Hosts worked on at once unless `--forks` says otherwise. Each host being worked on holds a
+/// connection (over SSH an `ssh` master process and its socket), so a default of "every host" would
+/// open hundreds at once in a large inventory; 64 keeps a machine's processes and file descriptors
+/// in bounds while keeping many hosts busy.
+pub const DEFAULT_FORKS: usize = 64;
+
 use crate::resources::{Action, ContentDiff};
 use petgraph::graph::NodeIndex;
 use std::sync::Arc;

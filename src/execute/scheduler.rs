@@ -5,14 +5,15 @@
 
 use super::host::HostState;
 use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
-use crate::model::Vars;
+use crate::model::Host;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{Action, Change, Effect, Resource};
-use crate::transport::{connect, BatchAnswer, ProbeBatch, TransportError};
+use crate::transport::{connect, BatchAnswer, ProbeBatch, Transport, TransportError};
+use minijinja::value::{merge_maps, Enumerator, Object, Value};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
@@ -34,7 +35,13 @@ struct Run {
     p: Arc<Prepared>,
     mode: Mode,
     hosts: HashMap<String, Arc<HostState>>,
-    forks: Semaphore,
+    /// `hosts` by name in order, for [`OtherHosts`].
+    by_name: Arc<BTreeMap<String, Arc<HostState>>>,
+    /// Hosts worked on at once (see [`HostState::take_fork`]).
+    forks: Arc<Semaphore>,
+    /// More hosts than forks: a host that waits for another gives its fork up. With a fork for every
+    /// host none need to, and keeping the connection saves connecting again.
+    contended: bool,
     done: Vec<watch::Sender<Option<Done>>>,
     sink: Arc<dyn Sink>,
     ctl: Control,
@@ -43,12 +50,46 @@ struct Run {
     keeps_order: Vec<bool>,
 }
 
+/// `registered` as a template of a node that reads other hosts' results sees it: every host by name,
+/// whose results so far are converted when the template reads them. Copying every host's results for
+/// every reader would cost hosts × hosts when every host reads another's.
+struct OtherHosts(Arc<BTreeMap<String, Arc<HostState>>>);
+
+impl std::fmt::Debug for OtherHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Object for OtherHosts {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let hs = self.0.get(key.as_str()?)?;
+        Some(Value::from_serialize(
+            &*hs.registers.lock().expect("registers"),
+        ))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+    }
+}
+
 /// Tells a node's dependents that it failed when the node ends without reporting (it panicked), so
 /// they never wait for a result that cannot come.
 struct Unfinished<'a> {
     tx: &'a watch::Sender<Option<Done>>,
     label: String,
     reported: bool,
+}
+
+/// Gives up the host's fork when its last node ends, however it ends (a panic included), so the hosts
+/// waiting for one are not held up by a host that has nothing left to do.
+struct LastOnHost<'a>(&'a HostState);
+
+impl Drop for LastOnHost<'_> {
+    fn drop(&mut self) {
+        self.0.release_fork();
+    }
 }
 
 impl Drop for Unfinished<'_> {
@@ -65,8 +106,9 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// Walks the whole graph in `mode` with at most `forks` nodes working at once, and closes every
-/// connection before returning. Reports come back in graph order.
+/// Walks the whole graph in `mode` with at most `forks` hosts worked on at once, closes each host's
+/// connection after its last task and every connection before returning. Reports come back in graph
+/// order.
 pub async fn run(
     p: Arc<Prepared>,
     mode: Mode,
@@ -85,6 +127,18 @@ pub async fn run_with(
     sink: Arc<dyn Sink>,
     ctl: Control,
 ) -> Vec<NodeReport> {
+    run_connected(p, mode, forks, sink, ctl, &connect).await
+}
+
+/// [`run_with`], reaching each host through what `connect` makes of it.
+async fn run_connected(
+    p: Arc<Prepared>,
+    mode: Mode,
+    forks: usize,
+    sink: Arc<dyn Sink>,
+    ctl: Control,
+    connect: &dyn Fn(&Host) -> Arc<dyn Transport>,
+) -> Vec<NodeReport> {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
         let host = p.inv.host(name).expect("graph hosts are inventory hosts");
@@ -92,11 +146,15 @@ pub async fn run_with(
     }
     let count = p.graph.graph.node_count();
     let keeps_order = feeding_cross_host_reads(&p);
+    let by_name = Arc::new(hosts.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let hosts_count = hosts.len();
     let run = Arc::new(Run {
         p,
         mode,
         hosts,
-        forks: Semaphore::new(forks.max(1)),
+        by_name,
+        forks: Arc::new(Semaphore::new(forks.max(1))),
+        contended: hosts_count > forks.max(1),
         done: (0..count).map(|_| watch::channel(None).0).collect(),
         sink,
         ctl,
@@ -177,27 +235,38 @@ impl Run {
             label: format!("`{}` on {}", self.p.task(node).name, g[node].host),
             reported: false,
         };
+        let host = &g[node].host;
+        let hs = &self.hosts[host];
+        let last = self.p.graph.hosts[host].last() == Some(&node);
+        let _last = last.then(|| LastOnHost(hs));
         let mut failed_dep: Option<Done> = None;
         let mut dep_changed = false;
         // Plan needs no cross-host order, except on the way to a task that reads what other hosts
         // registered. `serial:` batches keep theirs, so a plan walks the batches as apply will.
         let keeps_order = self.keeps_order[node.index()];
-        for e in g.edges_directed(node, Direction::Incoming) {
-            if self.mode == Mode::Plan && *e.weight() == Edge::Depends && !keeps_order {
-                continue;
-            }
-            let mut rx = self.done[e.source().index()].subscribe();
-            let d = rx
-                .wait_for(Option::is_some)
-                .await
-                .map(|d| d.clone().expect("waited for Some"))
-                .unwrap_or(Done {
-                    ok: false,
-                    changed: false,
-                    label: "(lost)".into(),
-                    root: "(lost)".into(),
-                    earlier_batch: None,
-                });
+        let edges: Vec<_> = g
+            .edges_directed(node, Direction::Incoming)
+            .filter(|e| self.mode != Mode::Plan || *e.weight() != Edge::Depends || keeps_order)
+            .collect();
+        let from_here = |e: &petgraph::graph::EdgeReference<'_, Edge>| g[e.source()].host == *host;
+        // This host's earlier tasks first: until they are done, the host's fork is theirs. Then, when
+        // another host has still to finish what this task waits for and there are fewer forks than
+        // hosts, the fork goes to a host that can work meanwhile (holding it would deadlock once every
+        // fork waits so), and the connection is closed first, so no more hosts are connected than
+        // forks; the next script connects again.
+        for e in edges.iter().filter(|e| from_here(e)) {
+            self.finished(e.source()).await;
+        }
+        if self.contended
+            && edges
+                .iter()
+                .any(|e| !from_here(e) && self.done[e.source().index()].borrow().is_none())
+        {
+            hs.transport().close().await;
+            hs.release_fork();
+        }
+        for e in &edges {
+            let d = self.finished(e.source()).await;
             // A change on another host before this one (its dependency, or the batch before it)
             // may have changed this host too: its batched probes may be stale.
             dep_changed |= d.changed && *e.weight() != Edge::Order;
@@ -214,7 +283,6 @@ impl Run {
             }
         }
         let t = self.p.task(node);
-        let host = &g[node].host;
         let started = Instant::now();
         let mut target = None;
         let mut file = None;
@@ -248,8 +316,7 @@ impl Run {
             _ => {
                 tokio::select! {
                     why = cancel.cancelled() => interrupted(why),
-                    permit = self.forks.acquire() => {
-                        let _permit = permit.expect("semaphore open");
+                    () = hs.take_fork(&self.forks) => {
                         self.sink.started(host, &t.name);
                         tokio::select! {
                             why = cancel.cancelled() => Outcome::Failed(format!(
@@ -285,7 +352,26 @@ impl Run {
         }));
         unfinished.reported = true;
         self.sink.done(&report);
+        if last {
+            // Closed before the fork is given up, so no more hosts are connected than forks.
+            hs.transport().close().await;
+        }
         report
+    }
+
+    /// What `node` ended with, once it has.
+    async fn finished(&self, node: NodeIndex) -> Done {
+        let mut rx = self.done[node.index()].subscribe();
+        rx.wait_for(Option::is_some)
+            .await
+            .map(|d| d.clone().expect("waited for Some"))
+            .unwrap_or(Done {
+                ok: false,
+                changed: false,
+                label: "(lost)".into(),
+                root: "(lost)".into(),
+                earlier_batch: None,
+            })
     }
 
     async fn execute(
@@ -340,11 +426,14 @@ impl Run {
                         unknown.join("`, `")
                     ));
                 }
-                let mut registers: Vars = hs.registers.lock().expect("registers").clone();
-                if prep.reads.contains(OTHER_HOSTS) {
-                    registers.insert(OTHER_HOSTS.into(), self.all_registers().into());
-                }
-                let ctx = p.context(node, &registers);
+                let own = Value::from_serialize(&*hs.registers.lock().expect("registers"));
+                let registers = if prep.reads.contains(OTHER_HOSTS) {
+                    let others = Value::from_object(OtherHosts(self.by_name.clone()));
+                    merge_maps([own, Value::from_iter([(OTHER_HOSTS, others)])])
+                } else {
+                    own
+                };
+                let ctx = p.context_with(node, registers);
                 match p.condition(node, &ctx) {
                     Ok(false) => {
                         self.register_skip(node, hs);
@@ -552,19 +641,6 @@ impl Run {
         out
     }
 
-    /// Every host's registered results so far, for `registered['host']`.
-    fn all_registers(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.hosts
-            .iter()
-            .map(|(h, hs)| {
-                (
-                    h.clone(),
-                    hs.registers.lock().expect("registers").clone().into(),
-                )
-            })
-            .collect()
-    }
-
     /// Every probe of `host` that can be known up front, for its one-round-trip batch.
     fn batch_probes(&self, host: &str) -> Vec<(NodeIndex, String)> {
         self.p.graph.hosts[host]
@@ -615,8 +691,9 @@ mod tests {
     use super::*;
     use crate::plan::{prepare, Options};
     use crate::resources::{Change, Registered, ResourceError};
-    use crate::transport::{Facts, Transport};
+    use crate::transport::{Facts, LocalTransport};
     use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A resource whose planning panics: the only way to provoke a panic inside a node on purpose.
     struct PanicsWhilePlanning;
@@ -644,6 +721,103 @@ mod tests {
     struct Quiet;
     impl Sink for Quiet {
         fn done(&self, _report: &NodeReport) {}
+    }
+
+    /// Hosts connected at once, the most there were, and how many connections were made.
+    #[derive(Default)]
+    struct Connections {
+        open: AtomicUsize,
+        most: AtomicUsize,
+        made: AtomicUsize,
+    }
+
+    /// A local host that counts itself connected from its first script until it is closed.
+    struct Counted {
+        inner: LocalTransport,
+        connected: AtomicBool,
+        count: Arc<Connections>,
+    }
+
+    #[async_trait]
+    impl Transport for Counted {
+        fn host(&self) -> &str {
+            self.inner.host()
+        }
+        async fn run(&self, script: &str) -> Result<crate::transport::Output, TransportError> {
+            if !self.connected.swap(true, Ordering::SeqCst) {
+                self.count.made.fetch_add(1, Ordering::SeqCst);
+                let now = self.count.open.fetch_add(1, Ordering::SeqCst) + 1;
+                self.count.most.fetch_max(now, Ordering::SeqCst);
+            }
+            self.inner.run(script).await
+        }
+        async fn upload(
+            &self,
+            local: &std::path::Path,
+            remote: &str,
+        ) -> Result<(), TransportError> {
+            self.inner.upload(local, remote).await
+        }
+        async fn close(&self) {
+            if self.connected.swap(false, Ordering::SeqCst) {
+                self.count.open.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.inner.close().await
+        }
+    }
+
+    #[tokio::test]
+    async fn forks_bound_the_hosts_connected_at_once_and_each_host_closes_when_it_is_done() {
+        let d = tempfile::tempdir().unwrap();
+        let mut inv = String::from("playbook: main.yaml\nhosts:\n");
+        for i in 0..12 {
+            let root = d.path().join(format!("h{i}")).display().to_string();
+            inv.push_str(&format!(
+                "  h{i}:\n    connection: local\n    vars: {{ root: \"{root}\" }}\n"
+            ));
+        }
+        std::fs::write(d.path().join("inventory.yaml"), inv).unwrap();
+        // Every host waits for a slow task of h11, the last host to get a fork, so hosts that got
+        // one first must give it up while they wait (3 forks), or h11 never gets one; with a fork
+        // for every host, none gives its fork or its connection up.
+        std::fs::write(
+            d.path().join("main.yaml"),
+            "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: dir\n        file: { path: \"{{ root }}\", state: directory }\n      - name: slow\n        when: inventory_hostname == 'h11'\n        shell: { cmd: sleep 0.3 }\n      - name: after h11\n        depends_on: [{ task: slow, hosts: h11 }]\n        copy: { dest: \"{{ root }}/after\", content: \"y\\n\" }\n",
+        )
+        .unwrap();
+        let p = Arc::new(prepare(&d.path().join("inventory.yaml"), &Options::default()).unwrap());
+        for (mode, forks) in [(Mode::Apply, 3), (Mode::Plan, 3), (Mode::Apply, 12)] {
+            let count = Arc::new(Connections::default());
+            let connect = |h: &Host| -> Arc<dyn Transport> {
+                Arc::new(Counted {
+                    inner: LocalTransport::new(h.name.clone()),
+                    connected: AtomicBool::new(false),
+                    count: count.clone(),
+                })
+            };
+            let run = run_connected(
+                p.clone(),
+                mode,
+                forks,
+                Arc::new(Quiet),
+                Control::default(),
+                &connect,
+            );
+            let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+                .await
+                .expect("the run hung waiting for a fork");
+            assert!(reports.iter().all(|r| r.outcome.succeeded()), "{reports:?}");
+            let most = count.most.load(Ordering::SeqCst);
+            assert!(
+                (1..=forks).contains(&most),
+                "{mode:?}, {forks} forks: {most} hosts connected at once"
+            );
+            assert_eq!(count.open.load(Ordering::SeqCst), 0, "{mode:?}");
+            if forks == 12 {
+                // A fork for every host: none gives its fork (and its connection) up while it waits.
+                assert_eq!(count.made.load(Ordering::SeqCst), 12, "{mode:?}");
+            }
+        }
     }
 
     #[tokio::test]

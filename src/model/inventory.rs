@@ -133,6 +133,11 @@ pub struct Inventory {
     /// Groups in declaration order (the implicit `all` is not stored).
     pub groups: IndexMap<String, Group>,
     lines: Lines,
+    /// Position of each host in `hosts`, so finding a host costs the same at any inventory size.
+    index: HashMap<String, usize>,
+    /// [`Inventory::groups_of`] of every host, worked out once at load: asked per host, walking
+    /// every group's members each time would cost hosts × hosts.
+    memberships: HashMap<String, Vec<String>>,
 }
 
 impl Inventory {
@@ -170,6 +175,7 @@ impl Inventory {
         };
         let rel = |p: &Option<PathBuf>| p.as_ref().map(|p| clean(&dir.join(p)));
         let mut hosts: Vec<Host> = Vec::new();
+        let mut known = HashSet::new();
         for (name, def) in raw.hosts {
             let def = def.unwrap_or(HostDef {
                 address: None,
@@ -181,6 +187,7 @@ impl Inventory {
             check_name(&name, "host", &loc)?;
             let s = &def.ssh;
             let d = &raw.ssh;
+            known.insert(name.clone());
             hosts.push(Host {
                 address: def.address.unwrap_or_else(|| name.clone()),
                 connection: def.connection.unwrap_or(Connection::Ssh),
@@ -209,7 +216,7 @@ impl Inventory {
                 ));
             }
             for h in &def.hosts {
-                if !hosts.iter().any(|x| &x.name == h) {
+                if known.insert(h.clone()) {
                     hosts.push(Host {
                         name: h.clone(),
                         address: h.clone(),
@@ -246,8 +253,17 @@ impl Inventory {
             hosts,
             groups,
             lines,
+            index: HashMap::new(),
+            memberships: HashMap::new(),
         };
         inv.check_groups()?;
+        inv.index = inv
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), i))
+            .collect();
+        inv.memberships = inv.memberships();
         Ok(inv)
     }
 
@@ -338,7 +354,7 @@ impl Inventory {
 
     /// The host named `name`.
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.name == name)
+        self.index.get(name).map(|&i| &self.hosts[i])
     }
 
     /// Every host of group `name` (with its child groups), in inventory order.
@@ -371,14 +387,23 @@ impl Inventory {
 
     /// Groups `host` belongs to, ordered for variable precedence: shallower groups (parents) first.
     pub fn groups_of(&self, host: &str) -> Vec<String> {
-        let mut gs: Vec<(usize, String)> = self
-            .groups
-            .keys()
-            .filter(|g| self.members(g).iter().any(|h| h == host))
-            .map(|g| (self.groups[g].depth, g.clone()))
-            .collect();
-        gs.sort();
-        gs.into_iter().map(|(_, g)| g).collect()
+        self.memberships.get(host).cloned().unwrap_or_default()
+    }
+
+    /// The groups of every host, each host's list ordered as [`Inventory::groups_of`] returns it.
+    fn memberships(&self) -> HashMap<String, Vec<String>> {
+        let mut of: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        for (g, group) in &self.groups {
+            for h in self.members(g) {
+                of.entry(h).or_default().push((group.depth, g.clone()));
+            }
+        }
+        of.into_iter()
+            .map(|(h, mut gs)| {
+                gs.sort();
+                (h, gs.into_iter().map(|(_, g)| g).collect())
+            })
+            .collect()
     }
 
     /// Variable layers of `host`, lowest precedence first.

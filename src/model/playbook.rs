@@ -9,7 +9,7 @@ use super::error::{parse_yaml, read, ModelError};
 use super::location::{clean, Lines, Location};
 use super::serial::{Serial, SerialSpec};
 use super::template::{whole_expression, Templates};
-use super::vars::{merge, resolve};
+use super::vars::{merge, resolve, Magic};
 use super::Vars;
 use crate::resources;
 use serde::Deserialize;
@@ -180,7 +180,7 @@ pub struct LoopVars {
     /// Layers above the playbook's (inventory `vars`, then `-e`), lowest first.
     outer: Vec<Vars>,
     /// Variables nothing overrides (`groups`, `hostvars`, `inventory_dir`, `playbook_dir`).
-    magic: Vars,
+    magic: Magic,
     /// The variables of each set of layers, resolved once (the loops of one module share them), keyed
     /// by the layers' addresses: the merged raw layers and their context, with the layers themselves
     /// (held, so that no other layer can take an address while it is a key).
@@ -189,7 +189,7 @@ pub struct LoopVars {
 
 impl LoopVars {
     /// Loops evaluated with `outer` above the playbook's layers and `magic` on top of all.
-    pub fn new(outer: Vec<Vars>, magic: Vars) -> Self {
+    pub fn new(outer: Vec<Vars>, magic: Magic) -> Self {
         LoopVars {
             templates: Templates::new(),
             outer,

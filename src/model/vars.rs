@@ -2,6 +2,10 @@
 //! eagerly, in as many passes as the references need; a variable that cannot be resolved (undefined
 //! reference, self reference) is kept aside with its reason and only becomes an error if a task uses it,
 //! as Ansible's lazy variables would.
+//!
+//! The variables the engine provides ([`Magic`]) are template values, not JSON: `groups` and `hostvars`
+//! hold every host, so one copy of each serves every host's context: copied into each context, they
+//! would make a run's cost grow with the cube of its hosts.
 
 use super::template::{is_templated, Templates};
 use super::Vars;
@@ -19,19 +23,42 @@ pub fn merge(layers: &[&Vars]) -> Vars {
     out
 }
 
+/// The variables the engine provides (`inventory_hostname`, `groups`, `hostvars`…), which templates read
+/// and the inventory cannot override. Cloning one shares its values.
+pub type Magic = BTreeMap<String, Value>;
+
 /// Variables after resolution.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
-    /// Fully rendered variables, including the magic ones.
+    /// Fully rendered variables of the raw set (the magic ones are in `magic`).
     pub vars: Vars,
+    /// The magic variables the raw set was resolved with.
+    pub magic: Magic,
     /// Variables that could not be rendered, with the reason.
     pub broken: BTreeMap<String, String>,
-    /// `vars` as a template context, converted once because every task on the host renders with it.
+    /// `vars` and `magic` as a template context, converted once because every task on the host renders
+    /// with it.
     pub context: Value,
     /// What each templated variable of the raw set reads (the names in its template), one a magic
     /// variable overrides included: the render order follows it, and so does [`secret_names`], which
     /// takes it from here rather than parse every template a second time.
     pub reads: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Resolved {
+    /// True when `name` is a variable of this context, rendered or magic.
+    pub fn defines(&self, name: &str) -> bool {
+        self.vars.contains_key(name) || self.magic.contains_key(name)
+    }
+}
+
+/// The template context of `vars` and `magic`: each variable converted on its own, the magic values
+/// shared rather than copied.
+fn context_of(vars: &Vars, magic: &Magic) -> Value {
+    vars.iter()
+        .map(|(k, v)| (k.as_str(), Value::from_serialize(v)))
+        .chain(magic.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        .collect()
 }
 
 fn templated(v: &serde_json::Value) -> bool {
@@ -45,7 +72,7 @@ fn templated(v: &serde_json::Value) -> bool {
 
 /// Resolves `raw` against itself; `magic` (host name, groups, hostvars…) is available and cannot be
 /// overridden.
-pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
+pub fn resolve(t: &Templates, raw: &Vars, magic: &Magic) -> Resolved {
     let reads: BTreeMap<String, BTreeSet<String>> = raw
         .iter()
         .filter(|(_, v)| templated(v))
@@ -63,7 +90,6 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
             vars.insert(k.clone(), v.clone());
         }
     }
-    vars.extend(magic.iter().map(|(k, v)| (k.clone(), v.clone())));
     // A value renders once the variables it reads are rendered: `default()` and `is defined` would
     // otherwise take a variable that is only not rendered yet for an undefined one. When nothing is left
     // that waits only for others (a cycle, an undefined name), the rest render as they are, for the
@@ -71,7 +97,7 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
     let mut broken = BTreeMap::new();
     let mut stuck = false;
     while !pending.is_empty() {
-        let ctx = Value::from_serialize(&vars);
+        let ctx = context_of(&vars, magic);
         let waiting: BTreeSet<&String> = pending.iter().map(|(k, _)| *k).collect();
         let mut next = Vec::new();
         let mut progress = false;
@@ -105,9 +131,10 @@ pub fn resolve(t: &Templates, raw: &Vars, magic: &Vars) -> Resolved {
             *why = format!("`{k}` refers to itself ({why})");
         }
     }
-    let context = Value::from_serialize(&vars);
+    let context = context_of(&vars, magic);
     Resolved {
         vars,
+        magic: magic.clone(),
         broken,
         context,
         reads,
@@ -170,7 +197,7 @@ mod tests {
         let raw = vars(
             json!({"url": "jdbc://{{ host }}:{{ port }}", "host": "{{ name }}.lab", "port": 3306}),
         );
-        let magic = vars(json!({"name": "h1"}));
+        let magic = Magic::from([("name".into(), Value::from("h1"))]);
         let r = resolve(&t, &raw, &magic);
         assert_eq!(r.vars["url"], json!("jdbc://h1.lab:3306"));
         assert!(r.broken.is_empty());
@@ -186,7 +213,7 @@ mod tests {
             "d": "{{ missing | default('fallback') }}"
         }))
         .unwrap();
-        let r = resolve(&t, &raw, &Vars::new());
+        let r = resolve(&t, &raw, &Magic::new());
         assert_eq!(r.vars["c"], json!("x-2"));
         assert_eq!(r.vars["d"], json!("fallback"));
         assert!(r.broken.is_empty(), "{:?}", r.broken);
@@ -196,7 +223,7 @@ mod tests {
     fn broken_vars_are_kept_aside_with_their_reason() {
         let t = Templates::new();
         let raw = vars(json!({"a": "{{ a }}", "b": "{{ missing }}", "c": 1}));
-        let r = resolve(&t, &raw, &Vars::new());
+        let r = resolve(&t, &raw, &Magic::new());
         assert!(r.broken["a"].contains("refers to itself"), "{:?}", r.broken);
         assert!(r.broken["b"].contains("missing"));
         assert_eq!(r.vars["c"], json!(1));
@@ -220,7 +247,7 @@ mod tests {
             "host": "db",
             "db_password": "pw-000000",
         }));
-        let reads = resolve(&t, &raw, &Vars::new()).reads;
+        let reads = resolve(&t, &raw, &Magic::new()).reads;
         let s = super::secret_names(
             &raw,
             &reads,

@@ -11,7 +11,7 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::dot::{Config, Dot};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A task on a host. A handler that post tasks can notify has two nodes on a host: its flush after the
 /// tasks and its flush after the post tasks.
@@ -74,7 +74,7 @@ impl TaskGraph {
             },
             msg,
         };
-        let allowed: Option<Vec<String>> = match limit {
+        let allowed: Option<HashSet<String>> = match limit {
             Some(l) => {
                 let hosts = inv.select(l).map_err(limit_error)?;
                 if hosts.is_empty() {
@@ -83,7 +83,7 @@ impl TaskGraph {
                         inv.path.display()
                     )));
                 }
-                Some(hosts)
+                Some(hosts.into_iter().collect())
             }
             None => None,
         };
@@ -319,10 +319,12 @@ fn resolve_dep(
             .copied()
             .collect()
     };
-    let only: Option<Vec<String>> = match &dep.hosts {
+    let only: Option<HashSet<String>> = match &dep.hosts {
         Some(p) => Some(
             inv.select(p)
-                .map_err(|e| ModelError::at(&dep.loc, format!("depends_on: {e}")))?,
+                .map_err(|e| ModelError::at(&dep.loc, format!("depends_on: {e}")))?
+                .into_iter()
+                .collect(),
         ),
         None => None,
     };

@@ -3,14 +3,14 @@
 use super::graph::TaskGraph;
 use crate::model::playbook::LoopVars;
 use crate::model::template::Templates;
-use crate::model::vars::{merge, resolve, secret_names, Resolved};
+use crate::model::vars::{merge, resolve, secret_names, Magic, Resolved};
 use crate::model::{
     Inventory, ModelError, Playbook, Serial, SerialError, SerialSpec, TaskSpec, Vars,
 };
 use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
 use minijinja::value::{merge_maps, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,8 +77,9 @@ impl Prepared {
     }
 
     /// [`Prepared::context`] with the registered results given as a template value, which may hold
-    /// what no JSON can (`render`'s stand-in for results known only after apply).
-    pub(super) fn context_with(&self, node: petgraph::graph::NodeIndex, registers: Value) -> Value {
+    /// what no JSON can (`render`'s stand-in for results known only after apply, the run's other
+    /// hosts read lazily).
+    pub fn context_with(&self, node: petgraph::graph::NodeIndex, registers: Value) -> Value {
         let n = &self.graph.graph[node];
         let base = self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)]
             .context
@@ -291,16 +292,19 @@ pub fn prepare_with(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut shared = Vars::new();
-    shared.insert("groups".into(), groups.into());
+    let mut shared = Magic::new();
+    shared.insert("groups".into(), Value::from_serialize(&groups));
     shared.insert("inventory_dir".into(), dir_of(&inv.dir).into());
     shared.insert("playbook_dir".into(), dir_of(&pb_dir).into());
-    let magic_for = |host: &str| -> Vars {
+    let magic_for = |host: &str| -> Magic {
         let h = inv.host(host).expect("known host");
         let mut m = shared.clone();
         m.insert("inventory_hostname".into(), host.into());
-        m.insert("ansible_host".into(), h.address.clone().into());
-        m.insert("group_names".into(), inv.groups_of(host).into());
+        m.insert("ansible_host".into(), h.address.as_str().into());
+        m.insert(
+            "group_names".into(),
+            Value::from_serialize(inv.groups_of(host)),
+        );
         m
     };
     let no_regs = BTreeSet::new();
@@ -311,21 +315,29 @@ pub fn prepare_with(
                 masker.add_leaves(v);
             }
         }
+        // A magic variable listed as secret (`ansible_host`, say) is hidden too.
+        for (k, v) in &r.magic {
+            if secret.contains(k) {
+                masker.add_leaves(&serde_json::to_value(v).unwrap_or_default());
+            }
+        }
         secret
     };
-    let mut hostvars = serde_json::Map::new();
+    // Every host's variables, as `hostvars` shows them; one value shared by every context.
+    let mut hostvars = BTreeMap::new();
     for h in &inv.hosts {
         let mut layers = inv.var_layers(&h.name);
         layers.push(&opts.extra);
         let raw = merge(&layers);
         let r = resolve(&templates, &raw, &magic_for(&h.name));
         remember(&raw, &r);
-        hostvars.insert(h.name.clone(), r.vars.into());
+        hostvars.insert(h.name.clone(), r.context);
     }
+    let hostvars = Value::from(hostvars);
     // `loop:` lists make tasks: rendered from what every host shares (`hostvars` is the same on every
     // host), like `serial:`.
     let mut loop_magic = shared.clone();
-    loop_magic.insert("hostvars".into(), hostvars.clone().into());
+    loop_magic.insert("hostvars".into(), hostvars.clone());
     let loops = LoopVars::new(vec![inv.vars.clone(), opts.extra.clone()], loop_magic);
     let pb = Playbook::load_with(&pb_path, &inv.module_path, &loops)?;
     let serial = serials(&inv, &pb, &templates, &opts.extra, &shared)?;
@@ -341,7 +353,7 @@ pub fn prepare_with(
         layers.extend(inv.var_layers(&n.host));
         layers.push(&opts.extra);
         let mut magic = magic_for(&n.host);
-        magic.insert("hostvars".into(), hostvars.clone().into());
+        magic.insert("hostvars".into(), hostvars.clone());
         let raw = merge(&layers);
         let r = resolve(&templates, &raw, &magic);
         secret_vars.insert((n.host.clone(), scope), remember(&raw, &r));
@@ -377,7 +389,7 @@ fn serials(
     pb: &Playbook,
     templates: &Templates,
     extra: &Vars,
-    shared: &Vars,
+    shared: &Magic,
 ) -> Result<Vec<Serial>, ModelError> {
     pb.plays
         .iter()
@@ -413,6 +425,18 @@ fn serials(
 /// NAME counts when the subscript is not a literal host name. Checked before any host is touched.
 fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
     let g = &p.graph.graph;
+    // Who registers what, by name and by (name, host): looked up per reader, instead of a walk over
+    // every node for each reader, and each reader's ancestors found once, walking back from it, which
+    // sees only what it waits for, instead of a walk forward from each registering node, which sees
+    // everything after it (every host that waits for it).
+    let mut by_name: HashMap<&str, Vec<petgraph::graph::NodeIndex>> = HashMap::new();
+    let mut by_host: HashMap<(&str, &str), Vec<petgraph::graph::NodeIndex>> = HashMap::new();
+    for n in g.node_indices() {
+        if let Some(r) = &p.task(n).register {
+            by_name.entry(r).or_default().push(n);
+            by_host.entry((r, &g[n].host)).or_default().push(n);
+        }
+    }
     for node in g.node_indices() {
         if !p.nodes[node.index()].reads.contains(OTHER_HOSTS) {
             continue;
@@ -422,16 +446,21 @@ fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
         strings_in(&t.args, &mut sources);
         sources.extend(t.when.iter().map(String::as_str));
         let here = &g[node].host;
+        let mut waits_for: Option<HashSet<petgraph::graph::NodeIndex>> = None;
         for (subscript, name) in sources.iter().flat_map(|s| cross_host_reads(s)) {
             let literal = subscript
                 .strip_prefix(['\'', '"'])
                 .and_then(|s| s.strip_suffix(['\'', '"']));
-            for other in g.node_indices() {
+            let registering = match literal {
+                Some(l) => by_host.get(&(name.as_str(), l)),
+                None => by_name.get(name.as_str()),
+            };
+            for &other in registering.into_iter().flatten() {
                 let (h, ot) = (&g[other].host, p.task(other));
                 if h == here
-                    || ot.register.as_deref() != Some(name.as_str())
-                    || literal.is_some_and(|l| l != h)
-                    || petgraph::algo::has_path_connecting(g, other, node, None)
+                    || waits_for
+                        .get_or_insert_with(|| ancestors(g, node))
+                        .contains(&other)
                 {
                     continue;
                 }
@@ -447,6 +476,23 @@ fn check_cross_host_reads(p: &Prepared) -> Result<(), ModelError> {
         }
     }
     Ok(())
+}
+
+/// Every node `node` waits for, through any chain of edges.
+fn ancestors(
+    g: &petgraph::graph::DiGraph<super::Node, super::Edge>,
+    node: petgraph::graph::NodeIndex,
+) -> HashSet<petgraph::graph::NodeIndex> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<_> = g
+        .neighbors_directed(node, petgraph::Direction::Incoming)
+        .collect();
+    while let Some(n) = todo.pop() {
+        if seen.insert(n) {
+            todo.extend(g.neighbors_directed(n, petgraph::Direction::Incoming));
+        }
+    }
+    seen
 }
 
 /// Every string in a task's arguments, where its templates are.
@@ -577,7 +623,7 @@ fn check_node(p: &Prepared, node: petgraph::graph::NodeIndex) -> Result<NodePrep
             unresolved.get_or_insert_with(|| {
                 here(format!("variable `{name}` cannot be resolved: {why}"))
             });
-        } else if !ctx_vars.vars.contains_key(&name)
+        } else if !ctx_vars.defines(&name)
             && !p.templates.is_global(&name)
             && !guarded.contains(&name)
         {

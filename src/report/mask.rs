@@ -10,6 +10,7 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 /// What a secret is replaced with.
@@ -21,7 +22,23 @@ pub const MIN_MASKED: usize = 6;
 #[derive(Default)]
 struct Needles {
     values: Vec<String>,
+    /// `values` as a set, so learning a value costs the same however many are known.
+    known: HashSet<String>,
+    /// The matcher of `values`, rebuilt when text is masked after values were added (`stale`), not at
+    /// each addition: the secrets of thousands of hosts are learnt one host at a time.
     matcher: Option<AhoCorasick>,
+    stale: bool,
+}
+
+impl Needles {
+    fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match &self.matcher {
+            Some(m) if m.is_match(text) => {
+                Cow::Owned(m.replace_all(text, &vec![MASK; self.values.len()]))
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
 }
 
 /// The secret values of a run and the replacement of each of them in output text. Cloning shares the
@@ -54,35 +71,37 @@ impl Masker {
         self.add_all(leaves(v).iter().map(String::as_str));
     }
 
-    /// Hides each of `values` (see [`Masker::add`]), rebuilding the matcher once.
+    /// Hides each of `values` (see [`Masker::add`]).
     pub fn add_all<'a>(&self, values: impl IntoIterator<Item = &'a str>) {
         let mut n = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let before = n.values.len();
         for v in values {
             for line in v.lines() {
                 let line = line.trim();
-                if line.chars().count() >= MIN_MASKED && !n.values.iter().any(|x| x == line) {
+                if line.chars().count() >= MIN_MASKED && n.known.insert(line.to_string()) {
                     n.values.push(line.to_string());
+                    n.stale = true;
                 }
             }
-        }
-        if n.values.len() != before {
-            n.matcher = AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(&n.values)
-                .ok();
         }
     }
 
     /// `text` with every known secret replaced by [`MASK`].
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let n = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        match &n.matcher {
-            Some(m) if m.is_match(text) => {
-                Cow::Owned(m.replace_all(text, &vec![MASK; n.values.len()]))
+        {
+            let n = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            if !n.stale {
+                return n.mask(text);
             }
-            _ => Cow::Borrowed(text),
         }
+        let mut n = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if n.stale {
+            n.matcher = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&n.values)
+                .ok();
+            n.stale = false;
+        }
+        n.mask(text)
     }
 
     /// [`Masker::mask`] as an owned string.
@@ -127,6 +146,22 @@ mod tests {
         m.add_leaves(&serde_json::json!({"pin": 42, "list": ["ab"]}));
         let text = "port 10001, 42 tasks, ab";
         assert_eq!(m.mask(text), text);
+    }
+
+    #[test]
+    fn a_value_learnt_between_two_masks_is_hidden_from_the_second_on() {
+        let m = Masker::new();
+        m.add("first-secret");
+        assert_eq!(
+            m.mask("first-secret second-secret"),
+            "(sensitive) second-secret"
+        );
+        m.add_all(["second-secret", "first-secret"]);
+        assert_eq!(
+            m.mask("first-secret second-secret"),
+            "(sensitive) (sensitive)"
+        );
+        assert_eq!(format!("{m:?}"), "Masker(2 values)");
     }
 
     #[test]

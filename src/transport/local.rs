@@ -4,12 +4,16 @@
 //! Each script runs in a process group of its own, so that a cancelled run or a task's timeout stops
 //! everything the script started (not only its `sh`), and it dies with the controller: a killed
 //! controller must not leave a script writing on.
+//!
+//! A script is started without forking the controller where `setpriv` can set the death signal
+//! instead: a fork copies the controller's page tables, which grow with the hosts of the run, so at
+//! thousands of hosts starting the scripts would cost more than running them.
 
 use super::{Output, Transport, TransportError};
 use async_trait::async_trait;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -18,10 +22,40 @@ use tokio::process::Command;
 /// temp file) before it is killed.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// How a script's `sh` is made to get SIGTERM when the thread that started it ends (the controller
+/// dying, even by SIGKILL).
+#[derive(Debug, Clone)]
+enum Launch {
+    /// `setpriv --pdeathsig TERM /bin/sh -s`: spawned without a fork (posix_spawn), so starting a
+    /// script costs the same however large the controller is.
+    Setpriv(PathBuf),
+    /// `prctl(PR_SET_PDEATHSIG)` between fork and exec, where no `setpriv` knows `--pdeathsig`.
+    Prctl,
+}
+
+/// The launch this machine allows, found once: which tools are installed is the machine's, not a
+/// run's, and asking per script would cost a process each time.
+static LAUNCH: LazyLock<Launch> = LazyLock::new(|| {
+    ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            std::process::Command::new(p)
+                .args(["--pdeathsig", "TERM", "--", "/bin/sh", "-c", ":"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map_or(Launch::Prctl, Launch::Setpriv)
+});
+
 /// Runs scripts with the controller's `/bin/sh`.
 #[derive(Debug)]
 pub struct LocalTransport {
     host: String,
+    launch: Launch,
     /// Process groups of scripts that were stopped before they finished, still being terminated.
     stopping: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -29,9 +63,40 @@ pub struct LocalTransport {
 impl LocalTransport {
     /// A transport acting for the inventory host `host`.
     pub fn new(host: impl Into<String>) -> Self {
+        Self::with_launch(host, LAUNCH.clone())
+    }
+
+    fn with_launch(host: impl Into<String>, launch: Launch) -> Self {
         Self {
             host: host.into(),
+            launch,
             stopping: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The command that runs a script read from standard input.
+    fn command(&self) -> Command {
+        match &self.launch {
+            Launch::Setpriv(setpriv) => {
+                let mut cmd = Command::new(setpriv);
+                cmd.args(["--pdeathsig", "TERM", "--", "/bin/sh", "-s"]);
+                cmd
+            }
+            Launch::Prctl => {
+                let mut cmd = Command::new("/bin/sh");
+                cmd.arg("-s");
+                // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+                // parent.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                cmd
+            }
         }
     }
 
@@ -104,22 +169,11 @@ impl Transport for LocalTransport {
     }
 
     async fn run(&self, script: &str) -> Result<Output, TransportError> {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-s")
-            .stdin(Stdio::piped())
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent; it
-        // makes the script's sh get SIGTERM (and run its traps) when the controller dies, even by SIGKILL.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let mut child = cmd.spawn().map_err(|e| self.io("spawning /bin/sh", e))?;
         let mut group = Group {
             pgid: child.id().map(|p| p as i32).unwrap_or_default(),
@@ -208,6 +262,54 @@ mod tests {
             .unwrap();
         t.close().await;
         assert!(!alive(pid), "sleep {pid} survived its abandoned script");
+    }
+
+    #[test]
+    fn a_script_dies_with_the_thread_that_started_it_however_it_was_launched() {
+        let mut launches = vec![Launch::Prctl];
+        launches.extend(matches!(&*LAUNCH, Launch::Setpriv(_)).then(|| LAUNCH.clone()));
+        for launch in launches {
+            let d = tempfile::tempdir().unwrap();
+            let pidfile = d.path().join("pid");
+            let script = format!(
+                "echo $$ > {}\nwhile :; do sleep 1; done\n",
+                super::super::sh_quote(&pidfile.display().to_string())
+            );
+            let t = LocalTransport::with_launch("t", launch.clone());
+            let written = pidfile.clone();
+            // The thread ends with the script still running and nothing left to stop it (the run is
+            // leaked, not dropped): only the death signal can end it, as when the controller dies.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut run = Box::pin(t.run(&script));
+                    let started = std::time::Instant::now();
+                    while std::fs::read_to_string(&written).map_or(true, |s| !s.ends_with('\n')) {
+                        assert!(started.elapsed() < Duration::from_secs(30), "{launch:?}: no pid");
+                        tokio::select! {
+                            r = &mut run => panic!("{launch:?}: the script ended: {:?}", r.map(|o| o.tail())),
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                        }
+                    }
+                    std::mem::forget(run);
+                });
+            })
+            .join()
+            .unwrap();
+            let pid: i32 = std::fs::read_to_string(&pidfile)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while alive(pid) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(!alive(pid), "sh {pid} outlived the thread that started it");
+        }
     }
 
     /// True while `pid` exists and is not a zombie waiting to be reaped.

@@ -86,7 +86,9 @@ pub trait Transport: Send + Sync {
     /// large payloads such as product packs stream instead of being embedded in a script.
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError>;
 
-    /// Closes the connection; called once when the run is over so no helper process outlives it.
+    /// Closes the connection, so no helper process outlives the host's part in the run: after the host's
+    /// last task, while it waits for another host (a later script connects again), and once more when
+    /// the run is over. Closing a closed connection does nothing.
     async fn close(&self) {}
 }
 

@@ -246,8 +246,14 @@ impl Transport for SshTransport {
             }
             Err(_) => tracing::warn!(host = %self.host.name, "ssh session still in use at close"),
         }
-        // Shared by every host of this run: the last host to close removes it (earlier ones fail
-        // harmlessly because it is not empty yet).
+    }
+}
+
+impl Drop for SshTransport {
+    /// The control directory is shared by every host of the run: the last transport dropped removes it
+    /// (earlier ones fail harmlessly because it is not empty yet). Not at close: a host closes as soon
+    /// as it is done, while others may be connecting into the directory.
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.control_dir);
     }
 }

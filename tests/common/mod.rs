@@ -190,15 +190,18 @@ impl Project {
     /// Runs the binary with `args` and its standard output closed before it writes (`… | head -0`), as a
     /// pager or `head` that quits early leaves it.
     pub fn run_stdout_closed(&self, args: &[&str]) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_apim-provision"))
+        // The reading end is closed before the child starts: closed after the spawn, a fast child
+        // could write its output into the pipe first and succeed.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let child = Command::new(env!("CARGO_BIN_EXE_apim-provision"))
             .args(args)
             .current_dir(self.path())
             .env_remove("RUST_BACKTRACE")
-            .stdout(std::process::Stdio::piped())
+            .stdout(writer)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run apim-provision");
-        drop(child.stdout.take());
         let out = child.wait_with_output().expect("wait for apim-provision");
         Run {
             code: out.status.code().unwrap_or(-1),
