@@ -148,7 +148,7 @@ impl Resource for Copy {
     fn probe(&self) -> String {
         let d = sh_quote(&self.dest);
         format!(
-            "fact_stat {d}\nif [ -f {d} ] && [ ! -L {d} ]; then s=$(sha256sum < {d} | cut -c1-64); fact sha256 \"$s\"; \
+            "fact_stat {d}\nif [ -f {d} ] && [ ! -L {d} ]; then s=$(sha256sum < {d}); s=${{s%% *}}; fact sha256 \"$s\"; \
              if [ \"$s\" != {sha} ] && [ \"$(stat -c %s {d})\" -le {DIFF_LIMIT} ]; then fact_b64 old {d}; fi; fi\n\
              [ -d {parent} ] || fact parent absent",
             sha = self.sha,

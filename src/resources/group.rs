@@ -121,7 +121,7 @@ impl Resource for Group {
 
     fn probe(&self) -> String {
         format!(
-            "if e=$(getent group {n}); then fact exists yes; fact gid \"$(printf '%s\\n' \"$e\" | cut -d: -f3)\"; else fact exists no; fi\n{}",
+            "if e=$(getent group {n}); then fact exists yes; set -f; IFS=:; set -- $e; unset IFS; set +f; fact gid \"$3\"; else fact exists no; fi\n{}",
             digest_probe("entry_sha256", &self.entry()),
             n = sh_quote(&self.name)
         )

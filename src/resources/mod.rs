@@ -199,16 +199,14 @@ impl Guard {
                 sha256: Some(sha),
             } => {
                 let p = sh_quote(path);
-                format!(
-                    "[ -f {p} ] && [ ! -L {p} ] && [ \"$(sha256sum < {p} | cut -c1-64)\" = {sha} ]"
-                )
+                format!("[ -f {p} ] && [ ! -L {p} ] && [ \"$(sha256sum < {p})\" = '{sha}  -' ]")
             }
             Guard::File { path, sha256: None } => {
                 let p = sh_quote(path);
                 format!("[ ! -e {p} ] && [ ! -L {p} ]")
             }
             Guard::Digest { script, sha256, .. } => {
-                format!("[ \"$({})\" = {sha256} ]", digest_cmd(script))
+                format!("[ \"$({})\" = '{sha256}  -' ]", digest_cmd(script))
             }
         }
     }
@@ -221,15 +219,15 @@ const GUARD_FAILED: i32 = 97;
 const GUARD_MESSAGE: &str = " changed on the host since it was probed; run plan again";
 
 /// The shell pipeline printing the sha256 of `script`'s output (stderr dropped, so a warning does not
-/// count as a change).
+/// count as a change) as `sha256sum` does (`HASH  -`), without a program more to cut it.
 fn digest_cmd(script: &str) -> String {
-    format!("{{ {script}\n}} 2>/dev/null | sha256sum | cut -c1-64")
+    format!("{{ {script}\n}} 2>/dev/null | sha256sum")
 }
 
 /// A probe line printing, as fact `key`, the sha256 of what the read-only `script` prints: the identity
 /// of the state a decision was made from, for a [`Guard::Digest`].
 pub fn digest_probe(key: &str, script: &str) -> String {
-    format!("fact {} \"$({})\"", sh_quote(key), digest_cmd(script))
+    format!("printf '@w %s=' {}; {}", sh_quote(key), digest_cmd(script))
 }
 
 /// One action of apply, decided in plan. Scripts travel on the transport's standard input (never on a

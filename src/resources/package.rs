@@ -21,7 +21,8 @@ const APT_LISTS: &str = "/var/lib/apt/lists";
 
 /// Shell that sets `mgr` (apt, dnf, yum or none), defines `installed NAME` for it, and `lists_age DIR`
 /// (seconds since apt's lists were refreshed, or `missing`). Shared by the probe and the apply step's
-/// guard so both judge "installed" the same way.
+/// guard so both judge "installed" the same way (on apt the probe asks dpkg once for all its names, for
+/// the same status `installed` reads).
 const DETECT: &str = r#"if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
   mgr=apt
   installed() { case "$(dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null)" in *" installed"*) return 0;; esac; return 1; }
@@ -33,11 +34,10 @@ else
   mgr=none
 fi
 lists_age() {
-  if [ -z "$(find "$1" -maxdepth 1 -name '*_Packages*' -print 2>/dev/null | head -n 1)" ]; then echo missing; return 0; fi
-  t=$(stat -c %Y "$1")
-  stamp=/var/lib/apt/periodic/update-success-stamp
-  if [ -e "$stamp" ]; then s=$(stat -c %Y "$stamp"); if [ "$s" -gt "$t" ]; then t=$s; fi; fi
-  echo $(( $(date +%s) - t ))
+  if [ -z "$(find "$1" -maxdepth 1 -name '*_Packages*' -print -quit 2>/dev/null)" ]; then echo missing; return 0; fi
+  now=$(date +%s); t=0
+  for s in $(stat -c %Y -- "$1" /var/lib/apt/periodic/update-success-stamp 2>/dev/null); do if [ "$s" -gt "$t" ]; then t=$s; fi; done
+  echo $(( now - t ))
 }
 "#;
 
@@ -180,10 +180,15 @@ impl Resource for Package {
         let names: Vec<String> = self.names.iter().map(|n| sh_quote(n)).collect();
         format!(
             r#"{DETECT}fact manager "$mgr"
-if [ "$mgr" != none ]; then
+if [ "$mgr" = apt ]; then
+  for p in {names}; do fact "pkg.$p" missing; done
+  dpkg-query -W -f='${{binary:Package}} ${{Package}} ${{db:Status-Status}}\n' -- {names} 2>/dev/null | while read -r b p st; do
+    if [ "$st" = installed ]; then for n in {names}; do if [ "$n" = "$b" ] || [ "$n" = "$p" ]; then fact "pkg.$n" installed; fi; done; fi
+  done
+  fact apt_lists "$(lists_age {lists})"
+elif [ "$mgr" != none ]; then
   for p in {names}; do if installed "$p"; then fact "pkg.$p" installed; else fact "pkg.$p" missing; fi; done
-fi
-if [ "$mgr" = apt ]; then fact apt_lists "$(lists_age {lists})"; fi"#,
+fi"#,
             names = names.join(" "),
             lists = sh_quote(&self.lists_dir),
         )
@@ -354,7 +359,10 @@ mod tests {
         fake.tool(
             "dpkg-query",
             &format!(
-                r#"for last; do :; done
+                r#"case "$2" in
+  *db:Status-Status*) shift 3; for n; do [ -e "{db}/$n" ] && echo "$n $n installed"; done; exit 0 ;;
+esac
+for last; do :; done
 [ -e "{db}/$last" ] || exit 1
 echo "install ok installed""#
             ),

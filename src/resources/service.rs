@@ -142,10 +142,10 @@ case "$(command -v systemctl >/dev/null 2>&1 && systemctl is-system-running 2>/d
   ""|offline|unknown) fact systemd no; exit 0 ;;
 esac
 fact systemd yes
-fact load "$(systemctl show -p LoadState "$u" 2>/dev/null | sed 's/^LoadState=//')"
-fact active "$(systemctl is-active "$u" 2>/dev/null)"
-fact enabled "$(systemctl is-enabled "$u" 2>/dev/null)"
-fact need_reload "$(systemctl show -p NeedDaemonReload "$u" 2>/dev/null | sed 's/^NeedDaemonReload=//')""#,
+systemctl show -p LoadState -p ActiveState -p NeedDaemonReload -- "$u" 2>/dev/null | while IFS== read -r k v; do
+  case $k in LoadState) fact load "$v" ;; ActiveState) fact active "$v" ;; NeedDaemonReload) fact need_reload "$v" ;; esac
+done
+fact enabled "$(systemctl is-enabled -- "$u" 2>/dev/null)""#,
             u = sh_quote(&self.name)
         )
     }
@@ -285,8 +285,14 @@ for u; do :; done
 case "$1" in
   is-system-running) echo running ;;
   show)
-    if [ "$3" = LoadState ]; then [ -e "$db/units/$u" ] && echo LoadState=loaded || echo LoadState=not-found
-    else [ -e "$db/stale/$u" ] && echo NeedDaemonReload=yes || echo NeedDaemonReload=no; fi ;;
+    while [ $# -gt 1 ]; do
+      if [ "$1" = -p ]; then case "$2" in
+        LoadState) [ -e "$db/units/$u" ] && echo LoadState=loaded || echo LoadState=not-found ;;
+        ActiveState) [ -e "$db/active/$u" ] && echo ActiveState=active || echo ActiveState=inactive ;;
+        NeedDaemonReload) [ -e "$db/stale/$u" ] && echo NeedDaemonReload=yes || echo NeedDaemonReload=no ;;
+      esac; fi
+      shift
+    done ;;
   is-active) if [ -e "$db/active/$u" ]; then [ "$2" = --quiet ] || echo active; else [ "$2" = --quiet ] || echo inactive; exit 3; fi ;;
   is-enabled) if [ -e "$db/static/$u" ]; then echo static; elif [ -e "$db/enabled/$u" ]; then echo enabled; else echo disabled; exit 1; fi ;;
   daemon-reload) rm -f "$db/stale/"* ;;

@@ -256,8 +256,8 @@ impl Resource for User {
             r#"n={n}
 if e=$(getent passwd "$n"); then
   fact exists yes
-  field() {{ printf '%s\n' "$e" | cut -d: -f"$1"; }}
-  fact uid "$(field 3)"; fact gid "$(field 4)"; fact home "$(field 6)"; fact shell "$(field 7)"
+  set -f; IFS=:; set -- $e; unset IFS; set +f
+  fact uid "$3"; fact gid "$4"; fact home "$6"; fact shell "$7"
   fact group "$(id -gn "$n" 2>/dev/null)"; fact groups "$(id -Gn "$n" 2>/dev/null)"
 else
   fact exists no

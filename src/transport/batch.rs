@@ -6,17 +6,20 @@ use base64::Engine as _;
 use std::collections::BTreeMap;
 
 /// Shell functions every probe snippet may call. Facts are printed as `@f key=value` lines so that anything
-/// else a probe prints (warnings, errors) can be kept apart as messages.
+/// else a probe prints (warnings, errors) can be kept apart as messages. A probe's cost on the host is
+/// mostly the programs it starts, so these start as few as they can and no subshell only to capture a
+/// value: a program prints its fact line itself (`stat --printf`), and `@w key=value …` keeps only the
+/// value's first word (what `sha256sum` prints before the file name).
 const PRELUDE: &str = r#"fact() { printf '@f %s=%s\n' "$1" "$2"; }
 fact_b64() { printf '@f %s=' "$1"; base64 -w0 < "$2"; printf '\n'; }
 fact_stat() {
-  if [ -L "$1" ]; then fact type link; fact link_target "$(readlink "$1")"
+  if [ -L "$1" ]; then fact type link; printf '@f link_target='; readlink -- "$1"
   elif [ -d "$1" ]; then fact type directory
   elif [ -e "$1" ]; then fact type file
   else fact type absent; return 0; fi
-  fact mode "$(stat -c %a "$1")"; fact owner "$(stat -c %U "$1")"; fact group "$(stat -c %G "$1")"
+  stat --printf='@f mode=%a\n@f owner=%U\n@f group=%G\n' -- "$1"
 }
-fact_sha() { if [ -f "$1" ] && [ ! -L "$1" ]; then fact sha256 "$(sha256sum < "$1" | cut -c1-64)"; fi; }
+fact_sha() { if [ -f "$1" ] && [ ! -L "$1" ]; then printf '@w sha256='; sha256sum < "$1"; fi; }
 "#;
 
 /// Quotes `s` for a POSIX shell, for every value a resource splices into a script.
@@ -157,6 +160,12 @@ fn parse(out: &Output, nonce: &str, count: usize) -> Vec<BatchAnswer> {
             if let Some(fact) = line.strip_prefix("@f ") {
                 if let Some((k, v)) = fact.split_once('=') {
                     answers[i].facts.set(k, v);
+                }
+            } else if let Some(fact) = line.strip_prefix("@w ") {
+                if let Some((k, v)) = fact.split_once('=') {
+                    answers[i]
+                        .facts
+                        .set(k, v.split_whitespace().next().unwrap_or_default());
                 }
             } else if !line.trim().is_empty() {
                 answers[i].messages.push(line.to_string());
