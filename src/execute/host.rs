@@ -2,11 +2,10 @@
 //! handlers, and the batch of probes taken in one round trip — valid until something on the host changes.
 
 use crate::model::Vars;
-use crate::resources::HostView;
+use crate::resources::{Effect, HostView, Reads};
 use crate::transport::{BatchAnswer, ProbeBatch, Transport, TransportError};
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -37,8 +36,10 @@ pub struct HostState {
     pub notified: Mutex<HashMap<(usize, String), Vec<String>>>,
     /// Plan mode: what the pending changes of earlier tasks will leave on the host.
     pub view: Mutex<HostView>,
-    /// Number of changes made on this host; a batch taken before the first change stays valid.
-    changes: AtomicU64,
+    /// Apply mode: what the changes made so far on this host did, as the plan's simulation describes
+    /// them, so a later task whose probe they cannot have touched is decided from the batch taken
+    /// before them (as plan decided it) instead of probing again.
+    applied: Mutex<HostView>,
     batch: OnceCell<BatchResult>,
     /// The fork this host holds while it is worked on: taken by its first task that runs, given up
     /// while it waits for another host and after its last task, so `--forks` bounds the hosts
@@ -55,7 +56,7 @@ impl HostState {
             unknown: Mutex::new(BTreeSet::new()),
             notified: Mutex::new(HashMap::new()),
             view: Mutex::new(HostView::default()),
-            changes: AtomicU64::new(0),
+            applied: Mutex::new(HostView::default()),
             batch: OnceCell::new(),
             fork: Mutex::new(None),
         }
@@ -80,14 +81,24 @@ impl HostState {
         &self.transport
     }
 
-    /// Records that a change was made, which invalidates the batch for later tasks.
-    pub fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+    /// Records that a change was made with these `effects`: the batch's answers stay valid only
+    /// for the probes they cannot have touched.
+    pub fn changed(&self, effects: Vec<Effect>) {
+        self.applied.lock().expect("applied").record(effects);
     }
 
-    /// True while nothing was changed on this host in this run.
-    pub fn pristine(&self) -> bool {
-        self.changes.load(Ordering::SeqCst) == 0
+    /// True when the batch's answer still holds for a probe that `reads`, possibly seen through
+    /// [`applied`](Self::applied): nothing was changed on this host in this run, or only paths were,
+    /// which the simulation tracks for a probe of paths. After a change the simulation cannot
+    /// describe (a command ran, a package was installed) every probe runs again.
+    pub fn batch_holds(&self, reads: &Reads) -> bool {
+        let v = self.applied.lock().expect("applied");
+        v.is_empty() || (matches!(reads, Reads::Paths(_)) && !v.opaque() && v.units_unchanged())
+    }
+
+    /// The changes made so far on this host, as the simulation sees them.
+    pub fn applied(&self) -> std::sync::MutexGuard<'_, HostView> {
+        self.applied.lock().expect("applied")
     }
 
     /// The host's batched probe answers, taking the batch on first call with `probes`; a batch that takes

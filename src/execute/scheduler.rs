@@ -462,7 +462,10 @@ impl Run {
                 limit.as_secs()
             ))
         };
-        let batched = prep.resource.is_some() && hs.pristine() && !dep_changed;
+        // Plan takes every probe from the host's batch; apply too, for as long as the changes made so
+        // far on the host cannot have touched what a probe looks at (then it decides as plan did,
+        // through the same simulation, and its steps' guards check that the host agrees).
+        let batched = prep.resource.is_some() && !dep_changed && hs.batch_holds(&resource.reads());
         let answer = if batched {
             let all = || self.batch_probes(&p.graph.graph[node].host);
             match hs.batch(all, self.ctl.probe_timeout).await {
@@ -473,33 +476,19 @@ impl Run {
         } else {
             None
         };
-        let answer: BatchAnswer = match answer {
+        let from_batch = answer.is_some();
+        let mut answer: BatchAnswer = match answer {
             Some(a) => a,
-            None => {
-                tracing::debug!(host = transport.host(), task = %t.name, "probe round trip (single)");
-                let mut b = ProbeBatch::default();
-                b.push(resource.probe());
-                let limit = t
-                    .timeout
-                    .map(Duration::from_secs)
-                    .unwrap_or(self.ctl.probe_timeout);
-                match tokio::time::timeout(limit, b.run(transport.as_ref())).await {
-                    Ok(Ok(mut a)) => a.remove(0),
-                    Ok(Err(e @ TransportError::Connection { .. })) => {
-                        return Outcome::Unreachable(e.to_string())
-                    }
-                    Ok(Err(e)) => return Outcome::Failed(e.to_string()),
-                    Err(_) => return timed_out("its probe", limit),
-                }
-            }
+            None => match self
+                .probe_alone(node, resource.as_ref(), transport.as_ref())
+                .await
+            {
+                Ok(a) => a,
+                Err(o) => return o,
+            },
         };
-        if answer.status != 0 {
-            return Outcome::Failed(format!(
-                "probe of {} failed (exit {}): {}",
-                resource.describe(),
-                answer.status,
-                answer.messages.join("\n")
-            ));
+        if let Some(failed) = probe_failed(&answer, resource.as_ref()) {
+            return failed;
         }
         // Planned against earlier pending changes of the run, when there are any; a change is then the
         // host's own only when the probe alone also asks for one. Only a run that explains causes
@@ -509,6 +498,25 @@ impl Run {
             && !hs.view.lock().expect("view").is_empty();
         let planned = match self.mode {
             Mode::Plan => resource.plan_in(&answer.facts, &hs.view.lock().expect("view")),
+            Mode::Apply if from_batch => {
+                let seen = resource.plan_in(&answer.facts, &hs.applied());
+                match seen {
+                    Ok(None) => {
+                        answer = match self
+                            .probe_alone(node, resource.as_ref(), transport.as_ref())
+                            .await
+                        {
+                            Ok(a) => a,
+                            Err(o) => return o,
+                        };
+                        if let Some(failed) = probe_failed(&answer, resource.as_ref()) {
+                            return failed;
+                        }
+                        resource.plan(&answer.facts).map(Some)
+                    }
+                    other => other,
+                }
+            }
             Mode::Apply => resource.plan(&answer.facts).map(Some),
         };
         let change = match planned {
@@ -563,19 +571,51 @@ impl Run {
                     "command" | "shell"
                 )
                 .then_some(self.ctl.command_timeout));
+                let effects = resource.effects(&change);
                 let applying = resource.apply(&change, transport.as_ref());
                 let result = match limit {
                     None => applying.await,
                     Some(limit) => match tokio::time::timeout(limit, applying).await {
                         Ok(r) => r,
                         Err(_) => {
-                            hs.changed();
+                            hs.changed(vec![Effect::Other]);
                             return timed_out("it", limit);
                         }
                     },
                 };
-                self.applied(node, hs, result, outcome)
+                self.applied(node, hs, effects, result, outcome)
             }
+        }
+    }
+
+    /// Probes `resource` on its own, in a round trip of its own: for a task that is not in the
+    /// host's batch, or whose batched answer an earlier change of the run may have made stale.
+    async fn probe_alone(
+        &self,
+        node: NodeIndex,
+        resource: &dyn Resource,
+        transport: &dyn Transport,
+    ) -> Result<BatchAnswer, Outcome> {
+        let t = self.p.task(node);
+        tracing::debug!(host = transport.host(), task = %t.name, "probe round trip (single)");
+        let mut b = ProbeBatch::default();
+        b.push(resource.probe());
+        let limit = t
+            .timeout
+            .map(Duration::from_secs)
+            .unwrap_or(self.ctl.probe_timeout);
+        match tokio::time::timeout(limit, b.run(transport)).await {
+            Ok(Ok(mut a)) => Ok(a.remove(0)),
+            Ok(Err(e @ TransportError::Connection { .. })) => {
+                Err(Outcome::Unreachable(e.to_string()))
+            }
+            Ok(Err(e)) => Err(Outcome::Failed(e.to_string())),
+            Err(_) => Err(Outcome::Failed(format!(
+                "`{}` on {}: its probe timed out after {}s (timeout), and what it started there was stopped",
+                t.name,
+                transport.host(),
+                limit.as_secs()
+            ))),
         }
     }
 
@@ -602,15 +642,22 @@ impl Run {
         }
     }
 
-    /// Records an apply's result: registers and notifies on success; either way the host has changed.
+    /// Records an apply's result: registers and notifies on success; either way the host has changed,
+    /// with the change's `effects` when it succeeded, and in a way the simulation cannot tell when it
+    /// failed half-way.
     fn applied(
         &self,
         node: NodeIndex,
         hs: &HostState,
+        effects: Vec<Effect>,
         result: Result<crate::resources::Registered, crate::resources::ResourceError>,
         outcome: Outcome,
     ) -> Outcome {
-        hs.changed();
+        hs.changed(if result.is_ok() {
+            effects
+        } else {
+            vec![Effect::Other]
+        });
         match result {
             Ok(result) => {
                 self.register(node, hs, true, result);
@@ -684,6 +731,18 @@ impl Run {
                 .push(t.name.clone());
         }
     }
+}
+
+/// The task's failure when its probe itself failed (the probe script exited non-zero).
+fn probe_failed(answer: &BatchAnswer, resource: &dyn Resource) -> Option<Outcome> {
+    (answer.status != 0).then(|| {
+        Outcome::Failed(format!(
+            "probe of {} failed (exit {}): {}",
+            resource.describe(),
+            answer.status,
+            answer.messages.join("\n")
+        ))
+    })
 }
 
 #[cfg(test)]

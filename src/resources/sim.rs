@@ -180,6 +180,12 @@ impl HostView {
         })
     }
 
+    /// True when no earlier change starts, stops or restarts a unit (a service may write files of its
+    /// own when it starts, which the simulation does not describe).
+    pub fn units_unchanged(&self) -> bool {
+        self.units.is_empty()
+    }
+
     /// True when an earlier pending change is one the plan cannot describe (a command ran, a package was
     /// installed): it may have made any path.
     pub fn opaque(&self) -> bool {
