@@ -1,6 +1,7 @@
 //! What the scheduler knows about one host during a run: its connection, registered results, notified
 //! handlers, and the batch of probes taken in one round trip — valid until something on the host changes.
 
+use super::Outcome;
 use crate::model::Vars;
 use crate::resources::{Effect, HostView, Reads};
 use crate::transport::{BatchAnswer, ProbeBatch, Transport, TransportError};
@@ -23,6 +24,25 @@ pub struct BatchError {
     pub unreachable: bool,
 }
 
+/// True when a batch's answer still holds for a probe that `reads` after the changes `view` describes:
+/// there are none, or they only wrote paths (no command, package, account or unit change, which may
+/// have made anything), and the simulation tracks paths for a probe of paths.
+pub fn holds(view: &HostView, reads: &Reads) -> bool {
+    view.is_empty()
+        || (matches!(reads, Reads::Paths(_)) && !view.opaque() && view.units_unchanged())
+}
+
+/// What a wave did for a task after the one that sent it, for that task to report in its turn.
+#[derive(Debug)]
+pub enum Ahead {
+    /// Decided from the batch: nothing to do; what `register:` sees.
+    Unchanged(crate::resources::Registered),
+    /// Made: how the report shows it, and what `register:` sees.
+    Changed(Outcome, crate::resources::Registered),
+    /// Failed: why.
+    Failed(String),
+}
+
 /// Per-host run state.
 pub struct HostState {
     /// Connection to the host (which connects on first use).
@@ -40,6 +60,8 @@ pub struct HostState {
     /// them, so a later task whose probe they cannot have touched is decided from the batch taken
     /// before them (as plan decided it) instead of probing again.
     applied: Mutex<HostView>,
+    /// Apply mode: tasks an earlier task's wave decided and made, until each reports.
+    ahead: Mutex<HashMap<NodeIndex, Ahead>>,
     batch: OnceCell<BatchResult>,
     /// The fork this host holds while it is worked on: taken by its first task that runs, given up
     /// while it waits for another host and after its last task, so `--forks` bounds the hosts
@@ -57,6 +79,7 @@ impl HostState {
             notified: Mutex::new(HashMap::new()),
             view: Mutex::new(HostView::default()),
             applied: Mutex::new(HostView::default()),
+            ahead: Mutex::new(HashMap::new()),
             batch: OnceCell::new(),
             fork: Mutex::new(None),
         }
@@ -92,13 +115,30 @@ impl HostState {
     /// which the simulation tracks for a probe of paths. After a change the simulation cannot
     /// describe (a command ran, a package was installed) every probe runs again.
     pub fn batch_holds(&self, reads: &Reads) -> bool {
-        let v = self.applied.lock().expect("applied");
-        v.is_empty() || (matches!(reads, Reads::Paths(_)) && !v.opaque() && v.units_unchanged())
+        holds(&self.applied.lock().expect("applied"), reads)
     }
 
     /// The changes made so far on this host, as the simulation sees them.
     pub fn applied(&self) -> std::sync::MutexGuard<'_, HostView> {
         self.applied.lock().expect("applied")
+    }
+
+    /// The batch's answer for `node`, when the batch was taken and answered it.
+    pub fn batched(&self, node: NodeIndex) -> Option<BatchAnswer> {
+        match self.batch.get() {
+            Some(Ok(map)) => map.get(&node).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Keeps what a wave decided and did for `node` until its own task reports it.
+    pub fn put_ahead(&self, node: NodeIndex, ahead: Ahead) {
+        self.ahead.lock().expect("ahead").insert(node, ahead);
+    }
+
+    /// What a wave decided and did for `node`, if one did.
+    pub fn take_ahead(&self, node: NodeIndex) -> Option<Ahead> {
+        self.ahead.lock().expect("ahead").remove(&node)
     }
 
     /// The host's batched probe answers, taking the batch on first call with `probes`; a batch that takes

@@ -3,11 +3,11 @@
 //! independent branches go on. A host of a `serial:` batch whose previous batch did not finish the play
 //! is skipped for that reason, so a rolling update stops instead of taking down the next nodes.
 
-use super::host::HostState;
+use super::host::{holds, Ahead, HostState};
 use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
 use crate::model::Host;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
-use crate::resources::{Action, Change, Effect, Resource};
+use crate::resources::{execute_wave, Action, Change, Effect, Resource};
 use crate::transport::{connect, BatchAnswer, ProbeBatch, Transport, TransportError};
 use minijinja::value::{merge_maps, Enumerator, Object, Value};
 use petgraph::graph::NodeIndex;
@@ -295,9 +295,16 @@ impl Run {
         // What the dependents of a node skipped for a failed dependency learn: the first failure, and
         // whether it stopped a serial batch.
         let (mut root, mut earlier_batch) = (label.clone(), None);
-        let outcome = match (failed_dep, cancel.reason()) {
-            (_, Some(why)) => interrupted(why),
-            (Some(d), None) if self.mode == Mode::Apply => {
+        let ahead = hs.take_ahead(node);
+        let outcome = match (failed_dep, cancel.reason(), ahead) {
+            // Made already, by an earlier task's wave: reported whatever happens now.
+            (_, _, Some(a)) => {
+                self.sink.started(host, &t.name);
+                let o = self.report_ahead(node, hs, a, &mut target, &mut file);
+                self.hide_if_sensitive(node, o)
+            }
+            (_, Some(why), None) => interrupted(why),
+            (Some(d), None, None) if self.mode == Mode::Apply => {
                 root = d.root;
                 match d.earlier_batch {
                     Some(why) => {
@@ -571,6 +578,14 @@ impl Run {
                     "command" | "shell"
                 )
                 .then_some(self.ctl.command_timeout));
+                if limit.is_none() {
+                    if let Some(done) = self
+                        .wave(node, hs, resource.as_ref(), &change, transport.as_ref(), &outcome)
+                        .await
+                    {
+                        return done;
+                    }
+                }
                 let effects = resource.effects(&change);
                 let applying = resource.apply(&change, transport.as_ref());
                 let result = match limit {
@@ -585,6 +600,177 @@ impl Run {
                 };
                 self.applied(node, hs, effects, result, outcome)
             }
+        }
+    }
+
+    /// Apply mode: when `change` of `node` can travel with changes of the host's next tasks, decides
+    /// those from the host's batch through the simulation (as plan decides them) and makes them all
+    /// in one script, stopping at the first that fails; each of those tasks reports what was done for
+    /// it in its turn. None when no later task can join: the change is applied on its own.
+    async fn wave(
+        &self,
+        node: NodeIndex,
+        hs: &HostState,
+        resource: &dyn Resource,
+        change: &Change,
+        transport: &dyn Transport,
+        outcome: &Outcome,
+    ) -> Option<Outcome> {
+        if self.ctl.may_change.is_some() || !resource.applies_by_steps() || !change.runs_only() {
+            return None;
+        }
+        let joined = self.joiners(node, hs, resource, change);
+        if joined.is_empty() {
+            return None;
+        }
+        let mut changes = vec![change];
+        changes.extend(joined.iter().filter_map(|(_, j)| match j {
+            Joined::Change(_, c) => Some(c),
+            Joined::Unchanged(_) => None,
+        }));
+        tracing::info!(
+            host = transport.host(),
+            task = %self.p.task(node).name,
+            "applying {} and the changes of {} later tasks in one script",
+            resource.describe(),
+            changes.len() - 1
+        );
+        let effects = resource.effects(change);
+        let mut results = match execute_wave(&changes, transport).await {
+            Ok(r) => r.into_iter(),
+            Err(e) => return Some(self.applied(node, hs, effects, Err(e.into()), outcome.clone())),
+        };
+        let first = results.next()?;
+        let went_on = first.is_ok();
+        let own = self.applied(node, hs, effects, first, outcome.clone());
+        if went_on {
+            for (n, j) in joined {
+                let ahead = match j {
+                    Joined::Unchanged(result) => Ahead::Unchanged(result),
+                    Joined::Change(r, c) => match results.next() {
+                        Some(Ok(result)) => {
+                            hs.changed(r.effects(&c));
+                            let (details, diff) = c.shown(self.p.nodes[n.index()].sensitive);
+                            let shown = Outcome::Change {
+                                action: c.action,
+                                details,
+                                diff,
+                                cause: ChangeCause::Host,
+                            };
+                            Ahead::Changed(shown, result)
+                        }
+                        Some(Err(e)) => {
+                            hs.changed(vec![Effect::Other]);
+                            hs.put_ahead(n, Ahead::Failed(e.to_string()));
+                            break;
+                        }
+                        None => break,
+                    },
+                };
+                hs.put_ahead(n, ahead);
+            }
+        }
+        Some(own)
+    }
+
+    /// The host's tasks after `node` that can join its wave, in order: each decided from the batch as
+    /// the changes before it (from `node` on) leave the host, up to the first that cannot be (a probe
+    /// the simulation cannot answer, a handler, a timeout, a dependency on another host's change, a
+    /// change that is more than scripts), ending with the last that changes something. Tasks skipped
+    /// by a condition known before the run are passed over: they touch nothing.
+    fn joiners(
+        &self,
+        node: NodeIndex,
+        hs: &HostState,
+        resource: &dyn Resource,
+        change: &Change,
+    ) -> Vec<(NodeIndex, Joined)> {
+        let g = &self.p.graph.graph;
+        let order = &self.p.graph.hosts[&g[node].host];
+        let Some(pos) = order.iter().position(|n| *n == node) else {
+            return Vec::new();
+        };
+        let mut view = hs.applied().clone();
+        view.record(resource.effects(change));
+        // The tasks decided ahead so far, and whether each changes something.
+        let mut ahead: HashMap<NodeIndex, bool> = HashMap::from([(node, true)]);
+        let mut out = Vec::new();
+        for &n in &order[pos + 1..] {
+            let t = self.p.task(n);
+            let prep = &self.p.nodes[n.index()];
+            if t.handler || t.timeout.is_some() || matches!(t.kind.as_str(), "command" | "shell") {
+                break;
+            }
+            let deps_ready = g.edges_directed(n, Direction::Incoming).all(|e| {
+                let plain = *e.weight() == Edge::Order;
+                match ahead.get(&e.source()) {
+                    Some(changes) => !changes || plain,
+                    None => self.done[e.source().index()]
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|d| d.ok && (!d.changed || plain)),
+                }
+            });
+            if !deps_ready {
+                break;
+            }
+            if prep.when == Some(false) {
+                ahead.insert(n, false);
+                continue;
+            }
+            let Some(r) = &prep.resource else { break };
+            if !holds(&view, &r.reads()) {
+                break;
+            }
+            let Some(answer) = hs.batched(n).filter(|a| a.status == 0) else {
+                break;
+            };
+            let Ok(Some(c)) = r.plan_in(&answer.facts, &view) else {
+                break;
+            };
+            if !c.is_pending() {
+                ahead.insert(n, false);
+                out.push((n, Joined::Unchanged(c.result)));
+                continue;
+            }
+            if !r.applies_by_steps() || !c.runs_only() {
+                break;
+            }
+            view.record(r.effects(&c));
+            ahead.insert(n, true);
+            out.push((n, Joined::Change(r.clone(), c)));
+        }
+        while matches!(out.last(), Some((_, Joined::Unchanged(_)))) {
+            out.pop();
+        }
+        out
+    }
+
+    /// What an earlier task's wave did for `node`, reported as its own: registered and notified as if
+    /// it had run itself.
+    fn report_ahead(
+        &self,
+        node: NodeIndex,
+        hs: &HostState,
+        ahead: Ahead,
+        target: &mut Option<String>,
+        file: &mut Option<ManagedFile>,
+    ) -> Outcome {
+        if let Some(r) = &self.p.nodes[node.index()].resource {
+            *target = Some(r.describe());
+            *file = ManagedFile::of(r.as_ref());
+        }
+        match ahead {
+            Ahead::Unchanged(result) => {
+                self.register(node, hs, false, result);
+                Outcome::Unchanged
+            }
+            Ahead::Changed(outcome, result) => {
+                self.register(node, hs, true, result);
+                self.notify(node, hs);
+                outcome
+            }
+            Ahead::Failed(why) => Outcome::Failed(why),
         }
     }
 
@@ -733,6 +919,12 @@ impl Run {
     }
 }
 
+/// A later task of a host decided ahead for a wave: nothing to do (what it registers), or its change.
+enum Joined {
+    Unchanged(crate::resources::Registered),
+    Change(Arc<dyn Resource>, Change),
+}
+
 /// The task's failure when its probe itself failed (the probe script exited non-zero).
 fn probe_failed(answer: &BatchAnswer, resource: &dyn Resource) -> Option<Outcome> {
     (answer.status != 0).then(|| {
@@ -877,6 +1069,136 @@ mod tests {
                 assert_eq!(count.made.load(Ordering::SeqCst), 12, "{mode:?}");
             }
         }
+    }
+
+    /// A local host that counts the scripts it ran.
+    struct Scripts {
+        inner: LocalTransport,
+        runs: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl Transport for Scripts {
+        fn host(&self) -> &str {
+            self.inner.host()
+        }
+        async fn run(&self, script: &str) -> Result<crate::transport::Output, TransportError> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            self.inner.run(script).await
+        }
+        async fn upload(
+            &self,
+            local: &std::path::Path,
+            remote: &str,
+        ) -> Result<(), TransportError> {
+            self.inner.upload(local, remote).await
+        }
+    }
+
+    /// Applies `main.yaml` of `dir` on its one local host, returning the reports and the scripts run.
+    async fn apply_counting(dir: &std::path::Path) -> (Vec<NodeReport>, usize) {
+        let p = Arc::new(prepare(&dir.join("inventory.yaml"), &Options::default()).unwrap());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let connect = |h: &Host| -> Arc<dyn Transport> {
+            Arc::new(Scripts {
+                inner: LocalTransport::new(h.name.clone()),
+                runs: runs.clone(),
+            })
+        };
+        let reports = run_connected(
+            p,
+            Mode::Apply,
+            4,
+            Arc::new(Quiet),
+            Control::default(),
+            &connect,
+        )
+        .await;
+        let n = runs.load(Ordering::SeqCst);
+        (reports, n)
+    }
+
+    #[tokio::test]
+    async fn a_first_apply_makes_a_hosts_path_changes_in_one_wave_and_stops_it_at_a_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("h1").display().to_string();
+        std::fs::write(
+            d.path().join("inventory.yaml"),
+            format!("playbook: main.yaml\nhosts:\n  h1:\n    connection: local\n    vars: {{ root: \"{root}\" }}\n"),
+        )
+        .unwrap();
+        let tasks = "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: dir\n        file: { path: \"{{ root }}\", state: directory }\n      - name: a\n        copy: { dest: \"{{ root }}/a\", content: \"one\\n\" }\n      - name: b\n        copy: { dest: \"{{ root }}/b\", content: \"two\\n\" }\n      - name: edit c\n        lineinfile: { path: \"{{ root }}/c\", line: \"three\", create: true }\n      - name: sub\n        file: { path: \"{{ root }}/sub\", state: directory, mode: \"0750\" }\n";
+        std::fs::write(d.path().join("main.yaml"), tasks).unwrap();
+        // The batch, then one script for every change: each decided from the batch as the changes
+        // before it leave the host.
+        let (reports, scripts) = apply_counting(d.path()).await;
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r.outcome, Outcome::Change { .. })),
+            "{reports:?}"
+        );
+        assert_eq!(scripts, 2, "{reports:?}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/a")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/b")).unwrap(),
+            "two\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/c")).unwrap(),
+            "three\n"
+        );
+        let (reports, scripts) = apply_counting(d.path()).await;
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r.outcome, Outcome::Unchanged)),
+            "{reports:?}"
+        );
+        assert_eq!(scripts, 1, "a converged host is one round trip");
+
+        // A step that fails on the host stops the wave there: what came before it is made and
+        // reported as changed, it fails naming its step, and what comes after it never runs.
+        std::fs::remove_dir_all(&root).unwrap();
+        let tasks = tasks.replace(
+            "content: \"two\\n\" }",
+            "content: \"two\\n\", owner: no-such-user-apim }",
+        );
+        std::fs::write(d.path().join("main.yaml"), tasks).unwrap();
+        let (reports, scripts) = apply_counting(d.path()).await;
+        let of = |task: &str| {
+            reports
+                .iter()
+                .find(|r| r.task == task)
+                .map(|r| r.outcome.clone())
+                .unwrap()
+        };
+        assert!(matches!(of("a"), Outcome::Change { .. }), "{reports:?}");
+        match of("b") {
+            Outcome::Failed(m) => assert!(m.contains("no-such-user-apim"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(
+                of("edit c"),
+                Outcome::Skipped {
+                    cause: SkipCause::Dependency,
+                    ..
+                }
+            ),
+            "{reports:?}"
+        );
+        assert_eq!(scripts, 2, "{reports:?}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/a")).unwrap(),
+            "one\n"
+        );
+        assert!(!std::path::Path::new(&format!("{root}/b")).exists());
+        assert!(!std::path::Path::new(&format!("{root}/c")).exists());
+        assert!(!std::path::Path::new(&format!("{root}/sub")).exists());
     }
 
     #[tokio::test]

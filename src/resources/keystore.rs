@@ -481,6 +481,10 @@ fi"#,
         Ok(change)
     }
 
+    fn applies_by_steps(&self) -> bool {
+        false
+    }
+
     async fn apply(
         &self,
         change: &Change,

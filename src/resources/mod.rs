@@ -412,7 +412,83 @@ pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Registered
     Ok(result)
 }
 
+/// Makes several changes of one host in one round trip, in order, each only when the ones before it
+/// succeeded: what [`execute`] does for each, for changes that only [`Change::runs_only`]. Answers the
+/// changes that ran, in order; a failed one is the last answered.
+pub async fn execute_wave(
+    changes: &[&Change],
+    host: &dyn Transport,
+) -> Result<Vec<Result<Registered, ResourceError>>, TransportError> {
+    let mut batch = crate::transport::ProbeBatch::halting();
+    for c in changes {
+        let mut snippet = String::new();
+        for (j, step) in c.steps.iter().enumerate() {
+            // Not `( … ) || exit`: a script's own `set -e` would be ignored on the left of `||`.
+            snippet.push_str(&format!(
+                "printf '{WAVE_STEP}%d\\n' {j}\n( {}\n)\nst=$?; [ \"$st\" -eq 0 ] || exit \"$st\"\n",
+                step.script().1
+            ));
+        }
+        batch.push(snippet);
+    }
+    let answers = batch.run(host).await?;
+    let mut out = Vec::new();
+    for (c, a) in changes.iter().zip(answers) {
+        let failed = a.status != 0;
+        out.push(if failed {
+            Err(wave_failure(c, &a))
+        } else {
+            Ok(c.result.clone())
+        });
+        if failed {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The line a wave prints before each step of a change, so a failure names the step it was in.
+const WAVE_STEP: &str = "@step ";
+
+/// Why `change` failed in a wave, as [`execute`] would say it: the failed step and the last lines it
+/// printed, or the guard that found the host changed.
+fn wave_failure(change: &Change, answer: &crate::transport::BatchAnswer) -> ResourceError {
+    let at = answer
+        .messages
+        .iter()
+        .rposition(|l| l.starts_with(WAVE_STEP))
+        .unwrap_or(0);
+    let j: usize = answer
+        .messages
+        .get(at)
+        .and_then(|l| l.strip_prefix(WAVE_STEP))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let what = change.steps.get(j).map(|s| s.script().0).unwrap_or("apply");
+    let printed: Vec<&str> = answer.messages[at.min(answer.messages.len())..]
+        .iter()
+        .filter(|l| !l.starts_with(WAVE_STEP))
+        .map(String::as_str)
+        .collect();
+    if answer.status == GUARD_FAILED {
+        if let Some(line) = printed.iter().find(|l| l.ends_with(GUARD_MESSAGE)) {
+            return ResourceError::Stale {
+                what: what.to_string(),
+                message: line.to_string(),
+            };
+        }
+    }
+    let tail = printed[printed.len().saturating_sub(8)..].join("\n");
+    ResourceError::Failed(format!("{what} failed (exit {}): {tail}", answer.status))
+}
+
 impl Change {
+    /// True when the change is nothing but scripts run one after another ([`Step::Run`]): what a
+    /// wave can carry with other changes in one script (no upload, no output to capture).
+    pub fn runs_only(&self) -> bool {
+        self.steps.iter().all(|s| matches!(s, Step::Run { .. }))
+    }
+
     /// A change of `action` described by `details`.
     pub fn new(action: Action, details: Vec<String>) -> Self {
         Self {
@@ -559,6 +635,13 @@ pub trait Resource: Send + Sync {
         host: &dyn Transport,
     ) -> Result<Registered, ResourceError> {
         execute(change, host).await
+    }
+
+    /// True when [`apply`](Resource::apply) is [`execute`] of the change's steps and nothing else, so
+    /// those steps may run in a wave with other tasks' (types that talk to the host in apply in their
+    /// own way say no).
+    fn applies_by_steps(&self) -> bool {
+        true
     }
 
     /// What the probe looks at, so a plan knows when an earlier pending change of the same run makes
@@ -1126,6 +1209,65 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", r.describe()));
         t.take()
+    }
+
+    /// A wave is one round trip; it stops at a change whose guard finds the host changed since the
+    /// probe, saying so as apply of that change alone would, and the changes after it never run.
+    #[tokio::test]
+    async fn a_wave_is_one_round_trip_and_stops_at_a_stale_guard() {
+        let t = Counting::new(LocalTransport::new("t"));
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            d.path().join("a").display().to_string(),
+            d.path().join("b").display().to_string(),
+            d.path().join("c").display().to_string(),
+        );
+        std::fs::write(&b, "changed by someone\n").unwrap();
+        let write = |path: &str, guards| {
+            Change::new(Action::Create, vec![]).then(Step::run(
+                format!("writing {path}"),
+                guards,
+                format!("set -e\necho x > {}", sh_quote(path)),
+            ))
+        };
+        let first = write(&a, vec![]);
+        let stale = write(
+            &b,
+            vec![Guard::File {
+                path: b.clone(),
+                sha256: None,
+            }],
+        );
+        let last = write(&c, vec![]);
+        let out = execute_wave(&[&first, &stale, &last], &t).await.unwrap();
+        assert_eq!(t.take(), 1);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].is_ok());
+        match &out[1] {
+            Err(ResourceError::Stale { what, message }) => {
+                assert_eq!(what, &format!("writing {b}"));
+                assert!(message.ends_with(GUARD_MESSAGE), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(read(&a), "x\n");
+        assert_eq!(read(&b), "changed by someone\n");
+        assert!(!std::path::Path::new(&c).exists());
+
+        // A failing command of a `set -e` script fails its change, naming the step.
+        let failing = Change::new(Action::Create, vec![]).then(Step::run(
+            "making d",
+            vec![],
+            "set -e\nfalse\necho never",
+        ));
+        let out = execute_wave(&[&failing, &last], &t).await.unwrap();
+        match &out[..] {
+            [Err(ResourceError::Failed(m))] => {
+                assert!(m.starts_with("making d failed (exit 1)"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!std::path::Path::new(&c).exists());
     }
 
     /// The types that used to probe again inside apply (the editors, mount, group, user) now send their

@@ -560,6 +560,10 @@ fact password_matches "$(printf '%s\n' "$my_out" | cut -f2)"
         Ok(change)
     }
 
+    fn applies_by_steps(&self) -> bool {
+        false
+    }
+
     /// Runs the planned statements, masking the password hash in an error that quotes one.
     async fn apply(
         &self,

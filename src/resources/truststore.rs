@@ -281,6 +281,10 @@ command -v keytool >/dev/null 2>&1 || {{ fact keytool absent; exit 0; }}
         Ok(change)
     }
 
+    fn applies_by_steps(&self) -> bool {
+        false
+    }
+
     async fn apply(
         &self,
         change: &Change,

@@ -462,6 +462,10 @@ impl Resource for WaitFor {
         Ok(change)
     }
 
+    fn applies_by_steps(&self) -> bool {
+        false
+    }
+
     /// Runs the planned poll; what it printed says how long the wait took, which `register:` sees as
     /// `elapsed` (run-time data the plan cannot know).
     async fn apply(

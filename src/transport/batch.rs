@@ -92,10 +92,13 @@ pub struct BatchAnswer {
     pub messages: Vec<String>,
 }
 
-/// A set of probe snippets to run on one host in one go.
+/// A set of snippets to run on one host in one go: read-only probes, or (halting at the first failure)
+/// the apply steps of several tasks.
 #[derive(Debug, Default)]
 pub struct ProbeBatch {
     snippets: Vec<String>,
+    /// Later snippets do not run once one fails: each depends on the ones before it.
+    halt_on_failure: bool,
 }
 
 impl ProbeBatch {
@@ -103,6 +106,15 @@ impl ProbeBatch {
     pub fn push(&mut self, snippet: String) -> usize {
         self.snippets.push(snippet);
         self.snippets.len() - 1
+    }
+
+    /// A batch whose snippets run only while the ones before them succeeded; those after a failure
+    /// are answered as not finished.
+    pub fn halting() -> Self {
+        ProbeBatch {
+            halt_on_failure: true,
+            ..Self::default()
+        }
     }
 
     /// True when nothing was added, so no round trip is needed.
@@ -115,8 +127,11 @@ impl ProbeBatch {
         let mut s = String::from(PRELUDE);
         for (i, snippet) in self.snippets.iter().enumerate() {
             s.push_str(&format!(
-                "printf '\\n@@{nonce} begin {i}\\n'\n( {snippet}\n) </dev/null 2>&1\nprintf '\\n@@{nonce} end {i} %d\\n' \"$?\"\n"
+                "printf '\\n@@{nonce} begin {i}\\n'\n( {snippet}\n) </dev/null 2>&1\nst=$?\nprintf '\\n@@{nonce} end {i} %d\\n' \"$st\"\n"
             ));
+            if self.halt_on_failure {
+                s.push_str("[ \"$st\" -eq 0 ] || exit 0\n");
+            }
         }
         s
     }
