@@ -1,5 +1,6 @@
 //! What the scheduler knows about one host during a run: its connection, registered results, notified
-//! handlers, and the batch of probes taken in one round trip — valid until something on the host changes.
+//! handlers, the batch of probes taken in one round trip (valid for a probe as long as the changes made
+//! since cannot have touched what it looks at), and what a wave made ahead for later tasks.
 
 use super::Outcome;
 use crate::model::Vars;
