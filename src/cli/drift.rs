@@ -135,7 +135,9 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
         ..a.control(cancel)
     };
     let forks = a.forks();
-    let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
+    let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl)
+        .await
+        .reports;
     Walked {
         hosts,
         reports,

@@ -287,14 +287,15 @@ async fn walk(
         may_change,
         ..a.control(cancel)
     };
-    let reports = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
-    let summary = Summary::of(hosts, &reports);
+    let run = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
+    let reports = run.reports;
+    let summary = Summary::of(hosts, &reports).with_costs(&run.hosts);
     let elapsed = started.elapsed();
     if let Some(h) = human {
         h.finish();
         match mode {
             Mode::Plan => human::print_plan(&reports, &summary, verbosity, masker),
-            Mode::Apply => human::print_recap(&reports, &summary, elapsed, masker),
+            Mode::Apply => human::print_recap(&reports, &summary, elapsed, verbosity, masker),
         }
         .context("writing to standard output")?;
     } else {

@@ -14,7 +14,9 @@ pub use scheduler::{run, run_with};
 pub const DEFAULT_FORKS: usize = 64;
 
 use crate::resources::{Action, ContentDiff};
+use crate::transport::TransportStats;
 use petgraph::graph::NodeIndex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -220,6 +222,16 @@ pub struct NodeReport {
     pub outcome: Outcome,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+/// What a walk returns: the report of every node, in graph order, and what each host's connection
+/// cost (round trips and connections, for `-v` and the JSON summary).
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Every node's report.
+    pub reports: Vec<NodeReport>,
+    /// Per host, what its transport counted over the whole run.
+    pub hosts: BTreeMap<String, TransportStats>,
 }
 
 /// A whole file a task manages, by identity: its dest, the sha256 of the content the run rendered for it,

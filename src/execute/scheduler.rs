@@ -4,7 +4,9 @@
 //! is skipped for that reason, so a rolling update stops instead of taking down the next nodes.
 
 use super::host::HostState;
-use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
+use super::{
+    ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, RunReport, Sink, SkipCause,
+};
 use crate::model::Host;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{Action, Change, Effect, Resource};
@@ -108,13 +110,8 @@ impl Drop for Unfinished<'_> {
 
 /// Walks the whole graph in `mode` with at most `forks` hosts worked on at once, closes each host's
 /// connection after its last task and every connection before returning. Reports come back in graph
-/// order.
-pub async fn run(
-    p: Arc<Prepared>,
-    mode: Mode,
-    forks: usize,
-    sink: Arc<dyn Sink>,
-) -> Vec<NodeReport> {
+/// order, with what each host's connection cost.
+pub async fn run(p: Arc<Prepared>, mode: Mode, forks: usize, sink: Arc<dyn Sink>) -> RunReport {
     run_with(p, mode, forks, sink, Control::default()).await
 }
 
@@ -126,7 +123,7 @@ pub async fn run_with(
     forks: usize,
     sink: Arc<dyn Sink>,
     ctl: Control,
-) -> Vec<NodeReport> {
+) -> RunReport {
     run_connected(p, mode, forks, sink, ctl, &connect).await
 }
 
@@ -138,7 +135,7 @@ async fn run_connected(
     sink: Arc<dyn Sink>,
     ctl: Control,
     connect: &dyn Fn(&Host) -> Arc<dyn Transport>,
-) -> Vec<NodeReport> {
+) -> RunReport {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
         let host = p.inv.host(name).expect("graph hosts are inventory hosts");
@@ -177,10 +174,12 @@ async fn run_connected(
         };
         reports.push(report);
     }
-    for h in run.hosts.values() {
+    let mut hosts = BTreeMap::new();
+    for (name, h) in &run.hosts {
         h.transport().close().await;
+        hosts.insert(name.clone(), h.transport().stats());
     }
-    reports
+    RunReport { reports, hosts }
 }
 
 /// Marks every node from which a node reading `registered['host']` can be reached, that node included:
@@ -764,6 +763,9 @@ mod tests {
             }
             self.inner.close().await
         }
+        fn stats(&self) -> crate::transport::TransportStats {
+            self.inner.stats()
+        }
     }
 
     #[tokio::test]
@@ -805,7 +807,8 @@ mod tests {
             );
             let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
                 .await
-                .expect("the run hung waiting for a fork");
+                .expect("the run hung waiting for a fork")
+                .reports;
             assert!(reports.iter().all(|r| r.outcome.succeeded()), "{reports:?}");
             let most = count.most.load(Ordering::SeqCst);
             assert!(
@@ -840,7 +843,8 @@ mod tests {
         let run = run(Arc::new(p), Mode::Apply, 4, Arc::new(Quiet));
         let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
             .await
-            .expect("the run hung on a panicked node");
+            .expect("the run hung on a panicked node")
+            .reports;
         let of = |host: &str, task: &str| {
             reports
                 .iter()

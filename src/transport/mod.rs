@@ -13,7 +13,64 @@ pub use ssh::SshTransport;
 use crate::model::{Connection, Host};
 use async_trait::async_trait;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
+
+/// What a host's connection cost over a run: the round trips (scripts and uploads) and the connections
+/// behind them. A no-op run promises one round trip per host; `-v` and the JSON summary show whether a
+/// run kept it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Scripts run on the host: probe batches, single probes, apply steps, the check after an upload,
+    /// the stop of an abandoned script.
+    pub scripts: u64,
+    /// Files streamed to the host.
+    pub uploads: u64,
+    /// Connections opened (ssh masters started); none for a local host.
+    pub connections: u64,
+}
+
+impl TransportStats {
+    /// Every exchange with the host that waits for its answer: scripts and uploads.
+    pub fn round_trips(&self) -> u64 {
+        self.scripts + self.uploads
+    }
+}
+
+/// The counters behind [`TransportStats`], one set per transport value rather than process-wide, so
+/// that two runs in one process (as tests make them) count apart.
+#[derive(Debug, Default)]
+struct Counters {
+    scripts: AtomicU64,
+    uploads: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Counters {
+    /// One more script run.
+    fn script(&self) {
+        self.scripts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One more file streamed.
+    fn upload(&self) {
+        self.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One more connection opened.
+    fn connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    fn stats(&self) -> TransportStats {
+        TransportStats {
+            scripts: self.scripts.load(Ordering::Relaxed),
+            uploads: self.uploads.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// What a script printed and how it ended, kept raw so resources can parse their own facts.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +147,9 @@ pub trait Transport: Send + Sync {
     /// last task, while it waits for another host (a later script connects again), and once more when
     /// the run is over. Closing a closed connection does nothing.
     async fn close(&self) {}
+
+    /// What this connection cost so far.
+    fn stats(&self) -> TransportStats;
 }
 
 /// Opens the transport a host's `connection` names.

@@ -2,7 +2,7 @@
 //! after the first costs one channel, not one handshake. `~/.ssh/config` is honoured unless the inventory
 //! names another file; host keys are checked strictly against the user's (or the inventory's) known_hosts.
 
-use super::{Output, Transport, TransportError};
+use super::{Counters, Output, Transport, TransportError, TransportStats};
 use crate::model::Host;
 use async_trait::async_trait;
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
@@ -27,6 +27,7 @@ pub struct SshTransport {
     control_dir: PathBuf,
     /// Remote process groups of abandoned scripts being stopped; close waits for them.
     stopping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    counters: Counters,
 }
 
 impl SshTransport {
@@ -39,6 +40,7 @@ impl SshTransport {
             control_dir: std::env::temp_dir()
                 .join(format!("apim-provision-ssh-{}", std::process::id())),
             stopping: std::sync::Mutex::new(Vec::new()),
+            counters: Counters::default(),
         }
     }
 
@@ -92,6 +94,7 @@ impl SshTransport {
             tracing::debug!(host = %self.host.name, attempt, "connecting over ssh to {}", self.host.address);
             match b.connect_mux(&self.host.address).await {
                 Ok(s) => {
+                    self.counters.connection();
                     let s = Arc::new(s);
                     *slot = Some(s.clone());
                     return Ok(s);
@@ -133,12 +136,14 @@ impl SshTransport {
     }
 
     /// Runs `command` (from [`Self::shell`]) on one channel with `input` streamed to its stdin while its
-    /// output is read, and collects that output.
+    /// output is read, and collects that output; `count` tells which round trip it was, once the
+    /// channel is open.
     async fn pipe(
         &self,
         command: String,
         input: impl AsyncRead + Unpin + Send,
         what: &str,
+        count: fn(&Counters),
     ) -> Result<(i32, Vec<u8>, Vec<u8>), TransportError> {
         let session = self.session().await?;
         let _channel = self.channels.acquire().await.expect("semaphore open");
@@ -150,6 +155,7 @@ impl SshTransport {
             .spawn()
             .await
             .map_err(|e| self.map(e))?;
+        count(&self.counters);
         let stdin = child.stdin().take().expect("stdin is piped");
         let stdout = child.stdout().take().expect("stdout is piped");
         let stderr = child.stderr().take().expect("stderr is piped");
@@ -186,7 +192,12 @@ impl Transport for SshTransport {
 
     async fn run(&self, script: &str) -> Result<Output, TransportError> {
         let (status, stdout, stderr) = self
-            .pipe(self.shell("sh -s"), script.as_bytes(), "sending the script")
+            .pipe(
+                self.shell("sh -s"),
+                script.as_bytes(),
+                "sending the script",
+                Counters::script,
+            )
             .await?;
         Ok(Output {
             status,
@@ -206,7 +217,9 @@ impl Transport for SshTransport {
         let mut hashing = Hashing::new(file);
         let cmd = format!("cat > {}", super::sh_quote(remote));
         let what = format!("uploading {}", local.display());
-        let (status, _, stderr) = self.pipe(self.shell(&cmd), &mut hashing, &what).await?;
+        let (status, _, stderr) = self
+            .pipe(self.shell(&cmd), &mut hashing, &what, Counters::upload)
+            .await?;
         if status != 0 {
             return Err(self.conn_err(format!(
                 "writing {remote}: {}",
@@ -246,6 +259,10 @@ impl Transport for SshTransport {
             }
             Err(_) => tracing::warn!(host = %self.host.name, "ssh session still in use at close"),
         }
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.counters.stats()
     }
 }
 
@@ -288,6 +305,7 @@ impl Drop for Group<'_> {
             "kill -TERM -- -{pgid} 2>/dev/null || exit 0; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; exit 0"
         );
         let command = self.owner.shell_plain(&kill);
+        self.owner.counters.script();
         let session = self.session.clone();
         let handle = tokio::spawn(async move {
             let _ = session.raw_command(command).status().await;
