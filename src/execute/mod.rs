@@ -14,7 +14,7 @@ pub use scheduler::{run, run_with};
 pub const DEFAULT_FORKS: usize = 64;
 
 use crate::resources::{Action, ContentDiff};
-use crate::transport::TransportStats;
+use crate::transport::{Persist, TransportStats};
 use petgraph::graph::NodeIndex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,6 +91,9 @@ pub struct Control {
     /// changes on the host ([`ChangeCause`]). That costs a second planning of each such task against
     /// the probe alone, and only `drift` reads the answer, so a plain `plan` leaves it off.
     pub explain_causes: bool,
+    /// SSH only: keep each host's master up for this idle time after the run and attach to one an
+    /// earlier run kept (`--persist`), instead of closing it after the host's last task.
+    pub persist: Option<Persist>,
 }
 
 impl Default for Control {
@@ -101,6 +104,7 @@ impl Default for Control {
             probe_timeout: Duration::from_secs(600),
             may_change: None,
             explain_causes: false,
+            persist: None,
         }
     }
 }

@@ -124,7 +124,8 @@ pub async fn run_with(
     sink: Arc<dyn Sink>,
     ctl: Control,
 ) -> RunReport {
-    run_connected(p, mode, forks, sink, ctl, &connect).await
+    let persist = ctl.persist.clone();
+    run_connected(p, mode, forks, sink, ctl, &|h| connect(h, persist.as_ref())).await
 }
 
 /// [`run_with`], reaching each host through what `connect` makes of it.

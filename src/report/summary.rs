@@ -26,8 +26,11 @@ pub struct HostTally {
     pub round_trips: u64,
     /// Of those, files uploaded.
     pub uploads: u64,
-    /// Connections opened to the host: ssh masters started (none for a local host).
+    /// Connections opened to the host: ssh masters started (none for a local host, nor for a
+    /// master an earlier run kept).
     pub connections: u64,
+    /// Masters an earlier `--persist` run kept that this run attached to instead of connecting.
+    pub masters_reused: u64,
 }
 
 impl HostTally {
@@ -43,6 +46,16 @@ impl HostTally {
             " ({}",
             plural(self.connections, "connection", "connections")
         ));
+        if self.masters_reused > 0 {
+            line.push_str(&format!(
+                ", {}",
+                plural(
+                    self.masters_reused,
+                    "kept master reused",
+                    "kept masters reused"
+                )
+            ));
+        }
         line.push(')');
         line
     }
@@ -134,6 +147,7 @@ impl Summary {
             t.round_trips = c.round_trips();
             t.uploads = c.uploads;
             t.connections = c.connections;
+            t.masters_reused = c.reused;
         }
         self
     }
@@ -293,7 +307,7 @@ mod tests {
     }
 
     /// Round trips are scripts plus uploads, and the line `-v` prints says so in the singular and
-    /// the plural.
+    /// the plural, with a reused master named.
     #[test]
     fn costs_reach_the_host_tallies_and_read_as_a_line() {
         let costs = BTreeMap::from([
@@ -303,6 +317,7 @@ mod tests {
                     scripts: 1,
                     uploads: 0,
                     connections: 1,
+                    reused: 0,
                 },
             ),
             (
@@ -311,6 +326,7 @@ mod tests {
                     scripts: 5,
                     uploads: 2,
                     connections: 0,
+                    reused: 1,
                 },
             ),
         ]);
@@ -319,7 +335,7 @@ mod tests {
         assert_eq!(s.hosts["b"].round_trips, 7);
         assert_eq!(
             s.hosts["b"].cost_line(),
-            "7 round trips, 2 of them uploads (0 connections)"
+            "7 round trips, 2 of them uploads (0 connections, 1 kept master reused)"
         );
     }
 }

@@ -4,10 +4,12 @@
 
 mod batch;
 mod local;
+mod persist;
 mod ssh;
 
 pub use batch::{sh_quote, BatchAnswer, Facts, ProbeBatch};
 pub use local::LocalTransport;
+pub use persist::{ControlDirError, Persist};
 pub use ssh::SshTransport;
 
 use crate::model::{Connection, Host};
@@ -26,8 +28,10 @@ pub struct TransportStats {
     pub scripts: u64,
     /// Files streamed to the host.
     pub uploads: u64,
-    /// Connections opened (ssh masters started); none for a local host.
+    /// Connections opened (ssh masters started); none for a local host, nor for a reused master.
     pub connections: u64,
+    /// Masters left by an earlier run (`--persist`) that were attached to instead of connecting.
+    pub reused: u64,
 }
 
 impl TransportStats {
@@ -44,6 +48,7 @@ struct Counters {
     scripts: AtomicU64,
     uploads: AtomicU64,
     connections: AtomicU64,
+    reused: AtomicU64,
 }
 
 impl Counters {
@@ -62,12 +67,18 @@ impl Counters {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One more master of an earlier run attached to.
+    fn reuse(&self) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counts so far.
     fn stats(&self) -> TransportStats {
         TransportStats {
             scripts: self.scripts.load(Ordering::Relaxed),
             uploads: self.uploads.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
+            reused: self.reused.load(Ordering::Relaxed),
         }
     }
 }
@@ -152,11 +163,12 @@ pub trait Transport: Send + Sync {
     fn stats(&self) -> TransportStats;
 }
 
-/// Opens the transport a host's `connection` names.
-/// Nothing connects until the first script, so an unreachable host fails its own tasks, not the run.
-pub fn connect(host: &Host) -> std::sync::Arc<dyn Transport> {
+/// Opens the transport a host's `connection` names; an ssh host keeps its master for later runs when
+/// `persist` is given. Nothing connects until the first script, so an unreachable host fails its own
+/// tasks, not the run.
+pub fn connect(host: &Host, persist: Option<&Persist>) -> std::sync::Arc<dyn Transport> {
     match host.connection {
         Connection::Local => std::sync::Arc::new(LocalTransport::new(host.name.clone())),
-        Connection::Ssh => std::sync::Arc::new(SshTransport::new(host.clone())),
+        Connection::Ssh => std::sync::Arc::new(SshTransport::new(host.clone(), persist.cloned())),
     }
 }
