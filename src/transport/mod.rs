@@ -156,7 +156,8 @@ pub trait Transport: Send + Sync {
 
     /// Closes the connection, so no helper process outlives the host's part in the run: after the host's
     /// last task, while it waits for another host (a later script connects again), and once more when
-    /// the run is over. Closing a closed connection does nothing.
+    /// the run is over. Closing a closed connection does nothing. A master kept for later runs
+    /// (`--persist`) is left up instead, to end by itself once idle for its time.
     async fn close(&self) {}
 
     /// What this connection cost so far.
