@@ -89,6 +89,8 @@ fn without_systemd_an_install_is_refused_naming_the_cron_line_and_writes_nothing
             "drift.prom",
             "--junit",
             "drift.xml",
+            "--persist",
+            "2m",
         ],
     );
     let dir = real(&p);
@@ -96,7 +98,7 @@ fn without_systemd_an_install_is_refused_naming_the_cron_line_and_writes_nothing
     let name = unit_name(&inv);
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_apim-provision")).unwrap();
     let cron = format!(
-        "*/15 * * * * root {} drift {} --no-color --junit {} --prometheus {}",
+        "*/15 * * * * root {} drift {} --no-color --persist 120s --junit {} --prometheus {}",
         exe.display(),
         inv.display(),
         dir.join("drift.xml").display(),

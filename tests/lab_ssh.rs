@@ -384,3 +384,107 @@ plays:
     let r = p.run(&["apply", "deploy.yaml", "--no-color"]);
     assert_eq!(r.code, 1, "{}", r.all());
 }
+
+/// Every unix socket under `dir`: the kept masters' control sockets.
+fn sockets(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else if t.is_socket() {
+                found.push(e.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn persist_keeps_each_master_for_the_next_run_and_no_longer() {
+    let Some((_lab, inv)) = lab::acquire() else {
+        return;
+    };
+    let inv = inv.display().to_string();
+    let p = project("plays:\n  - hosts: h1,h2\n    tasks:\n      - copy: { dest: /tmp/apim-persist-check, content: x }\n");
+    // The masters' directory is $XDG_RUNTIME_DIR/apim-provision: a directory of this test's own.
+    let runtime = tempfile::tempdir().unwrap();
+    let xdg = runtime.path().display().to_string();
+    let env = [("XDG_RUNTIME_DIR", xdg.as_str())];
+    let kept = runtime.path().join("apim-provision");
+    let cost = |r: &common::Run, h: &str| {
+        let t = &r.summary()["hosts"][h];
+        (
+            t["connections"].as_u64().unwrap(),
+            t["masters_reused"].as_u64().unwrap(),
+            t["round_trips"].as_u64().unwrap(),
+        )
+    };
+
+    let first = p.run_env(&args(&inv, "apply", &["--json", "--persist", "30s"]), &env);
+    assert_eq!(first.code, 0, "{}", first.all());
+    for h in ["h1", "h2"] {
+        assert_eq!(cost(&first, h).0, 1, "{h}: {}", first.summary());
+    }
+    assert_eq!(sockets(&kept).len(), 2, "{:?}", sockets(&kept));
+
+    // The next run attaches to both: no handshake, and a no-op is one round trip.
+    let second = p.run_env(&args(&inv, "apply", &["--json", "--persist", "30s"]), &env);
+    let done = Instant::now();
+    second.assert_no_changes();
+    for h in ["h1", "h2"] {
+        assert_eq!(cost(&second, h), (0, 1, 1), "{h}: {}", second.summary());
+    }
+    // Without --persist a run neither uses nor ends them; with another key, or another duration, it
+    // does not attach to a master made for this one.
+    let plain = p.run_env(&args(&inv, "apply", &["--json"]), &env);
+    for h in ["h1", "h2"] {
+        assert_eq!(cost(&plain, h).0, 1, "{h}: {}", plain.summary());
+    }
+    let key = p.path().join("other_key");
+    std::fs::copy(lab::dir().join("id_ed25519"), &key).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let lab_key = format!("identity_file: {}", lab::dir().join("id_ed25519").display());
+    assert!(text.contains(&lab_key), "{text}");
+    p.write(
+        "other-key.yaml",
+        &text.replace(&lab_key, &format!("identity_file: {}", key.display())),
+    );
+    let other = p.run_env(
+        &args("other-key.yaml", "apply", &["--json", "--persist", "5s"]),
+        &env,
+    );
+    assert_eq!(other.code, 0, "{}", other.all());
+    for h in ["h1", "h2"] {
+        assert_eq!(cost(&other, h).0, 1, "{h}: {}", other.summary());
+    }
+
+    // Idle for their duration, they end: every socket gone, no ssh process naming the directory.
+    let deadline = done + Duration::from_secs(30 + 10);
+    while !sockets(&kept).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "masters still up {}s after their 30s: {:?}",
+            done.elapsed().as_secs(),
+            sockets(&kept)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        done.elapsed() >= Duration::from_secs(25),
+        "the kept masters ended after {}s, before their 30s",
+        done.elapsed().as_secs()
+    );
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let left: Vec<&str> = ps.lines().filter(|l| l.contains(&xdg)).collect();
+    assert!(left.is_empty(), "ssh masters left:\n{}", left.join("\n"));
+}

@@ -133,12 +133,14 @@ fn cost(rt: &tokio::runtime::Runtime, dir: &Path, n: usize, playbook: &Path) -> 
     assert_eq!(p.graph.hosts.len(), n);
     let walk = |mode| {
         counted(|| {
-            let reports = rt.block_on(execute::run(
-                p.clone(),
-                mode,
-                execute::DEFAULT_FORKS,
-                Arc::new(Quiet),
-            ));
+            let reports = rt
+                .block_on(execute::run(
+                    p.clone(),
+                    mode,
+                    execute::DEFAULT_FORKS,
+                    Arc::new(Quiet),
+                ))
+                .reports;
             assert!(
                 reports.iter().all(|r| r.outcome.succeeded()),
                 "{n} hosts, {mode:?}: {:?}",

@@ -127,6 +127,7 @@ async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Resul
         json: false,
         command_timeout: defaults.command_timeout.as_secs(),
         probe_timeout: defaults.probe_timeout.as_secs(),
+        persist: None,
     };
     let steps = [
         ("plan (fresh hosts: everything to create)", Mode::Plan),

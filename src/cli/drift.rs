@@ -62,7 +62,7 @@ pub async fn run(d: &DriftArgs, verbosity: Verbosity, masker: &Masker) -> Result
         let h = Arc::new(HumanSink::new(Mode::Plan, verbosity, total, masker.clone()));
         (h.clone(), Some(h))
     };
-    let walked = check(&p, a, sink, cancel.clone()).await;
+    let walked = check(&p, a, sink, cancel.clone()).await?;
     if let Some(b) = bar {
         b.finish();
     }
@@ -113,8 +113,14 @@ impl Walked {
 }
 
 /// The read-only plan walk of drift, reported to `sink` as it goes, with the last-apply records (an
-/// unreadable record is warned about and treated as none).
-async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Cancel) -> Walked {
+/// unreadable record is warned about and treated as none). Fails only when the command line's
+/// controls cannot be set up (`--persist` without a private directory).
+async fn check(
+    p: &Arc<Prepared>,
+    a: &RunArgs,
+    sink: Arc<dyn Sink>,
+    cancel: Cancel,
+) -> Result<Walked> {
     let hosts: Vec<String> = p.graph.hosts.keys().cloned().collect();
     let mut records = BTreeMap::new();
     for h in &hosts {
@@ -132,16 +138,18 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
     let started = Instant::now();
     let ctl = execute::Control {
         explain_causes: true,
-        ..a.control(cancel)
+        ..a.control(cancel)?
     };
     let forks = a.forks();
-    let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl).await;
-    Walked {
+    let reports = execute::run_with(p.clone(), Mode::Plan, forks, sink, ctl)
+        .await
+        .reports;
+    Ok(Walked {
         hosts,
         reports,
         records,
         elapsed: started.elapsed(),
-    }
+    })
 }
 
 /// The demo's last step: drift, reported as one line (`drift: none`, or what drifted and the command
@@ -149,7 +157,7 @@ async fn check(p: &Arc<Prepared>, a: &RunArgs, sink: Arc<dyn Sink>, cancel: Canc
 pub(super) async fn one_line(a: &RunArgs, masker: &Masker) -> Result<(i32, String)> {
     let p = Arc::new(load(&a.target, masker)?);
     let (_signals, cancel) = signals::Signals::watch().context("watching for SIGINT/SIGTERM")?;
-    let walked = check(&p, a, Arc::new(Silent), cancel).await;
+    let walked = check(&p, a, Arc::new(Silent), cancel).await?;
     let report = walked.report();
     let code = report.exit_code();
     let line = match code {

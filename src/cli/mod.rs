@@ -19,6 +19,7 @@ use apim_provision::plan::{prepare_with, Options, Prepared};
 use apim_provision::report::human::{self, HumanSink, Verbosity};
 use apim_provision::report::mask::Masker;
 use apim_provision::report::{json, Summary};
+use apim_provision::transport::Persist;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -122,6 +123,18 @@ pub(crate) struct RunArgs {
     /// Seconds a host's probes may take.
     #[arg(long, default_value_t = execute::Control::default().probe_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     probe_timeout: u64,
+    /// Keep each SSH host's master up for DURATION once idle after the run (ControlPersist, e.g. 60s,
+    /// 10m), in a private directory of yours, and attach to one an earlier run kept: later runs skip
+    /// the handshake.
+    #[arg(long, value_name = "DURATION", value_parser = persist_duration)]
+    persist: Option<std::time::Duration>,
+}
+
+/// Parses `--persist`: written as `--every` is (`30s`, `10m`, `1h`, `1d`).
+fn persist_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    timer::Every::parse(s).map(timer::Every::duration).map_err(|_| {
+        format!("`{s}` is not a duration: expected a whole number above 0 and s, m, h or d (60s, 10m, 1h)")
+    })
 }
 
 impl RunArgs {
@@ -131,15 +144,22 @@ impl RunArgs {
         self.forks.unwrap_or(execute::DEFAULT_FORKS).max(1)
     }
 
-    /// The walk's controls as the command line sets them (the timeouts); what a command adds
-    /// (`may_change`, `explain_causes`) it sets over these.
-    fn control(&self, cancel: execute::Cancel) -> execute::Control {
-        execute::Control {
+    /// The walk's controls as the command line sets them (the timeouts, the kept masters); what a
+    /// command adds (`may_change`, `explain_causes`) it sets over these. Fails when `--persist` has no
+    /// private directory to keep masters in.
+    fn control(&self, cancel: execute::Cancel) -> Result<execute::Control> {
+        let persist = self
+            .persist
+            .map(Persist::new)
+            .transpose()
+            .context("--persist")?;
+        Ok(execute::Control {
             cancel,
             command_timeout: Duration::from_secs(self.command_timeout),
             probe_timeout: Duration::from_secs(self.probe_timeout),
+            persist,
             ..execute::Control::default()
-        }
+        })
     }
 }
 
@@ -285,16 +305,17 @@ async fn walk(
     };
     let ctl = execute::Control {
         may_change,
-        ..a.control(cancel)
+        ..a.control(cancel)?
     };
-    let reports = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
-    let summary = Summary::of(hosts, &reports);
+    let run = execute::run_with(p.clone(), mode, forks, sink, ctl).await;
+    let reports = run.reports;
+    let summary = Summary::of(hosts, &reports).with_costs(&run.hosts);
     let elapsed = started.elapsed();
     if let Some(h) = human {
         h.finish();
         match mode {
             Mode::Plan => human::print_plan(&reports, &summary, verbosity, masker),
-            Mode::Apply => human::print_recap(&reports, &summary, elapsed, masker),
+            Mode::Apply => human::print_recap(&reports, &summary, elapsed, verbosity, masker),
         }
         .context("writing to standard output")?;
     } else {

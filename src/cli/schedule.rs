@@ -32,7 +32,7 @@ pub struct ScheduleArgs {
     /// Stop, disable and delete the timer --install-timer made for INVENTORY.
     #[arg(long, conflicts_with_all = [
         "fix", "junit", "prometheus", "json", "playbook", "limit", "extra", "forks",
-        "command_timeout", "probe_timeout",
+        "command_timeout", "probe_timeout", "persist",
     ])]
     remove_timer: bool,
 }
@@ -105,6 +105,9 @@ fn scheduled_args(d: &DriftArgs) -> Result<Vec<String>> {
     }
     if a.probe_timeout != defaults.probe_timeout.as_secs() {
         v.extend(["--probe-timeout".into(), a.probe_timeout.to_string()]);
+    }
+    if let Some(d) = a.persist {
+        v.extend(["--persist".into(), format!("{}s", d.as_secs())]);
     }
     if a.json {
         v.push("--json".into());

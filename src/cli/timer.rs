@@ -87,6 +87,11 @@ impl Every {
         self.count * self.unit.secs()
     }
 
+    /// The interval as a duration, for `--persist`, which is written the same way.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.secs())
+    }
+
     fn systemd(self) -> String {
         format!("{}{}", self.count, self.unit.systemd())
     }

@@ -14,7 +14,9 @@ pub use scheduler::{run, run_with};
 pub const DEFAULT_FORKS: usize = 64;
 
 use crate::resources::{Action, ContentDiff};
+use crate::transport::{Persist, TransportStats};
 use petgraph::graph::NodeIndex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -89,6 +91,9 @@ pub struct Control {
     /// changes on the host ([`ChangeCause`]). That costs a second planning of each such task against
     /// the probe alone, and only `drift` reads the answer, so a plain `plan` leaves it off.
     pub explain_causes: bool,
+    /// SSH only: keep each host's master up for this idle time after the run and attach to one an
+    /// earlier run kept (`--persist`), instead of closing it after the host's last task.
+    pub persist: Option<Persist>,
 }
 
 impl Default for Control {
@@ -99,6 +104,7 @@ impl Default for Control {
             probe_timeout: Duration::from_secs(600),
             may_change: None,
             explain_causes: false,
+            persist: None,
         }
     }
 }
@@ -220,6 +226,16 @@ pub struct NodeReport {
     pub outcome: Outcome,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+/// What a walk returns: the report of every node, in graph order, and what each host's connection
+/// cost (round trips and connections, for `-v` and the JSON summary).
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Every node's report.
+    pub reports: Vec<NodeReport>,
+    /// Per host, what its transport counted over the whole run.
+    pub hosts: BTreeMap<String, TransportStats>,
 }
 
 /// A whole file a task manages, by identity: its dest, the sha256 of the content the run rendered for it,

@@ -4,7 +4,9 @@
 //! is skipped for that reason, so a rolling update stops instead of taking down the next nodes.
 
 use super::host::{holds, Ahead, HostState};
-use super::{ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, Sink, SkipCause};
+use super::{
+    ChangeCause, Control, ManagedFile, Mode, NodeReport, Outcome, RunReport, Sink, SkipCause,
+};
 use crate::model::Host;
 use crate::plan::{Edge, Prepared, OTHER_HOSTS};
 use crate::resources::{execute_wave, Action, Change, Effect, Resource};
@@ -108,13 +110,8 @@ impl Drop for Unfinished<'_> {
 
 /// Walks the whole graph in `mode` with at most `forks` hosts worked on at once, closes each host's
 /// connection after its last task and every connection before returning. Reports come back in graph
-/// order.
-pub async fn run(
-    p: Arc<Prepared>,
-    mode: Mode,
-    forks: usize,
-    sink: Arc<dyn Sink>,
-) -> Vec<NodeReport> {
+/// order, with what each host's connection cost.
+pub async fn run(p: Arc<Prepared>, mode: Mode, forks: usize, sink: Arc<dyn Sink>) -> RunReport {
     run_with(p, mode, forks, sink, Control::default()).await
 }
 
@@ -126,8 +123,9 @@ pub async fn run_with(
     forks: usize,
     sink: Arc<dyn Sink>,
     ctl: Control,
-) -> Vec<NodeReport> {
-    run_connected(p, mode, forks, sink, ctl, &connect).await
+) -> RunReport {
+    let persist = ctl.persist.clone();
+    run_connected(p, mode, forks, sink, ctl, &|h| connect(h, persist.as_ref())).await
 }
 
 /// [`run_with`], reaching each host through what `connect` makes of it.
@@ -138,7 +136,7 @@ async fn run_connected(
     sink: Arc<dyn Sink>,
     ctl: Control,
     connect: &dyn Fn(&Host) -> Arc<dyn Transport>,
-) -> Vec<NodeReport> {
+) -> RunReport {
     let mut hosts = HashMap::new();
     for name in p.graph.hosts.keys() {
         let host = p.inv.host(name).expect("graph hosts are inventory hosts");
@@ -177,10 +175,12 @@ async fn run_connected(
         };
         reports.push(report);
     }
-    for h in run.hosts.values() {
+    let mut hosts = BTreeMap::new();
+    for (name, h) in &run.hosts {
         h.transport().close().await;
+        hosts.insert(name.clone(), h.transport().stats());
     }
-    reports
+    RunReport { reports, hosts }
 }
 
 /// Marks every node from which a node reading `registered['host']` can be reached, that node included:
@@ -1015,6 +1015,9 @@ mod tests {
             }
             self.inner.close().await
         }
+        fn stats(&self) -> crate::transport::TransportStats {
+            self.inner.stats()
+        }
     }
 
     #[tokio::test]
@@ -1056,7 +1059,8 @@ mod tests {
             );
             let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
                 .await
-                .expect("the run hung waiting for a fork");
+                .expect("the run hung waiting for a fork")
+                .reports;
             assert!(reports.iter().all(|r| r.outcome.succeeded()), "{reports:?}");
             let most = count.most.load(Ordering::SeqCst);
             assert!(
@@ -1071,51 +1075,12 @@ mod tests {
         }
     }
 
-    /// A local host that counts the scripts it ran.
-    struct Scripts {
-        inner: LocalTransport,
-        runs: Arc<AtomicUsize>,
-    }
-
-    #[async_trait]
-    impl Transport for Scripts {
-        fn host(&self) -> &str {
-            self.inner.host()
-        }
-        async fn run(&self, script: &str) -> Result<crate::transport::Output, TransportError> {
-            self.runs.fetch_add(1, Ordering::SeqCst);
-            self.inner.run(script).await
-        }
-        async fn upload(
-            &self,
-            local: &std::path::Path,
-            remote: &str,
-        ) -> Result<(), TransportError> {
-            self.inner.upload(local, remote).await
-        }
-    }
-
     /// Applies `main.yaml` of `dir` on its one local host, returning the reports and the scripts run.
-    async fn apply_counting(dir: &std::path::Path) -> (Vec<NodeReport>, usize) {
+    async fn apply_counting(dir: &std::path::Path) -> (Vec<NodeReport>, u64) {
         let p = Arc::new(prepare(&dir.join("inventory.yaml"), &Options::default()).unwrap());
-        let runs = Arc::new(AtomicUsize::new(0));
-        let connect = |h: &Host| -> Arc<dyn Transport> {
-            Arc::new(Scripts {
-                inner: LocalTransport::new(h.name.clone()),
-                runs: runs.clone(),
-            })
-        };
-        let reports = run_connected(
-            p,
-            Mode::Apply,
-            4,
-            Arc::new(Quiet),
-            Control::default(),
-            &connect,
-        )
-        .await;
-        let n = runs.load(Ordering::SeqCst);
-        (reports, n)
+        let run = run(p, Mode::Apply, 4, Arc::new(Quiet)).await;
+        let scripts = run.hosts.values().map(|s| s.scripts).sum();
+        (run.reports, scripts)
     }
 
     #[tokio::test]
@@ -1221,7 +1186,8 @@ mod tests {
         let run = run(Arc::new(p), Mode::Apply, 4, Arc::new(Quiet));
         let reports = tokio::time::timeout(std::time::Duration::from_secs(60), run)
             .await
-            .expect("the run hung on a panicked node");
+            .expect("the run hung on a panicked node")
+            .reports;
         let of = |host: &str, task: &str| {
             reports
                 .iter()

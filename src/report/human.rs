@@ -213,16 +213,30 @@ pub fn print_plan(
             }
         }
     }
+    if verbosity == Verbosity::Verbose {
+        out.push_str(&costs(summary));
+    }
     out.push('\n');
     out.push_str(&summary.plan_line());
     write_out(&masker.mask(&out))
 }
 
-/// Prints the apply recap and every failure with its place; fails, not panics, on a closed stdout.
+/// `-v`: what each host's connection cost, one line per host (`h2: 1 round trip (1 connection)`).
+fn costs(summary: &Summary) -> String {
+    let mut out = String::from("\nRound trips:\n");
+    for (host, t) in &summary.hosts {
+        out.push_str(&format!("  {host}: {}\n", t.cost_line()));
+    }
+    out
+}
+
+/// Prints the apply recap (with `-v`, each host's round trips) and every failure with its place;
+/// fails, not panics, on a closed stdout.
 pub fn print_recap(
     reports: &[NodeReport],
     summary: &Summary,
     elapsed: Duration,
+    verbosity: Verbosity,
     masker: &Masker,
 ) -> std::io::Result<()> {
     let mut out = String::from("\nRecap:\n");
@@ -246,6 +260,9 @@ pub fn print_recap(
             r.location,
             m.replace('\n', "\n  ")
         ));
+    }
+    if verbosity == Verbosity::Verbose {
+        out.push_str(&costs(summary));
     }
     out.push_str(&format!(
         "\n{} in {:.2}s.",

@@ -5,8 +5,10 @@
 
 use crate::execute::{Mode, NodeReport, Outcome, SkipCause};
 use crate::resources::Action;
+use crate::transport::TransportStats;
 use indexmap::IndexMap;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Per-host tallies, Ansible's recap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -20,6 +22,43 @@ pub struct HostTally {
     /// Tasks not run: condition false, handler not notified, a dependency did not succeed, or a
     /// change the run does not allow.
     pub skipped: usize,
+    /// Round trips to the host: scripts run and files uploaded. A no-op run costs one per host.
+    pub round_trips: u64,
+    /// Of those, files uploaded.
+    pub uploads: u64,
+    /// Connections opened to the host: ssh masters started (none for a local host, nor for a
+    /// master an earlier run kept).
+    pub connections: u64,
+    /// Masters an earlier `--persist` run kept that this run attached to instead of connecting.
+    pub masters_reused: u64,
+}
+
+impl HostTally {
+    /// What the host's connection cost, as `-v` prints it: `1 round trip (1 connection)`.
+    pub fn cost_line(&self) -> String {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut line = plural(self.round_trips, "round trip", "round trips");
+        if self.uploads > 0 {
+            line.push_str(&format!(", {} of them uploads", self.uploads));
+        }
+        line.push_str(&format!(
+            " ({}",
+            plural(self.connections, "connection", "connections")
+        ));
+        if self.masters_reused > 0 {
+            line.push_str(&format!(
+                ", {}",
+                plural(
+                    self.masters_reused,
+                    "kept master reused",
+                    "kept masters reused"
+                )
+            ));
+        }
+        line.push(')');
+        line
+    }
 }
 
 /// Totals of a run.
@@ -99,6 +138,18 @@ impl Summary {
             }
         }
         s
+    }
+
+    /// Adds what each host's connection cost (from the walk) to its tally.
+    pub fn with_costs(mut self, costs: &BTreeMap<String, TransportStats>) -> Self {
+        for (host, c) in costs {
+            let t = self.hosts.entry(host.clone()).or_default();
+            t.round_trips = c.round_trips();
+            t.uploads = c.uploads;
+            t.connections = c.connections;
+            t.masters_reused = c.reused;
+        }
+        self
     }
 
     /// Terraform's `-detailed-exitcode` for plan (0 clean, 2 changes, 1 error); 0/1 for apply. A task
@@ -212,6 +263,7 @@ mod tests {
         );
         let a = &s.hosts["a"];
         assert_eq!((a.ok, a.changed, a.failed, a.skipped), (1, 0, 0, 2));
+        assert_eq!(a.round_trips, 0, "no costs added yet");
         let host_sum: usize = s
             .hosts
             .values()
@@ -251,6 +303,39 @@ mod tests {
                 .ends_with("; 1 not run because an earlier serial batch failed"),
             "{}",
             batch.apply_line()
+        );
+    }
+
+    /// Round trips are scripts plus uploads, and the line `-v` prints says so in the singular and
+    /// the plural, with a reused master named.
+    #[test]
+    fn costs_reach_the_host_tallies_and_read_as_a_line() {
+        let costs = BTreeMap::from([
+            (
+                "a".to_string(),
+                TransportStats {
+                    scripts: 1,
+                    uploads: 0,
+                    connections: 1,
+                    reused: 0,
+                },
+            ),
+            (
+                "b".to_string(),
+                TransportStats {
+                    scripts: 5,
+                    uploads: 2,
+                    connections: 0,
+                    reused: 1,
+                },
+            ),
+        ]);
+        let s = Summary::of(["a".to_string(), "b".to_string()], &[]).with_costs(&costs);
+        assert_eq!(s.hosts["a"].cost_line(), "1 round trip (1 connection)");
+        assert_eq!(s.hosts["b"].round_trips, 7);
+        assert_eq!(
+            s.hosts["b"].cost_line(),
+            "7 round trips, 2 of them uploads (0 connections, 1 kept master reused)"
         );
     }
 }

@@ -848,6 +848,10 @@ mod tests {
         async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
             self.0.upload(local, remote).await
         }
+
+        fn stats(&self) -> crate::transport::TransportStats {
+            self.0.stats()
+        }
     }
 
     #[tokio::test]

@@ -1125,6 +1125,10 @@ pub(crate) mod testkit {
         async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
             self.local.upload(local, remote).await
         }
+
+        fn stats(&self) -> crate::transport::TransportStats {
+            self.local.stats()
+        }
     }
 
     /// Serves `body` with status 200 to every request on a loopback port, on a thread that lives as long
@@ -1195,6 +1199,10 @@ mod tests {
 
         async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
             self.inner.upload(local, remote).await
+        }
+
+        fn stats(&self) -> crate::transport::TransportStats {
+            self.inner.stats()
         }
     }
 

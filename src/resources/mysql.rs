@@ -399,6 +399,10 @@ pub(crate) mod testdb {
         async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
             LocalTransport::new("rec").upload(local, remote).await
         }
+
+        fn stats(&self) -> crate::transport::TransportStats {
+            crate::transport::TransportStats::default()
+        }
     }
 
     /// Asserts that `secret` appears in `script` only inside the client's option-file here-document,

@@ -347,6 +347,10 @@ mod tests {
         async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
             LocalTransport::new("bare").upload(local, remote).await
         }
+
+        fn stats(&self) -> crate::transport::TransportStats {
+            crate::transport::TransportStats::default()
+        }
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! instead: a fork copies the controller's page tables, which grow with the hosts of the run, so at
 //! thousands of hosts starting the scripts would cost more than running them.
 
-use super::{Output, Transport, TransportError};
+use super::{Counters, Output, Transport, TransportError, TransportStats};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -58,6 +58,8 @@ pub struct LocalTransport {
     launch: Launch,
     /// Process groups of scripts that were stopped before they finished, still being terminated.
     stopping: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Scripts and copies made; a local host has no connection to count.
+    counters: Counters,
 }
 
 impl LocalTransport {
@@ -71,6 +73,7 @@ impl LocalTransport {
             host: host.into(),
             launch,
             stopping: Mutex::new(Vec::new()),
+            counters: Counters::default(),
         }
     }
 
@@ -175,6 +178,7 @@ impl Transport for LocalTransport {
             .stderr(Stdio::piped())
             .process_group(0);
         let mut child = cmd.spawn().map_err(|e| self.io("spawning /bin/sh", e))?;
+        self.counters.script();
         let mut group = Group {
             pgid: child.id().map(|p| p as i32).unwrap_or_default(),
             finished: false,
@@ -206,6 +210,7 @@ impl Transport for LocalTransport {
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), TransportError> {
+        self.counters.upload();
         tokio::fs::copy(local, remote)
             .await
             .map(|_| ())
@@ -217,6 +222,10 @@ impl Transport for LocalTransport {
         for h in handles {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.counters.stats()
     }
 }
 

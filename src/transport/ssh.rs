@@ -1,11 +1,13 @@
 //! The `ssh` connection: one OpenSSH ControlMaster per host (openssh crate, native mux), so every script
 //! after the first costs one channel, not one handshake. `~/.ssh/config` is honoured unless the inventory
 //! names another file; host keys are checked strictly against the user's (or the inventory's) known_hosts.
+//! With [`Persist`] a host's master outlives the run for its idle time, and a later run attaches to it.
 
-use super::{Output, Transport, TransportError};
+use super::{Counters, Output, Persist, Transport, TransportError, TransportStats};
 use crate::model::Host;
 use async_trait::async_trait;
-use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,27 +20,36 @@ const CHANNELS_PER_HOST: usize = 8;
 const CONNECT_ATTEMPTS: u32 = 3;
 /// First stderr line of every remote script: the id of its process group.
 const PGID_MARK: &str = "@@apim-pgid ";
+/// The name the openssh crate gives each master's directory, followed by random characters.
+const MASTER_DIR_PREFIX: &str = ".ssh-connection";
 
 /// A host reached over SSH.
 pub struct SshTransport {
     host: Host,
     session: Mutex<Option<Arc<Session>>>,
     channels: Semaphore,
+    /// The run's own directory for the masters it closes (unused when they are kept).
     control_dir: PathBuf,
+    /// Keep the master for later runs, and attach to one an earlier run kept.
+    persist: Option<Persist>,
     /// Remote process groups of abandoned scripts being stopped; close waits for them.
     stopping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    counters: Counters,
 }
 
 impl SshTransport {
-    /// A transport for `host`; nothing is connected until the first script.
-    pub fn new(host: Host) -> Self {
+    /// A transport for `host`, keeping its master for later runs when `persist` says so; nothing is
+    /// connected until the first script.
+    pub fn new(host: Host, persist: Option<Persist>) -> Self {
         Self {
             host,
             session: Mutex::new(None),
             channels: Semaphore::new(CHANNELS_PER_HOST),
             control_dir: std::env::temp_dir()
                 .join(format!("apim-provision-ssh-{}", std::process::id())),
+            persist,
             stopping: std::sync::Mutex::new(Vec::new()),
+            counters: Counters::default(),
         }
     }
 
@@ -54,8 +65,7 @@ impl SshTransport {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(KnownHosts::Strict)
             .connect_timeout(Duration::from_secs(10))
-            .server_alive_interval(Duration::from_secs(5))
-            .control_directory(&self.control_dir);
+            .server_alive_interval(Duration::from_secs(5));
         if let Some(u) = &s.user {
             b.user(u.clone());
         }
@@ -75,15 +85,41 @@ impl SshTransport {
     }
 
     /// The session, connecting on first use with retries and backoff. Only connecting is retried: a
-    /// script that may have started is never re-run blindly.
+    /// script that may have started is never re-run blindly. A kept master stops once idle for its
+    /// time, which a long wait for another host can exceed: it is checked (locally, on its socket,
+    /// which also restarts its idle time) before each use, and connected again when it is gone.
     async fn session(&self) -> Result<Arc<Session>, TransportError> {
         let mut slot = self.session.lock().await;
         if let Some(s) = slot.as_ref() {
-            return Ok(s.clone());
+            if self.persist.is_none() || s.check().await.is_ok() {
+                return Ok(s.clone());
+            }
+            tracing::debug!(host = %self.host.name, "the kept ssh master is gone; connecting again");
+            *slot = None;
         }
-        std::fs::create_dir_all(&self.control_dir)
-            .map_err(|e| self.conn_err(format!("creating {}: {e}", self.control_dir.display())))?;
-        let b = self.builder();
+        let s = Arc::new(match &self.persist {
+            None => {
+                std::fs::create_dir_all(&self.control_dir).map_err(|e| {
+                    self.conn_err(format!("creating {}: {e}", self.control_dir.display()))
+                })?;
+                self.launch(&self.control_dir).await?
+            }
+            Some(p) => self.attach_or_launch(p).await?,
+        });
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Starts a master in `dir` (kept for its idle time when persisting), retrying with backoff.
+    async fn launch(&self, dir: &Path) -> Result<Session, TransportError> {
+        let mut b = self.builder();
+        b.control_directory(dir);
+        if let Some(p) = &self.persist {
+            let secs = usize::try_from(p.idle().as_secs()).unwrap_or(usize::MAX);
+            b.control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(secs).unwrap_or(NonZeroUsize::MIN),
+            ));
+        }
         let mut last = String::new();
         for attempt in 0..CONNECT_ATTEMPTS {
             if attempt > 0 {
@@ -92,8 +128,7 @@ impl SshTransport {
             tracing::debug!(host = %self.host.name, attempt, "connecting over ssh to {}", self.host.address);
             match b.connect_mux(&self.host.address).await {
                 Ok(s) => {
-                    let s = Arc::new(s);
-                    *slot = Some(s.clone());
+                    self.counters.connection();
                     return Ok(s);
                 }
                 Err(e) => last = chain(&e),
@@ -103,6 +138,104 @@ impl SshTransport {
             "{} after {CONNECT_ATTEMPTS} attempts: {last}",
             self.host.address
         )))
+    }
+
+    /// The master an earlier run kept for exactly this connection, when it is still up, else a new
+    /// one kept in its place. The host's directory is locked meanwhile, so two runs starting at once
+    /// neither start two masters nor take the one the other is starting for an expired one.
+    async fn attach_or_launch(&self, p: &Persist) -> Result<Session, TransportError> {
+        let resolved = self.resolved().await?;
+        let dir = p
+            .host_dir(&self.host.name, &resolved)
+            .map_err(|e| self.conn_err(e))?;
+        let locking = dir.clone();
+        let lock = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&locking)?;
+            f.lock()?;
+            Ok::<_, std::io::Error>(f)
+        })
+        .await
+        .map_err(|e| self.conn_err(format!("locking {}: {e}", dir.display())))?
+        .map_err(|e| self.conn_err(format!("locking {}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| self.conn_err(format!("reading {}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(MASTER_DIR_PREFIX)
+            {
+                continue;
+            }
+            let socket = entry.path().join("master");
+            if socket.exists() {
+                let s = Session::resume_mux(socket.into_boxed_path(), None);
+                if s.check().await.is_ok() {
+                    tracing::debug!(host = %self.host.name, "attached to the ssh master a run kept");
+                    self.counters.reuse();
+                    return Ok(s);
+                }
+            }
+            // What an expired master left: its log, and a socket nobody listens on.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+        let s = self.launch(&dir).await;
+        drop(lock);
+        s
+    }
+
+    /// The connection as ssh resolves it from the inventory's settings and the ssh configuration
+    /// (`ssh -G`: user, address, port, keys, known_hosts and the rest, without connecting), plus the
+    /// identity of the inventory's key file, so that a kept master is found again only by the same
+    /// connection, and not after the key file was replaced.
+    async fn resolved(&self) -> Result<Vec<u8>, TransportError> {
+        let s = &self.host.ssh;
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-G");
+        if let Some(c) = &s.ssh_config {
+            cmd.arg("-F").arg(c);
+        }
+        if let Some(u) = &s.user {
+            cmd.arg("-l").arg(u);
+        }
+        if let Some(p) = s.port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        if let Some(k) = &s.identity_file {
+            cmd.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(k);
+        }
+        if let Some(k) = &s.known_hosts {
+            cmd.arg("-o")
+                .arg(format!("UserKnownHostsFile={}", k.display()));
+        }
+        let out = cmd
+            .arg(&self.host.address)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| self.conn_err(format!("running ssh -G: {e}")))?;
+        if !out.status.success() {
+            return Err(self.conn_err(format!(
+                "ssh -G {}: {}",
+                self.host.address,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut resolved = out.stdout;
+        if let Some(k) = &s.identity_file {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = std::fs::metadata(k) {
+                let key = format!(
+                    "\nkey file {} {} {}.{}",
+                    m.dev(),
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec()
+                );
+                resolved.extend(key.as_bytes());
+            }
+        }
+        Ok(resolved)
     }
 
     /// The remote command running `inner` through `sh -c`, through `sudo -n` when the inventory asks to
@@ -133,12 +266,14 @@ impl SshTransport {
     }
 
     /// Runs `command` (from [`Self::shell`]) on one channel with `input` streamed to its stdin while its
-    /// output is read, and collects that output.
+    /// output is read, and collects that output; `count` tells which round trip it was, once the
+    /// channel is open.
     async fn pipe(
         &self,
         command: String,
         input: impl AsyncRead + Unpin + Send,
         what: &str,
+        count: fn(&Counters),
     ) -> Result<(i32, Vec<u8>, Vec<u8>), TransportError> {
         let session = self.session().await?;
         let _channel = self.channels.acquire().await.expect("semaphore open");
@@ -150,6 +285,7 @@ impl SshTransport {
             .spawn()
             .await
             .map_err(|e| self.map(e))?;
+        count(&self.counters);
         let stdin = child.stdin().take().expect("stdin is piped");
         let stdout = child.stdout().take().expect("stdout is piped");
         let stderr = child.stderr().take().expect("stderr is piped");
@@ -186,7 +322,12 @@ impl Transport for SshTransport {
 
     async fn run(&self, script: &str) -> Result<Output, TransportError> {
         let (status, stdout, stderr) = self
-            .pipe(self.shell("sh -s"), script.as_bytes(), "sending the script")
+            .pipe(
+                self.shell("sh -s"),
+                script.as_bytes(),
+                "sending the script",
+                Counters::script,
+            )
             .await?;
         Ok(Output {
             status,
@@ -206,7 +347,9 @@ impl Transport for SshTransport {
         let mut hashing = Hashing::new(file);
         let cmd = format!("cat > {}", super::sh_quote(remote));
         let what = format!("uploading {}", local.display());
-        let (status, _, stderr) = self.pipe(self.shell(&cmd), &mut hashing, &what).await?;
+        let (status, _, stderr) = self
+            .pipe(self.shell(&cmd), &mut hashing, &what, Counters::upload)
+            .await?;
         if status != 0 {
             return Err(self.conn_err(format!(
                 "writing {remote}: {}",
@@ -239,6 +382,10 @@ impl Transport for SshTransport {
             return;
         };
         match Arc::try_unwrap(s) {
+            Ok(s) if self.persist.is_some() => {
+                // Left up for its idle time, for the next run.
+                let _ = s.detach();
+            }
             Ok(s) => {
                 if let Err(e) = s.close().await {
                     tracing::debug!(host = %self.host.name, "closing the ssh master: {}", chain(&e));
@@ -247,14 +394,21 @@ impl Transport for SshTransport {
             Err(_) => tracing::warn!(host = %self.host.name, "ssh session still in use at close"),
         }
     }
+
+    fn stats(&self) -> TransportStats {
+        self.counters.stats()
+    }
 }
 
 impl Drop for SshTransport {
-    /// The control directory is shared by every host of the run: the last transport dropped removes it
-    /// (earlier ones fail harmlessly because it is not empty yet). Not at close: a host closes as soon
-    /// as it is done, while others may be connecting into the directory.
+    /// The run's control directory is shared by every host of the run: the last transport dropped
+    /// removes it (earlier ones fail harmlessly because it is not empty yet). Not at close: a host
+    /// closes as soon as it is done, while others may be connecting into the directory. Kept masters
+    /// are not in it.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.control_dir);
+        if self.persist.is_none() {
+            let _ = std::fs::remove_dir(&self.control_dir);
+        }
     }
 }
 
@@ -288,6 +442,7 @@ impl Drop for Group<'_> {
             "kill -TERM -- -{pgid} 2>/dev/null || exit 0; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; exit 0"
         );
         let command = self.owner.shell_plain(&kill);
+        self.owner.counters.script();
         let session = self.session.clone();
         let handle = tokio::spawn(async move {
             let _ = session.raw_command(command).status().await;
