@@ -508,19 +508,17 @@ impl Run {
             Mode::Apply if from_batch => {
                 let seen = resource.plan_in(&answer.facts, &hs.applied());
                 match seen {
-                    Ok(None) => {
-                        answer = match self
-                            .probe_alone(node, resource.as_ref(), transport.as_ref())
-                            .await
-                        {
-                            Ok(a) => a,
-                            Err(o) => return o,
-                        };
-                        if let Some(failed) = probe_failed(&answer, resource.as_ref()) {
-                            return failed;
+                    // The simulation cannot tell what an earlier change left: probe it now.
+                    Ok(None) => match self
+                        .probe_alone(node, resource.as_ref(), transport.as_ref())
+                        .await
+                    {
+                        Ok(fresh) => {
+                            answer = fresh;
+                            resource.plan(&answer.facts).map(Some)
                         }
-                        resource.plan(&answer.facts).map(Some)
-                    }
+                        Err(o) => return o,
+                    },
                     other => other,
                 }
             }
@@ -775,7 +773,8 @@ impl Run {
     }
 
     /// Probes `resource` on its own, in a round trip of its own: for a task that is not in the
-    /// host's batch, or whose batched answer an earlier change of the run may have made stale.
+    /// host's batch, or whose batched answer an earlier change of the run may have made stale. A
+    /// probe that failed is the task's failure.
     async fn probe_alone(
         &self,
         node: NodeIndex,
@@ -791,7 +790,10 @@ impl Run {
             .map(Duration::from_secs)
             .unwrap_or(self.ctl.probe_timeout);
         match tokio::time::timeout(limit, b.run(transport)).await {
-            Ok(Ok(mut a)) => Ok(a.remove(0)),
+            Ok(Ok(mut a)) => {
+                let a = a.remove(0);
+                probe_failed(&a, resource).map_or(Ok(a), Err)
+            }
             Ok(Err(e @ TransportError::Connection { .. })) => {
                 Err(Outcome::Unreachable(e.to_string()))
             }
