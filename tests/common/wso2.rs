@@ -158,6 +158,24 @@ pub fn health_at(ca: &Path, url: &str, resolve: Option<&str>) -> Option<serde_js
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// What `name_of` makes of each health answer of `url` through the load balancer in `tries` requests:
+/// the nodes behind it, by the names a test compares.
+fn answered_behind(
+    ca: &Path,
+    url: &str,
+    resolve: &str,
+    tries: usize,
+    name_of: impl Fn(&serde_json::Value) -> String,
+) -> std::collections::BTreeSet<String> {
+    (0..tries)
+        .map(|_| {
+            let h = health_at(ca, url, Some(resolve))
+                .unwrap_or_else(|| panic!("{url} via {resolve} did not answer 200"));
+            name_of(&h)
+        })
+        .collect()
+}
+
 /// The node addresses that answered `url` through the load balancer in `tries` requests.
 pub fn nodes_behind(
     ca: &Path,
@@ -165,13 +183,9 @@ pub fn nodes_behind(
     resolve: &str,
     tries: usize,
 ) -> std::collections::BTreeSet<String> {
-    (0..tries)
-        .map(|_| {
-            let h = health_at(ca, url, Some(resolve))
-                .unwrap_or_else(|| panic!("{url} via {resolve} did not answer 200"));
-            h["node_ip"].as_str().unwrap_or_default().to_string()
-        })
-        .collect()
+    answered_behind(ca, url, resolve, tries, |h| {
+        h["node_ip"].as_str().unwrap_or_default().to_string()
+    })
 }
 
 /// A systemd timestamp property of the host's wso2am (e.g. ActiveEnterTimestamp) as epoch
@@ -233,17 +247,13 @@ pub fn carbon_nodes_behind(
     resolve: &str,
     tries: usize,
 ) -> std::collections::BTreeSet<String> {
-    (0..tries)
-        .map(|_| {
-            let h = health_at(ca, url, Some(resolve))
-                .unwrap_or_else(|| panic!("{url} via {resolve} did not answer 200"));
-            let ip = h["local_ip"].as_str().unwrap_or_default().to_string();
-            match h["offset"].as_u64() {
-                Some(0) | None => ip,
-                Some(o) => format!("{ip}+{o}"),
-            }
-        })
-        .collect()
+    answered_behind(ca, url, resolve, tries, |h| {
+        let ip = h["local_ip"].as_str().unwrap_or_default().to_string();
+        match h["offset"].as_u64() {
+            Some(0) | None => ip,
+            Some(o) => format!("{ip}+{o}"),
+        }
+    })
 }
 
 /// API traffic to `name` through the load balancer at `lb` (80 proxied and 443) reaches exactly the
