@@ -462,13 +462,6 @@ impl Run {
         *file = ManagedFile::of(resource.as_ref());
         let transport = hs.transport().clone();
         let host = transport.host();
-        let timed_out = |what: &str, limit: Duration| {
-            Outcome::Failed(format!(
-                "`{}` on {host}: {what} timed out after {}s (timeout), and what it started there was stopped",
-                t.name,
-                limit.as_secs()
-            ))
-        };
         // Plan takes every probe from the host's batch; apply too, for as long as the changes made so
         // far on the host cannot have touched what a probe looks at (then it decides as plan did,
         // through the same simulation, and its steps' guards check that the host agrees).
@@ -592,7 +585,7 @@ impl Run {
                         Ok(r) => r,
                         Err(_) => {
                             hs.changed(vec![Effect::Other]);
-                            return timed_out("it", limit);
+                            return self.timed_out(node, host, "it", limit);
                         }
                     },
                 };
@@ -798,13 +791,17 @@ impl Run {
                 Err(Outcome::Unreachable(e.to_string()))
             }
             Ok(Err(e)) => Err(Outcome::Failed(e.to_string())),
-            Err(_) => Err(Outcome::Failed(format!(
-                "`{}` on {}: its probe timed out after {}s (timeout), and what it started there was stopped",
-                t.name,
-                transport.host(),
-                limit.as_secs()
-            ))),
+            Err(_) => Err(self.timed_out(node, transport.host(), "its probe", limit)),
         }
+    }
+
+    /// The failure of `node` on `host` whose `what` (its probe, or the task itself) ran past `limit`.
+    fn timed_out(&self, node: NodeIndex, host: &str, what: &str, limit: Duration) -> Outcome {
+        Outcome::Failed(format!(
+            "`{}` on {host}: {what} timed out after {}s (timeout), and what it started there was stopped",
+            self.p.task(node).name,
+            limit.as_secs()
+        ))
     }
 
     /// Plan mode: records a pending change of `node` with its `effects` on the host, so later tasks
