@@ -379,20 +379,20 @@ pub async fn execute(change: &Change, host: &dyn Transport) -> Result<Registered
             }
             _ => host.run(&script).await?,
         };
-        if out.status == GUARD_FAILED {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if let Some(line) = stderr.lines().find(|l| l.ends_with(GUARD_MESSAGE)) {
-                return Err(ResourceError::Stale {
-                    what: what.to_string(),
-                    message: line.to_string(),
-                });
-            }
+        if let Some(stale) = stale_guard(
+            what,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines(),
+        ) {
+            return Err(stale);
         }
         if out.status != 0 {
-            return Err(ResourceError::Failed(match step {
-                Step::Capture { .. } => format!("{what} exited {}: {}", out.status, out.tail()),
-                _ => format!("{what} failed (exit {}): {}", out.status, out.tail()),
-            }));
+            return Err(match step {
+                Step::Capture { .. } => {
+                    ResourceError::Failed(format!("{what} exited {}: {}", out.status, out.tail()))
+                }
+                _ => step_failed(what, out.status, &out.tail()),
+            });
         }
         if let Step::Capture { .. } = step {
             result.insert("rc".into(), out.status.into());
@@ -465,21 +465,37 @@ fn wave_failure(change: &Change, answer: &crate::transport::BatchAnswer) -> Reso
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     let what = change.steps.get(j).map(|s| s.script().0).unwrap_or("apply");
-    let printed: Vec<&str> = answer.messages[at.min(answer.messages.len())..]
+    let printed: Vec<&str> = answer.messages[at..]
         .iter()
         .filter(|l| !l.starts_with(WAVE_STEP))
         .map(String::as_str)
         .collect();
-    if answer.status == GUARD_FAILED {
-        if let Some(line) = printed.iter().find(|l| l.ends_with(GUARD_MESSAGE)) {
-            return ResourceError::Stale {
-                what: what.to_string(),
-                message: line.to_string(),
-            };
-        }
+    if let Some(stale) = stale_guard(what, answer.status, printed.iter().copied()) {
+        return stale;
     }
     let tail = printed[printed.len().saturating_sub(8)..].join("\n");
-    ResourceError::Failed(format!("{what} failed (exit {}): {tail}", answer.status))
+    step_failed(what, answer.status, &tail)
+}
+
+/// The step `what` found its guard's facts changed on the host, when it exited as a failed guard does
+/// and one of the `lines` it printed is the guard's.
+fn stale_guard<'a>(
+    what: &str,
+    status: i32,
+    mut lines: impl Iterator<Item = &'a str>,
+) -> Option<ResourceError> {
+    (status == GUARD_FAILED)
+        .then(|| lines.find(|l| l.ends_with(GUARD_MESSAGE)))
+        .flatten()
+        .map(|line| ResourceError::Stale {
+            what: what.to_string(),
+            message: line.to_string(),
+        })
+}
+
+/// The step `what` failed with `status`, after printing `tail` last.
+fn step_failed(what: &str, status: i32, tail: &str) -> ResourceError {
+    ResourceError::Failed(format!("{what} failed (exit {status}): {tail}"))
 }
 
 impl Change {
