@@ -159,6 +159,11 @@ pub fn atomic_write_script(
             )
         })
         .unwrap_or_default();
+    let (dir, base) = match dest.rsplit_once('/') {
+        Some(("", base)) => ("/", base),
+        Some((dir, base)) => (dir, base),
+        None => (".", dest),
+    };
     format!(
         r#"set -e
 dest={dest}
@@ -166,45 +171,71 @@ dest={dest}
 {temp}base64 -d > "$tmp"
 }} <<'__APIM_EOF__'
 {body}__APIM_EOF__
-if [ "$(sha256sum < "$tmp" | cut -c1-64)" != {sha} ]; then echo "the content for $dest arrived incomplete" >&2; exit 1; fi
-if [ -e "$dest" ]; then {keep_mode}chown --reference="$dest" "$tmp"; else chmod {new_mode} "$tmp"; fi
-{attrs}{validate}sync "$tmp" 2>/dev/null || true
+if [ "$(sha256sum < "$tmp")" != '{sha}  -' ]; then echo "the content for $dest arrived incomplete" >&2; exit 1; fi
+{carry}{attrs}{validate}sync "$tmp" 2>/dev/null || true
 mv -f "$tmp" "$dest"
 trap - EXIT
 "#,
         dest = sh_quote(dest),
-        temp = TEMP_NEXT_TO_DEST,
+        temp = temp_next_to_dest(dir, base),
         sha = super::sha256_hex(content),
         attrs = attrs.script("\"$tmp\""),
-        // An explicit mode goes straight from the temp file's 0600 to the wanted one, so content meant to be
-        // private (keys, keystores) is never readable through a default or inherited mode in between.
-        keep_mode = match attrs.mode {
-            Some(_) => "",
-            None => "chmod --reference=\"$dest\" \"$tmp\"; ",
-        },
-        new_mode = attrs.mode.unwrap_or(FileMode(0o644)),
+        carry = carry_over(attrs),
     )
 }
 
-/// Shell lines that make `$tmp` a fresh temp file next to `$dest`, named after it, after removing what
-/// an earlier, killed write of the same `$dest` left; it is removed again when the script exits or is
-/// stopped by SIGHUP/SIGINT/SIGTERM. For every resource that writes a file by renaming a temp file.
-/// The traps come first and the name is known before the file exists (no `$(mktemp)`, whose subshell a
-/// signal can kill after it made the file but before the name came back), so no signal falls between
-/// making the file and being able to remove it. Made 0600 with noclobber, like mktemp would. SIGPIPE is
-/// ignored: a stopped run closes the script's output first, and the shell's "Terminated" notice must not
-/// kill it before its EXIT trap ran.
-pub const TEMP_NEXT_TO_DEST: &str = r#"tmp=
+/// The line that gives `$tmp` what an existing `$dest` has and `attrs` do not set (its mode, owner or
+/// group), or a new file the usual 0644 when `attrs` set no mode. An explicit mode goes straight from the
+/// temp file's 0600 to the wanted one, so content meant to be private (keys, keystores) is never readable
+/// through a default or inherited mode in between. What `attrs` set is left to `Attrs::script`, so no
+/// attribute is set twice.
+fn carry_over(attrs: &Attrs) -> String {
+    let mut keep = String::new();
+    if attrs.mode.is_none() {
+        keep.push_str("chmod --reference=\"$dest\" \"$tmp\"; ");
+    }
+    if attrs.owner.is_none() || attrs.group.is_none() {
+        keep.push_str("chown --reference=\"$dest\" \"$tmp\"; ");
+    }
+    if keep.is_empty() {
+        return keep;
+    }
+    // No mode set means `keep` copies an existing file's mode, and a new one needs its own.
+    let new = match attrs.mode {
+        Some(_) => String::new(),
+        None => format!("else chmod {} \"$tmp\"; ", FileMode(0o644)),
+    };
+    format!("if [ -e \"$dest\" ]; then {keep}{new}fi\n")
+}
+
+/// Shell lines that make `$tmp` a fresh temp file in `dir`, named after `base` (the file it will become),
+/// after removing what an earlier, killed write of the same file left; it is removed again when the script
+/// exits or is stopped by SIGHUP/SIGINT/SIGTERM. The traps come first and the name is known before the
+/// file exists (no `$(mktemp)`, whose subshell a signal can kill after it made the file but before the
+/// name came back), so no signal falls between making the file and being able to remove it. Made 0600
+/// with noclobber, like mktemp would. SIGPIPE is ignored: a stopped run closes the script's output first,
+/// and the shell's "Terminated" notice must not kill it before its EXIT trap ran. The directory and name
+/// are split here rather than by `dirname`/`basename` on the host, and leftovers are removed only when
+/// there are any: a write starts no program before the content arrives.
+fn temp_next_to_dest(dir: &str, base: &str) -> String {
+    let prefix = format!(
+        "{}/{}",
+        sh_quote(dir),
+        sh_quote(&format!(".{base}.apim-provision.tmp."))
+    );
+    format!(
+        r#"tmp=
 trap '' PIPE
 trap 'rm -f "$tmp"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
-tmp_dir=$(dirname "$dest"); tmp_base=$(basename "$dest"); tmp_umask=$(umask)
-rm -f -- "$tmp_dir/.$tmp_base.apim-provision.tmp."*
-tmp="$tmp_dir/.$tmp_base.apim-provision.tmp.$$"
+for tmp_old in {prefix}*; do if [ -e "$tmp_old" ]; then rm -f -- "$tmp_old"; fi; done
+tmp={prefix}$$; tmp_umask=$(umask)
 umask 077; set -C; : > "$tmp"; set +C; umask "$tmp_umask"
-"#;
+"#
+    )
+}
 
 #[cfg(test)]
 mod tests {
