@@ -102,6 +102,17 @@ impl Attrs {
         }
     }
 
+    /// The `-m MODE -o OWNER -g GROUP` of an `install` that makes a file or directory with these
+    /// attributes in one program, when all three are given: one program on the host instead of three.
+    pub fn install_flags(&self) -> Option<String> {
+        match (self.mode, &self.owner, &self.group) {
+            (Some(m), Some(o), Some(g)) => {
+                Some(format!("-m {m} -o {} -g {}", sh_quote(o), sh_quote(g)))
+            }
+            _ => None,
+        }
+    }
+
     /// Shell lines setting these attributes on `path_expr` (an already quoted word or `"$var"`).
     pub fn script(&self, path_expr: &str) -> String {
         let mut s = String::new();
@@ -164,6 +175,20 @@ pub fn atomic_write_script(
         Some((dir, base)) => (dir, base),
         None => (".", dest),
     };
+    // With every attribute given, one `install` makes the temp file with them (it unlinks what is at the
+    // name and creates it anew, so it follows no symlink); else it is made 0600 by the shell and given what
+    // `attrs` set and the old file had.
+    let (create, set) = match attrs.install_flags() {
+        Some(flags) => (
+            format!("install {flags} /dev/null \"$tmp\"\n"),
+            String::new(),
+        ),
+        None => (
+            "tmp_umask=$(umask); umask 077; set -C; : > \"$tmp\"; set +C; umask \"$tmp_umask\"\n"
+                .to_string(),
+            format!("{}{}", carry_over(attrs), attrs.script("\"$tmp\"")),
+        ),
+    };
     format!(
         r#"set -e
 dest={dest}
@@ -172,52 +197,53 @@ dest={dest}
 }} <<'__APIM_EOF__'
 {body}__APIM_EOF__
 if [ "$(sha256sum < "$tmp")" != '{sha}  -' ]; then echo "the content for $dest arrived incomplete" >&2; exit 1; fi
-{carry}{attrs}{validate}sync "$tmp" 2>/dev/null || true
+{set}{validate}sync "$tmp" 2>/dev/null || true
 mv -f "$tmp" "$dest"
 trap - EXIT
 "#,
         dest = sh_quote(dest),
-        temp = temp_next_to_dest(dir, base),
+        temp = temp_next_to_dest(dir, base, &create),
         sha = super::sha256_hex(content),
-        attrs = attrs.script("\"$tmp\""),
-        carry = carry_over(attrs),
     )
 }
 
-/// The line that gives `$tmp` what an existing `$dest` has and `attrs` do not set (its mode, owner or
-/// group), or a new file the usual 0644 when `attrs` set no mode. An explicit mode goes straight from the
-/// temp file's 0600 to the wanted one, so content meant to be private (keys, keystores) is never readable
-/// through a default or inherited mode in between. What `attrs` set is left to `Attrs::script`, so no
-/// attribute is set twice.
+/// The line that gives `$tmp` what an existing `$dest` has and `attrs` do not set (its mode, its owner and
+/// group), in one `cp --attributes-only`, or a new file the usual 0644 when `attrs` set no mode. An
+/// explicit mode goes straight from the temp file's 0600 to the wanted one, so content meant to be private
+/// (keys, keystores) is never readable through a default or inherited mode in between. What `attrs` set
+/// is left to `Attrs::script`, so no attribute is set twice.
 fn carry_over(attrs: &Attrs) -> String {
-    let mut keep = String::new();
+    let mut keep = Vec::new();
     if attrs.mode.is_none() {
-        keep.push_str("chmod --reference=\"$dest\" \"$tmp\"; ");
+        keep.push("mode");
     }
     if attrs.owner.is_none() || attrs.group.is_none() {
-        keep.push_str("chown --reference=\"$dest\" \"$tmp\"; ");
+        keep.push("ownership");
     }
     if keep.is_empty() {
-        return keep;
+        return String::new();
     }
-    // No mode set means `keep` copies an existing file's mode, and a new one needs its own.
+    // No mode set means an existing file's mode is kept, and a new one needs its own.
     let new = match attrs.mode {
         Some(_) => String::new(),
         None => format!("else chmod {} \"$tmp\"; ", FileMode(0o644)),
     };
-    format!("if [ -e \"$dest\" ]; then {keep}{new}fi\n")
+    format!(
+        "if [ -e \"$dest\" ]; then cp --attributes-only --preserve={} \"$dest\" \"$tmp\"; {new}fi\n",
+        keep.join(",")
+    )
 }
 
 /// Shell lines that make `$tmp` a fresh temp file in `dir`, named after `base` (the file it will become),
 /// after removing what an earlier, killed write of the same file left; it is removed again when the script
 /// exits or is stopped by SIGHUP/SIGINT/SIGTERM. The traps come first and the name is known before the
 /// file exists (no `$(mktemp)`, whose subshell a signal can kill after it made the file but before the
-/// name came back), so no signal falls between making the file and being able to remove it. Made 0600
-/// with noclobber, like mktemp would. SIGPIPE is ignored: a stopped run closes the script's output first,
+/// name came back), so no signal falls between making the file and being able to remove it; `create` is
+/// the line that makes it. SIGPIPE is ignored: a stopped run closes the script's output first,
 /// and the shell's "Terminated" notice must not kill it before its EXIT trap ran. The directory and name
 /// are split here rather than by `dirname`/`basename` on the host, and leftovers are removed only when
-/// there are any: a write starts no program before the content arrives.
-fn temp_next_to_dest(dir: &str, base: &str) -> String {
+/// there are any: programs on the host do only what the controller cannot.
+fn temp_next_to_dest(dir: &str, base: &str, create: &str) -> String {
     let prefix = format!(
         "{}/{}",
         sh_quote(dir),
@@ -231,9 +257,8 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 for tmp_old in {prefix}*; do if [ -e "$tmp_old" ]; then rm -f -- "$tmp_old"; fi; done
-tmp={prefix}$$; tmp_umask=$(umask)
-umask 077; set -C; : > "$tmp"; set +C; umask "$tmp_umask"
-"#
+tmp={prefix}$$
+{create}"#
     )
 }
 

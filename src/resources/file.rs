@@ -57,15 +57,24 @@ pub(super) fn build(args: Value, _ctx: &BuildCtx) -> Result<Box<dyn Resource>, R
 
 impl FileRes {
     /// The script making the path what `state` says. No guard: every branch converges whatever is there
-    /// now (`mkdir -p`, create only if missing, `ln -sfn`, `rm -rf`), and plan already refused the
+    /// now (`mkdir -p` or `install -d`, create only if missing, `ln -sfn`, `rm -rf`), and plan already refused the
     /// types it cannot turn into the wanted one.
     fn script(&self) -> String {
         let a = &self.args;
         let p = sh_quote(&a.path);
         match a.state {
             State::Absent => format!("rm -rf -- {p}"),
-            State::Directory => format!("set -e\nmkdir -p -- {p}\n{}", a.attrs.script(&p)),
-            State::File => format!("set -e\n[ -e {p} ] || : > {p}\n{}", a.attrs.script(&p)),
+            State::Directory => match a.attrs.install_flags() {
+                Some(flags) => format!("install -d {flags} -- {p}"),
+                None => format!("set -e\nmkdir -p -- {p}\n{}", a.attrs.script(&p)),
+            },
+            State::File => match a.attrs.install_flags() {
+                Some(flags) => format!(
+                    "set -e\nif [ -e {p} ]; then\n{}else install {flags} /dev/null {p}; fi",
+                    a.attrs.script(&p)
+                ),
+                None => format!("set -e\n[ -e {p} ] || : > {p}\n{}", a.attrs.script(&p)),
+            },
             State::Link => {
                 let src = sh_quote(a.src.as_deref().unwrap_or_default());
                 let own = match (&a.attrs.owner, &a.attrs.group) {
