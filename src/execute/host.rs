@@ -111,10 +111,8 @@ impl HostState {
         self.applied.lock().expect("applied").record(effects);
     }
 
-    /// True when the batch's answer still holds for a probe that `reads`, possibly seen through
-    /// [`applied`](Self::applied): nothing was changed on this host in this run, or only paths were,
-    /// which the simulation tracks for a probe of paths. After a change the simulation cannot
-    /// describe (a command ran, a package was installed) every probe runs again.
+    /// [`holds`] for this host's changes so far: whether a task may be decided from the batch, seen
+    /// through [`applied`](Self::applied), instead of probing again.
     pub fn batch_holds(&self, reads: &Reads) -> bool {
         holds(&self.applied.lock().expect("applied"), reads)
     }
