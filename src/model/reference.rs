@@ -182,3 +182,33 @@ pub enum ReferenceError {
         path: PathBuf,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    #[test]
+    fn only_a_one_key_mapping_of_a_known_kind_is_a_reference() {
+        let dir = Path::new("/inv");
+        let of = |v| Reference::of(&v, dir);
+        assert_eq!(
+            of(json!({"env": "X"})).unwrap().unwrap(),
+            Reference::Env("X".into())
+        );
+        assert_eq!(
+            of(json!({"file": "pw"})).unwrap().unwrap(),
+            Reference::File("/inv/pw".into())
+        );
+        assert_eq!(
+            of(json!({"file": "/etc/pw"})).unwrap().unwrap(),
+            Reference::File("/etc/pw".into())
+        );
+        assert!(of(json!({"env": "X", "file": "y"})).is_none());
+        assert!(of(json!({"name": "x"})).is_none());
+        assert!(of(json!("plain")).is_none());
+        assert!(of(json!({"cmd": ""})).unwrap().is_err());
+        assert!(of(json!({"secret": 3})).unwrap().is_err());
+    }
+}

@@ -14,6 +14,8 @@ use std::process::Command;
 /// A scratch project: inventory, playbooks and modules written by the test, hosts' files under `root`.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// Environment every run of the binary gets (a `{ env: NAME }` reference's variable).
+    env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 /// What a run of the binary printed and returned.
@@ -134,6 +136,7 @@ impl Project {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            env: Default::default(),
         }
     }
 
@@ -202,6 +205,11 @@ impl Project {
         path
     }
 
+    /// Sets `key=value` in the environment of every later run of the binary.
+    pub fn set_env(&self, key: &str, value: &str) {
+        self.env.borrow_mut().push((key.into(), value.into()));
+    }
+
     /// Runs the binary with `args` in the project directory.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
@@ -215,6 +223,9 @@ impl Project {
             .env_remove("APIM_AGE_IDENTITY");
         if self.identity().exists() {
             c.env("APIM_AGE_IDENTITY", self.identity());
+        }
+        for (k, v) in self.env.borrow().iter() {
+            c.env(k, v);
         }
         for (k, v) in env {
             c.env(k, v);
