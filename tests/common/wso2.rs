@@ -307,8 +307,8 @@ const FILE_KINDS: &[&str] = &[
 ];
 
 /// Every file on the hosts that holds a secret, by host, as the engine knows it: the file of each task
-/// a `plan --json` of the converged cluster reports as sensitive (it reads a secret, or its content is
-/// key material), and every keystore, whatever its password's source.
+/// a `plan --json` of the converged cluster reports as sensitive (it reads a secret), and every
+/// keystore, whatever its password's source, but for one that is a PEM certificate alone (public).
 pub fn secret_files(p: &Project, inventory: &str) -> BTreeMap<String, BTreeSet<String>> {
     let plan = run(p, inventory, "plan", &[], &["--json"]);
     assert!(plan.code == 0 || plan.code == 2, "{}", plan.all());
@@ -321,7 +321,14 @@ pub fn secret_files(p: &Project, inventory: &str) -> BTreeMap<String, BTreeSet<S
         let Some(path) = e["target"].as_str().and_then(|t| t.split(' ').nth(1)) else {
             continue;
         };
-        out.entry(e["host"].as_str().unwrap().to_string())
+        let host = e["host"].as_str().unwrap();
+        if e["sensitive"] != true {
+            let (_, first) = lab::ssh(host, &format!("head -c 27 '{path}'"));
+            if first == "-----BEGIN CERTIFICATE-----" {
+                continue;
+            }
+        }
+        out.entry(host.to_string())
             .or_default()
             .insert(path.to_string());
     }
