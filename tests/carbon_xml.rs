@@ -110,6 +110,19 @@ fn the_ei_xml_edits_apply_converge_and_render_as_applied() {
         let restarts = std::fs::read_to_string(p.root(h).join("restarts")).unwrap();
         assert_eq!(restarts, "restarted\n", "{h}: the handler runs once");
     }
+    // The shipped files that now hold a password are the product user's only.
+    for h in ["a", "b"] {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [
+            "carbon.xml",
+            "axis2/axis2.xml",
+            "tomcat/catalina-server.xml",
+            "user-mgt.xml",
+        ] {
+            let meta = std::fs::metadata(p.root(h).join("wso2ei-6.6.0/conf").join(f)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o640, "{h}: {f}");
+        }
+    }
 
     // What render shows is what apply left, secrets as placeholders.
     let out = p.path().join("rendered");

@@ -28,10 +28,30 @@ fn demo_plans_applies_and_converges() {
         "{}",
         plans[1]
     );
+    // The admin password is a reference: the demo made it up and sealed it in secrets.age for an
+    // identity of its own, which its closing hint names.
+    let identity = dir.join("local/age-identity.txt");
+    let store = dir.join("local/inventory/secrets.age");
+    let plain = p.run(&[
+        "secrets",
+        "decrypt",
+        store.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
+    assert_eq!(plain.code, 0, "{}", plain.all());
+    let password = plain
+        .stdout
+        .trim()
+        .strip_prefix("admin_password: ")
+        .unwrap();
+    assert_eq!(password.len(), 24, "{}", plain.stdout);
+    assert!(r
+        .stdout
+        .contains(&format!("--identity {}", identity.display())));
     // deployment.toml reads the admin password: the plan shows how much changes, never its lines.
     assert!(
-        r.stdout.contains("(sensitive content, 11 lines changed)")
-            && !r.stdout.contains("demo-S3cret!")
+        r.stdout.contains("(sensitive content, 11 lines changed)") && !r.all().contains(password)
     );
     let pid = dir.join("local/.scratch/wkr2/opt/wso2am-4.2.0/wso2carbon.pid");
     assert_eq!(
@@ -43,7 +63,13 @@ fn demo_plans_applies_and_converges() {
     let marker = dir.join("local/.scratch/wkr1/opt/wso2am-4.2.0/profile");
     std::fs::write(&marker, "edited by hand\n").unwrap();
     let inventory = dir.join("local/inventory/demo.yaml");
-    let d = p.run(&["drift", inventory.to_str().unwrap(), "--no-color"]);
+    let d = p.run(&[
+        "drift",
+        inventory.to_str().unwrap(),
+        "--no-color",
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
     assert_eq!(d.code, 2, "{}", d.all());
     assert!(d.stdout.contains("profile marker"), "{}", d.stdout);
     assert!(

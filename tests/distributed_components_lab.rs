@@ -146,6 +146,9 @@ fn distributed_components_converge_in_both_shapes_and_a_broken_datasource_stops_
         ("gateway", "h5", "10.231.0.15", 0),
     ];
     let (p, ca) = first_converge_on(ONE_EACH, &["h1", "h2", "h3", "h4", "h5"], &[]);
+    // Every file holding a secret is private to the product's user, which is not root.
+    let checked = common::wso2::assert_secret_files_private(&p, ONE_EACH, "wso2", "/opt/");
+    assert!(checked >= 5, "only {checked} secret files found");
     let t_first = t0.elapsed();
     as_the_guide_lays_it_out(&ca, &each);
     converged(&p, ONE_EACH, &[], || start_times(&each));
@@ -196,6 +199,9 @@ fn distributed_components_converge_in_both_shapes_and_a_broken_datasource_stops_
     ];
     let t2 = Instant::now();
     let (q, ca) = first_converge_on(ONE_HOST, &["h1", "h2"], &[]);
+    // Every file holding a secret is private to the product's user, which is not root.
+    let checked = common::wso2::assert_secret_files_private(&q, ONE_HOST, "wso2", "/opt/");
+    assert!(checked >= 5, "only {checked} secret files found");
     as_the_guide_lays_it_out(&ca, &one);
     converged(&q, ONE_HOST, &[], || start_times(&one));
     eprintln!(

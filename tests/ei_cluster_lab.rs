@@ -24,6 +24,9 @@ fn the_ei_cluster_converges_syncs_and_a_wrong_member_fails_the_health_gate() {
     };
     let t0 = Instant::now();
     let (p, ca) = first_converge(INVENTORY, &[]);
+    // Every file holding a secret is private to the product's user, which is not root.
+    let checked = common::wso2::assert_secret_files_private(&p, INVENTORY, "wso2", "/opt/");
+    assert!(checked >= 5, "only {checked} secret files found");
     let t_first = t0.elapsed();
 
     // Each node: its four datasources' three (its own local registry), the other node joined in the

@@ -21,6 +21,9 @@ fn the_gateway_with_rsync_converges_as_the_guide_lays_it_out() {
         return;
     };
     let (p, ca) = first_converge(INVENTORY, &[]);
+    // Every file holding a secret is private to the product's user, which is not root.
+    let checked = common::wso2::assert_secret_files_private(&p, INVENTORY, "wso2", "/opt/");
+    assert!(checked >= 5, "only {checked} secret files found");
 
     // Every node healthy, peers included (the workers' traffic manager and service URL are the
     // manager's).

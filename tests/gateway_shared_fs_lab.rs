@@ -37,6 +37,9 @@ fn the_gateway_on_a_shared_file_system_converges_as_the_guide_lays_it_out() {
         return;
     };
     let (p, ca) = first_converge(INVENTORY, &["-e", "wso2_health_timeout=300"]);
+    // Every file holding a secret is private to the product's user, which is not root.
+    let checked = common::wso2::assert_secret_files_private(&p, INVENTORY, "wso2", "/opt/");
+    assert!(checked >= 5, "only {checked} secret files found");
 
     // The share: seeded with the pack's deployment directory (the marker last), mounted on both nodes.
     on(

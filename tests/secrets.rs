@@ -534,3 +534,312 @@ plays:
     );
     assert_absent(&runs, &[&hidden]);
 }
+
+/// A playbook writing `{{ token }}` into a file on local host `a`, with a command reading it too.
+const TOKEN_PLAYBOOK: &str = r#"
+plays:
+  - hosts: all
+    tasks:
+      - file: { path: "{{ root }}", state: directory }
+      - name: token file
+        copy: { dest: "{{ root }}/token", content: "token={{ token }}\n" }
+"#;
+
+/// An owner-only file under the project.
+fn private(p: &Project, rel: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let f = p.write(rel, text);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    f
+}
+
+/// Each reference kind resolves to its value, which reaches the host and is hidden everywhere: the
+/// variable is secret although nothing in its name or in `secrets:` says so.
+#[test]
+fn every_kind_of_reference_resolves_and_is_secret() {
+    let kinds: [(&str, &str); 4] = [
+        ("{ env: APIM_TEST_TOKEN }", "env-Tok3n-value"),
+        ("{ file: token.txt }", "file-Tok3n-value"),
+        (
+            "{ cmd: \"printf '  cmd-Tok3n-value\\\\n'\" }",
+            "cmd-Tok3n-value",
+        ),
+        ("{ secret: token }", "age-Tok3n-value"),
+    ];
+    for (reference, value) in kinds {
+        let p = Project::new();
+        p.local_inventory(&["a"], &format!("vars:\n  token: {reference}\n"));
+        p.write("playbooks/main.yaml", TOKEN_PLAYBOOK);
+        // A file's one trailing newline is not part of the value.
+        private(&p, "token.txt", "file-Tok3n-value\n", 0o600);
+        p.seal_secrets(
+            "secrets.age",
+            &[("token", "age-Tok3n-value"), ("other", "x")],
+        );
+        let env = [
+            ("APIM_TEST_TOKEN", "env-Tok3n-value"),
+            ("RUST_LOG", "debug"),
+        ];
+        let runs = vec![
+            p.run_env(&["plan", "inventory.yaml", "-vv"], &env),
+            p.run_env(&["apply", "inventory.yaml", "--json"], &env),
+            p.run_env(&["validate", "inventory.yaml"], &env),
+            p.run_env(&["graph", "inventory.yaml", "--format", "json"], &env),
+        ];
+        assert_eq!(runs[0].code, 2, "{reference}: {}", runs[0].all());
+        assert!(
+            runs[0].stdout.contains("(sensitive content"),
+            "{reference}: {}",
+            runs[0].stdout
+        );
+        assert_eq!(runs[1].code, 0, "{reference}: {}", runs[1].all());
+        assert_eq!(runs[2].code, 0, "{reference}: {}", runs[2].all());
+        assert_absent(&runs, &[value]);
+        let written = std::fs::read_to_string(p.root("a").join("token")).unwrap();
+        assert_eq!(written, format!("token={value}\n"), "{reference}");
+    }
+}
+
+/// References at group and host level resolve too, each host getting its own; the same `cmd` used by
+/// two variables runs once per run.
+#[test]
+fn references_in_group_and_host_vars_resolve_once_per_run() {
+    let p = Project::new();
+    let count = p.path().join("count");
+    p.write(
+        "inventory.yaml",
+        &format!(
+            "playbook: playbooks/main.yaml\n\
+             vars:\n  other: {{ cmd: \"echo x >> {c}; echo other-Value-1\" }}\n\
+             hosts:\n  a:\n    connection: local\n    vars:\n      root: \"@ROOT@/a\"\n      token: {{ env: TOKEN_A }}\n\
+             \x20 b:\n    connection: local\n    vars:\n      root: \"@ROOT@/b\"\n\
+             groups:\n  g:\n    hosts: [b]\n    vars:\n      token: {{ cmd: \"echo x >> {c}; echo other-Value-1\" }}\n",
+            c = count.display()
+        ),
+    );
+    p.write("playbooks/main.yaml", TOKEN_PLAYBOOK);
+    let r = p.run_env(
+        &["apply", "inventory.yaml", "-vv"],
+        &[("TOKEN_A", "a-Value-1")],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_absent(&[r], &["a-Value-1", "other-Value-1"]);
+    let read = |h: &str| std::fs::read_to_string(p.root(h).join("token")).unwrap();
+    assert_eq!(read("a"), "token=a-Value-1\n");
+    assert_eq!(read("b"), "token=other-Value-1\n");
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
+}
+
+/// Each way a reference can fail is an error before any host is touched, naming the inventory's line,
+/// the variable and the reference, and why; none shows a secret.
+#[test]
+fn a_reference_that_does_not_resolve_is_an_error_naming_it() {
+    let cases: [(&str, &str); 9] = [
+        (
+            "{ env: APIM_TEST_UNSET }",
+            "environment variable `APIM_TEST_UNSET` is not set",
+        ),
+        (
+            "{ file: missing.txt }",
+            "missing.txt: No such file or directory",
+        ),
+        (
+            "{ file: open.txt }",
+            "has mode 0644; a file holding a secret must be 0600 or 0400",
+        ),
+        (
+            "{ cmd: \"echo no-such-entry >&2; printf %s%s partial -Out; exit 3\" }",
+            "exited with exit status: 3: no-such-entry",
+        ),
+        ("{ secret: absent }", "has no entry `absent`"),
+        ("{ secret: token }", "cannot decrypt"),
+        ("{ secret: token }", "no identity"),
+        (
+            "{ secret: token }",
+            "not a YAML map of names to strings: entry `token` is not a string",
+        ),
+        (
+            "{ env: [] }",
+            "is a secret reference and needs a non-empty string",
+        ),
+    ];
+    for (i, (reference, why)) in cases.into_iter().enumerate() {
+        let p = Project::new();
+        p.local_inventory(&["a"], &format!("vars:\n  token: {reference}\n"));
+        p.write("playbooks/main.yaml", TOKEN_PLAYBOOK);
+        private(&p, "open.txt", "open-Secret-1", 0o644);
+        p.seal_secrets("secrets.age", &[("token", "age-Secret-1")]);
+        let mut env = vec![];
+        let other = p.path().join("other-identity.txt");
+        match i {
+            5 => {
+                // Sealed for another identity than the one the run has.
+                let (text, _) = apim_provision::secrets::store::new_identity();
+                std::fs::write(&other, text).unwrap();
+                env.push(("APIM_AGE_IDENTITY", other.to_str().unwrap()));
+            }
+            6 => {
+                std::fs::remove_file(p.identity()).unwrap();
+                env.push(("HOME", "/nonexistent"));
+            }
+            7 => {
+                p.seal_secrets("plain.yaml.age", &[]);
+                let id = p.identity();
+                let key = std::fs::read_to_string(&id).unwrap();
+                let key: age::x25519::Identity = key.lines().last().unwrap().parse().unwrap();
+                let r =
+                    apim_provision::secrets::store::recipients(&key.to_public().to_string(), "t")
+                        .unwrap();
+                // A valid map, sealed, then replaced by one whose entry is a list: written with the
+                // age crate directly, since `store::write` refuses it.
+                let enc =
+                    age::Encryptor::with_recipients(r.iter().map(|r| r.as_ref() as _)).unwrap();
+                let mut out = vec![];
+                let mut w = enc.wrap_output(&mut out).unwrap();
+                std::io::Write::write_all(&mut w, b"token: [age-Secret-1]\n").unwrap();
+                w.finish().unwrap();
+                std::fs::write(p.path().join("secrets.age"), out).unwrap();
+            }
+            _ => {}
+        }
+        for cmd in ["plan", "validate"] {
+            let r = p.run_env(&[cmd, "inventory.yaml", "--no-color"], &env);
+            assert_eq!(r.code, 1, "{reference}: {}", r.all());
+            assert!(
+                r.stderr.contains("inventory.yaml:")
+                    && r.stderr.contains("var `token`")
+                    && r.stderr.contains(why),
+                "{reference}: {}",
+                r.stderr
+            );
+            if i != 8 {
+                let shown = reference.split(':').next().unwrap();
+                assert!(r.stderr.contains(shown), "{reference}: {}", r.stderr);
+            }
+            assert_absent(&[r], &["open-Secret-1", "age-Secret-1", "partial-Out"]);
+            assert!(p.untouched(), "{reference}");
+        }
+    }
+}
+
+/// `secrets encrypt`, `decrypt` and `edit` round-trip a file, for an age recipient and for an ssh key,
+/// and an edit leaves no plaintext behind.
+#[test]
+fn the_secrets_commands_round_trip_for_age_and_ssh_keys() {
+    let p = Project::new();
+    p.write("plain.yaml", "db: Pass-One-1\n");
+    // An age identity, its recipient in secrets.age.recipients (the default recipients file).
+    let (text, recipient) = apim_provision::secrets::store::new_identity();
+    private(&p, "id.txt", &text, 0o600);
+    p.write("secrets.age.recipients", &format!("# me\n{recipient}\n"));
+    let r = p.run(&["secrets", "encrypt", "plain.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let sealed = std::fs::read(p.path().join("secrets.age")).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("Pass-One-1"));
+    let d = p.run(&["secrets", "decrypt", "--identity", "id.txt"]);
+    assert_eq!(
+        (d.code, d.stdout.as_str()),
+        (0, "db: Pass-One-1\n"),
+        "{}",
+        d.all()
+    );
+    // An edit through a scripted editor: a new entry appears, the temporary file is gone.
+    let editor = p.write(
+        "editor.sh",
+        &format!(
+            "#!/bin/sh\nstat -c %a \"$1\" > {m}\necho \"$1\" > {n}\necho 'jms: Pass-Two-2' >> \"$1\"\n",
+            m = p.path().join("mode").display(),
+            n = p.path().join("name").display()
+        ),
+    );
+    private(
+        &p,
+        "editor.sh",
+        &std::fs::read_to_string(&editor).unwrap(),
+        0o700,
+    );
+    let e = p.run_env(
+        &["secrets", "edit", "--identity", "id.txt"],
+        &[("EDITOR", editor.to_str().unwrap()), ("VISUAL", "")],
+    );
+    assert_eq!(e.code, 0, "{}", e.all());
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("mode")).unwrap(),
+        "600\n"
+    );
+    let tmp = std::fs::read_to_string(p.path().join("name")).unwrap();
+    assert!(
+        !std::path::Path::new(tmp.trim()).exists(),
+        "{tmp} left behind"
+    );
+    let d = p.run(&["secrets", "decrypt", "--identity", "id.txt"]);
+    assert_eq!(d.stdout, "db: Pass-One-1\njms: Pass-Two-2\n", "{}", d.all());
+    // An ssh ed25519 key: its public key as --recipient, its private key as identity.
+    let key = p.path().join("ssh_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let r = p.run(&[
+        "secrets",
+        "encrypt",
+        "plain.yaml",
+        "-o",
+        "ssh.age",
+        "--recipient",
+        public.trim(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let d = p.run(&[
+        "secrets",
+        "decrypt",
+        "ssh.age",
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (d.code, d.stdout.as_str()),
+        (0, "db: Pass-One-1\n"),
+        "{}",
+        d.all()
+    );
+    // Plaintext that is no map of names to strings is refused, and nothing is written.
+    p.write("bad.yaml", "db: [1, 2]\n");
+    let r = p.run(&[
+        "secrets",
+        "encrypt",
+        "bad.yaml",
+        "-o",
+        "bad.age",
+        "--recipient",
+        &recipient,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("entry `db` is not a string"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.path().join("bad.age").exists());
+}
+
+/// `secrets_file:` names another secrets file, relative to the inventory.
+#[test]
+fn secrets_file_overrides_the_default_store() {
+    let p = Project::new();
+    p.local_inventory(
+        &["a"],
+        "secrets_file: vault/prod.age\nvars:\n  token: { secret: token }\n",
+    );
+    p.write("playbooks/main.yaml", TOKEN_PLAYBOOK);
+    p.seal_secrets("vault/prod.age", &[("token", "prod-Token-9")]);
+    let r = p.run(&["apply", "inventory.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(p.root("a").join("token")).unwrap(),
+        "token=prod-Token-9\n"
+    );
+}

@@ -116,12 +116,8 @@ fn key_of(line: &str) -> String {
 fn gateway_rsync_playbook_validates() {
     // A copy of the example inventory, so the CA that validate makes in inventory/.apim-state stays
     // in the temp dir.
-    let p = Project::new();
-    for d in ["playbooks", "modules"] {
-        std::os::unix::fs::symlink(repo().join(d), p.path().join(d)).unwrap();
-    }
     let inv = "inventory/lab-gateway-rsync.yaml";
-    p.write(inv, &std::fs::read_to_string(repo().join(inv)).unwrap());
+    let p = common::wso2::project(inv, |s| s);
     let f = &p.path().join("inventory/files");
     std::fs::create_dir_all(f.join("dbscripts/apimgt")).unwrap();
     for name in [
@@ -135,6 +131,7 @@ fn gateway_rsync_playbook_validates() {
     for scheduler in ["timer", "cron"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_apim-provision"))
             .current_dir(p.path())
+            .env("APIM_AGE_IDENTITY", p.identity())
             .args(["validate", "inventory/lab-gateway-rsync.yaml", "--no-color"])
             .args([
                 "-e",

@@ -6,8 +6,8 @@
 
 mod common;
 use common::wso2::{
-    build_pack, build_pack_version, converged, ensure_driver, first_converge, gateway_reaches,
-    health_at, java_args, nodes_behind, pack_vars, started_at, unit_time_ms, DRIVER,
+    build_pack, build_pack_version, converged, ensure_driver, gateway_reaches, health_at,
+    java_args, nodes_behind, pack_vars, started_at, unit_time_ms, DRIVER,
 };
 use common::{lab, Project, Run};
 use std::collections::BTreeMap;
@@ -100,9 +100,14 @@ fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_heal
         return;
     };
     let t0 = Instant::now();
-    let (p, ca) = first_converge(INVENTORY, &[]);
+    let (p, ca) = converge_with_every_kind_of_reference();
     let vars: Vec<String> = Vec::new();
     let t_first = t0.elapsed();
+    let checked = common::wso2::assert_secret_files_private(&p, INVENTORY, "wso2", "/opt/");
+    assert!(checked >= 10, "only {checked} secret files found");
+    // The sync key, which ssh-keygen (a command, not a file task) makes: the product user's, 0600.
+    let (_, key) = lab::ssh("h2", "stat -c '%a %U' /var/lib/wso2-sync/id_ed25519");
+    assert_eq!(key.trim(), "600 wso2", "the sync key");
     // Each node reports its databases and every peer (both traffic managers, the other node's JMS
     // broker through jndi2.properties, the gateway service URL: node 2's is node 1) as reachable.
     for (addr, peer) in [
@@ -320,6 +325,135 @@ impl Drop for Mirror {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The four passwords, each from another kind of reference: the DB's from the environment, the
+/// admin's from a command, the truststore's from an owner-only file, the keystore's from the age
+/// secrets file the test kit writes ([`common::wso2::SECRETS`]).
+const DB_PASSWORD: &str = "aa-Db-from-env-7";
+const ADMIN_PASSWORD: &str = "aa-Admin-from-cmd-7";
+const TRUSTSTORE_PASSWORD: &str = "aa-Ts-from-file-7";
+const KEYSTORE_PASSWORD: &str = "apim-Ks-pass-1";
+
+/// Samples `ps -eo args` on the controller and on h1..h4 until stopped: whatever ran with a secret on
+/// its command line, however briefly, has a chance to be seen.
+struct ProcessSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(String, usize, String)>>,
+}
+
+impl ProcessSampler {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = ["controller", "h1", "h2", "h3", "h4"]
+            .into_iter()
+            .map(|h| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut n, mut seen) = (0, String::new());
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let out = if h == "controller" {
+                            let o = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+                            String::from_utf8_lossy(&o.stdout).into_owned()
+                        } else {
+                            lab::ssh(h, "ps -eo args").1
+                        };
+                        seen.push_str(&out);
+                        n += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    (h.to_string(), n, seen)
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    /// Every sample, by host, with how many were taken.
+    fn finish(self) -> Vec<(String, usize, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect()
+    }
+}
+
+/// The first converge of the cluster with every password from a reference of another kind: plan,
+/// apply -vv with the process lists of the controller and of every host sampled throughout, a second
+/// apply and a plan in JSON, drift in text and JSON. No password appears in any output or in any
+/// process's command line.
+fn converge_with_every_kind_of_reference() -> (Project, std::path::PathBuf) {
+    let admin_file = "admin-password.txt";
+    let p = project(|s| {
+        s.replace(
+            "wso2_db_password: { secret: wso2_db_password }",
+            "wso2_db_password: { env: AA_DB_PASSWORD }",
+        )
+        .replace(
+            "wso2_admin_password: { secret: wso2_admin_password }",
+            &format!("wso2_admin_password: {{ cmd: \"cat {admin_file}\" }}"),
+        )
+        .replace(
+            "wso2_truststore_password: { secret: wso2_truststore_password }",
+            "wso2_truststore_password: { file: truststore-password }",
+        )
+    });
+    p.set_env("AA_DB_PASSWORD", DB_PASSWORD);
+    p.write(admin_file, &format!("{ADMIN_PASSWORD}\n"));
+    let ts = p.write(
+        "inventory/truststore-password",
+        &format!("{TRUSTSTORE_PASSWORD}\n"),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ts, std::fs::Permissions::from_mode(0o600)).unwrap();
+    build_pack(&p.path().join("inventory/files"));
+    common::wso2::fresh_hosts();
+    let secrets = [
+        DB_PASSWORD,
+        ADMIN_PASSWORD,
+        TRUSTSTORE_PASSWORD,
+        KEYSTORE_PASSWORD,
+    ];
+    let mut outputs = vec![("plan -vv", run(&p, "plan", &[], &["-vv"]))];
+    assert_eq!(outputs[0].1.code, 2, "{}", outputs[0].1.all());
+    let sampler = ProcessSampler::start();
+    let t = Instant::now();
+    let apply = run(&p, "apply", &[], &["-vv"]);
+    let applied_in = t.elapsed();
+    let samples = sampler.finish();
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    outputs.push(("apply -vv", apply));
+    outputs.push(("apply --json", run(&p, "apply", &[], &["--json"])));
+    outputs.push(("plan --json", run(&p, "plan", &[], &["--json"])));
+    outputs.push(("drift", run(&p, "drift", &[], &[])));
+    outputs.push(("drift --json", run(&p, "drift", &[], &["--json"])));
+    for (what, r) in &outputs[2..] {
+        assert_eq!(r.code, 0, "{what}: {}", r.all());
+    }
+    for (what, r) in &outputs {
+        for s in secrets {
+            assert!(!r.all().contains(s), "{what} shows the secret {s}");
+        }
+    }
+    for (host, n, seen) in &samples {
+        // About one sample a second per host at least: a sampler that did not run proves nothing.
+        assert!(
+            *n as u64 >= applied_in.as_secs() / 2,
+            "{host}: only {n} process samples in {applied_in:?}"
+        );
+        for s in secrets {
+            assert!(
+                !seen.contains(s),
+                "{host}: the secret {s} is on a command line"
+            );
+        }
+    }
+    // The references resolved: the nodes reach their databases with the password from the env.
+    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
+    let h = health_at(&ca, "https://10.231.0.12:9443/health", None).expect("h2 healthy");
+    assert_eq!(h["datasources"]["apim_db"], "ok", "{h}");
+    (p, ca)
 }
 
 fn sha256_of(path: &Path) -> String {

@@ -2,12 +2,17 @@
 //! newcomer sees the whole cycle. Where this machine can run the project's lab, that is the
 //! active-active WSO2 cluster (DB host, two API-M nodes, nginx) on fresh lab hosts with a stand-in
 //! product pack; elsewhere (or with `--local`) it is the embedded demo inventory, whose hosts are local
-//! directories.
+//! directories. Either way the inventory's passwords are `{ secret: NAME }` references: the demo makes
+//! up a random value for each, encrypts them into `secrets.age` next to the inventory for an age
+//! identity it keeps in its own scratch directory, and runs with that identity, as an operator runs
+//! with theirs.
 
 use anyhow::{Context, Result};
 use apim_provision::execute::Mode;
+use apim_provision::model::Reference;
 use apim_provision::report::human::Verbosity;
 use apim_provision::report::mask::Masker;
+use apim_provision::secrets::store;
 use std::path::{Path, PathBuf};
 
 const FILES: &[(&str, &str)] = &[
@@ -50,7 +55,8 @@ pub async fn run(
     if !local {
         let dir = dir.join("lab");
         if let Some(inventory) = prepare_lab(&dir)? {
-            let code = cycle(&inventory, verbosity, masker).await?;
+            let identity = seed_secrets(&dir, &inventory)?;
+            let code = cycle(&inventory, &identity, verbosity, masker).await?;
             let ca = dir.join("inventory/.apim-state/pki/ca.pem");
             println!(
                 "Both nodes answer: curl --cacert {} https://10.231.0.12:9443/health\nThe lab stays up; tests/lab/lab down removes it.",
@@ -103,7 +109,8 @@ async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity, masker: &Masker
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let inventory = dir.join("inventory/demo.yaml");
-    let last = cycle(&inventory, verbosity, masker).await?;
+    let identity = seed_secrets(dir, &inventory)?;
+    let last = cycle(&inventory, &identity, verbosity, masker).await?;
     println!(
         "The demo project is in {}; its hosts' files are under {}.",
         dir.display(),
@@ -112,9 +119,63 @@ async fn run_local(dir: &Path, keep: bool, verbosity: Verbosity, masker: &Masker
     Ok(last)
 }
 
+/// The demo's secrets: an age identity in `dir` (0600) and, next to `inventory`, `secrets.age`
+/// encrypted to it with a random value for each `{ secret: NAME }` the inventory asks for. Kept as they
+/// are when both exist (`--keep`), so hosts already applied keep their passwords. Returns the
+/// identity's path.
+fn seed_secrets(dir: &Path, inventory: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let identity = dir.join("age-identity.txt");
+    let inv = apim_provision::model::Inventory::load(inventory)?;
+    if identity.exists() && inv.secrets_file.exists() {
+        return Ok(identity);
+    }
+    let (id_text, recipient) = store::new_identity();
+    let _ = std::fs::remove_file(&identity);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&identity)
+        .with_context(|| format!("writing {}", identity.display()))?;
+    std::io::Write::write_all(&mut f, id_text.as_bytes())?;
+    let mut plain = String::new();
+    for r in &inv.references {
+        if let Reference::Secret(name) = &r.reference {
+            plain.push_str(&format!("{name}: {}\n", random_password()?));
+        }
+    }
+    let recipients = store::recipients(&recipient, "the demo identity")?;
+    store::write(&inv.secrets_file, plain.as_bytes(), &recipients)?;
+    Ok(identity)
+}
+
+/// 24 random letters and digits: strong, and safe in every config format the modules write.
+fn random_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::new();
+    while out.len() < 24 {
+        let mut b = [0u8; 32];
+        getrandom::getrandom(&mut b).context("random bytes")?;
+        // Bytes past the last whole multiple of the alphabet would favour its first letters.
+        out.extend(
+            b.iter()
+                .filter(|&&x| (x as usize) < 256 - 256 % ALPHABET.len())
+                .map(|&x| ALPHABET[x as usize % ALPHABET.len()] as char),
+        );
+    }
+    out.truncate(24);
+    Ok(out)
+}
+
 /// Plan, apply, plan again, drift in one line; the exit code is the failed apply's, else the final
 /// plan's when it has changes, else drift's (0 when converged and nothing drifted).
-async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
+async fn cycle(
+    inventory: &Path,
+    identity: &Path,
+    verbosity: Verbosity,
+    masker: &Masker,
+) -> Result<i32> {
     let defaults = apim_provision::execute::Control::default();
     let args = super::RunArgs {
         target: super::Target {
@@ -122,6 +183,7 @@ async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Resul
             playbook: None,
             limit: None,
             extra: Vec::new(),
+            identity: Some(identity.to_path_buf()),
         },
         forks: None,
         json: false,
@@ -144,6 +206,10 @@ async fn cycle(inventory: &Path, verbosity: Verbosity, masker: &Masker) -> Resul
     }
     let (drift, line) = super::drift::one_line(&args, masker).await?;
     println!("\n{line}");
-    println!("\nTry: apim-provision plan {}", inventory.display());
+    println!(
+        "\nTry: apim-provision plan {} --identity {}",
+        inventory.display(),
+        identity.display()
+    );
     Ok(if last == 0 { drift } else { last })
 }

@@ -7,6 +7,7 @@ mod lock;
 mod logging;
 mod render;
 mod schedule;
+mod secrets;
 mod signals;
 mod timer;
 
@@ -19,6 +20,7 @@ use apim_provision::plan::{prepare_with, Options, Prepared};
 use apim_provision::report::human::{self, HumanSink, Verbosity};
 use apim_provision::report::mask::Masker;
 use apim_provision::report::{json, Summary};
+use apim_provision::secrets::Resolver;
 use apim_provision::transport::Persist;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -70,6 +72,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// The age-encrypted secrets file that `{ secret: NAME }` references read.
+    Secrets {
+        #[command(subcommand)]
+        action: secrets::Action,
+    },
     /// Run plan -> apply -> plan of the main job: the active-active WSO2 cluster on the project's lab
     /// where this machine can run it, else the embedded local demo.
     Demo {
@@ -105,6 +112,10 @@ struct Target {
     /// Extra variables, highest precedence: `key=value` (value read as YAML) or `@file.yaml`.
     #[arg(short = 'e', long = "extra-vars")]
     extra: Vec<String>,
+    /// The identity that decrypts the inventory's secrets file: an age identity file or an ssh
+    /// private key (default: ~/.ssh/id_ed25519).
+    #[arg(long, value_name = "FILE", env = "APIM_AGE_IDENTITY")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -193,6 +204,7 @@ impl Cli {
                 Command::Validate(t) => validate(&t, &masker),
                 Command::Graph { target, format } => graph(&target, format, &masker),
                 Command::Render { target, out } => render_to(&target, &out, &masker),
+                Command::Secrets { action } => secrets::run(&action).await,
                 Command::Demo { dir, keep, local } => {
                     demo::run(&dir, keep, local, verbosity, &masker).await
                 }
@@ -258,6 +270,7 @@ fn load(t: &Target, masker: &Masker) -> Result<Prepared> {
         playbook: t.playbook.clone(),
         limit: t.limit.clone(),
         extra: extra_vars(&t.extra)?,
+        secrets: Arc::new(Resolver::new(t.identity.as_deref())),
     };
     Ok(prepare_with(&t.inventory, &opts, masker)?)
 }

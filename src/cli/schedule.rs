@@ -96,6 +96,10 @@ fn scheduled_args(d: &DriftArgs) -> Result<Vec<String>> {
         };
         v.extend(["-e".into(), format!("@{}", arg(Path::new(file))?)]);
     }
+    // The identity's path, not its content: the unit's runs decrypt the secrets file as this one does.
+    if let Some(id) = &t.identity {
+        v.extend(["--identity".into(), arg(id)?]);
+    }
     if let Some(f) = a.forks {
         v.extend(["--forks".into(), f.to_string()]);
     }

@@ -222,6 +222,10 @@ pub struct NodeReport {
     /// The whole file the task manages (`copy`, `template`), when its resource was built: what the
     /// last-apply record keeps and `drift` compares with it.
     pub file: Option<ManagedFile>,
+    /// The task is sensitive (it reads a secret or says `sensitive: true`): what it writes holds a
+    /// secret, which the JSON report says so that a check of the hosts' file modes can find every such
+    /// file without a hand-kept list.
+    pub sensitive: bool,
     /// What happened.
     pub outcome: Outcome,
     /// How long it took.

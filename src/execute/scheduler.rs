@@ -223,6 +223,7 @@ impl Run {
             location: t.loc.to_string(),
             handler: t.handler,
             file: None,
+            sensitive: self.p.nodes[node.index()].sensitive,
             outcome: Outcome::Failed(format!("internal error while running the task: {why}")),
             elapsed: Duration::ZERO,
         }
@@ -347,6 +348,7 @@ impl Run {
             location: t.loc.to_string(),
             handler: t.handler,
             file,
+            sensitive: self.p.nodes[node.index()].sensitive,
             outcome,
             elapsed: started.elapsed(),
         };

@@ -32,6 +32,19 @@ pub enum ModelError {
         /// What, naming the task and host when there is one.
         msg: String,
     },
+    /// A variable set to a reference (`{ env: X }`, `{ secret: X }`…) that did not resolve: found
+    /// while preparing, before any host is touched.
+    #[error("{loc}: var `{var}` = {reference}: {why}")]
+    Reference {
+        /// Where the variable is set.
+        loc: Location,
+        /// The variable.
+        var: String,
+        /// The reference, as written (boxed, as `why` is: errors stay small on the happy path).
+        reference: Box<super::reference::Reference>,
+        /// Why it did not resolve.
+        why: Box<super::reference::ReferenceError>,
+    },
     /// Tasks that wait on each other.
     #[error("dependency cycle: {0}")]
     Cycle(String),

@@ -4,6 +4,7 @@
 
 use super::error::{parse_yaml, read, ModelError};
 use super::location::{clean, Lines, Location, MAX_DEPTH};
+use super::reference::{expand_home, Level, Reference, ReferenceError, VarReference};
 use super::Vars;
 use indexmap::{IndexMap, IndexSet};
 use serde::Deserialize;
@@ -70,6 +71,7 @@ struct InventoryFile {
     vars: Vars,
     #[serde(default)]
     secrets: Vec<String>,
+    secrets_file: Option<String>,
     #[serde(default)]
     module_path: Vec<PathBuf>,
     #[serde(default)]
@@ -123,8 +125,14 @@ pub struct Inventory {
     pub playbook: Option<PathBuf>,
     /// Global vars.
     pub vars: Vars,
-    /// Names of vars whose values must never be shown.
+    /// Names of vars whose values must never be shown: those listed under `secrets:` and, once
+    /// [`Inventory::resolve_references`] ran, those set from a reference.
     pub secrets: Vec<String>,
+    /// The age-encrypted secrets file `{ secret: NAME }` reads: `secrets_file:`, or `secrets.age`
+    /// next to the inventory.
+    pub secrets_file: PathBuf,
+    /// Variables set to a reference, still to resolve ([`Inventory::resolve_references`]).
+    pub references: Vec<VarReference>,
     /// The operator's own module directories (`module_path:`, relative to the inventory), searched
     /// after the project's `modules/`, like Ansible's `roles_path`.
     pub module_path: Vec<PathBuf>,
@@ -243,12 +251,18 @@ impl Inventory {
             .iter()
             .map(|p| clean(&dir.join(p)))
             .collect();
+        let secrets_file = match &raw.secrets_file {
+            Some(f) => clean(&dir.join(expand_home(f))),
+            None => dir.join("secrets.age"),
+        };
         let mut inv = Inventory {
             path: path.to_path_buf(),
             dir,
             playbook,
             vars: raw.vars,
             secrets: raw.secrets,
+            secrets_file,
+            references: Vec::new(),
             module_path,
             hosts,
             groups,
@@ -257,6 +271,7 @@ impl Inventory {
             memberships: HashMap::new(),
         };
         inv.check_groups()?;
+        inv.references = inv.find_references()?;
         inv.index = inv
             .hosts
             .iter()
@@ -265,6 +280,69 @@ impl Inventory {
             .collect();
         inv.memberships = inv.memberships();
         Ok(inv)
+    }
+
+    /// Every variable of every level set to a reference, checked for syntax.
+    fn find_references(&self) -> Result<Vec<VarReference>, ModelError> {
+        let levels = std::iter::once((Level::Global, "vars".to_string(), &self.vars))
+            .chain(
+                self.groups
+                    .iter()
+                    .map(|(g, d)| (Level::Group(g.clone()), format!("groups.{g}.vars"), &d.vars)),
+            )
+            .chain(self.hosts.iter().map(|h| {
+                (
+                    Level::Host(h.name.clone()),
+                    format!("hosts.{}.vars", h.name),
+                    &h.vars,
+                )
+            }));
+        let mut out = Vec::new();
+        for (level, at, vars) in levels {
+            for (var, value) in vars {
+                let loc = self.lines.at(&format!("{at}.{var}"));
+                match Reference::of(value, &self.dir) {
+                    None => {}
+                    Some(Err(msg)) => {
+                        return Err(ModelError::at(&loc, format!("var `{var}`: {msg}")))
+                    }
+                    Some(Ok(reference)) => out.push(VarReference {
+                        var: var.clone(),
+                        level: level.clone(),
+                        reference,
+                        loc,
+                    }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces every variable set to a reference with what `resolve` gives for it, and makes it
+    /// secret. The first reference that does not resolve is an error naming the variable, its line and
+    /// the reference.
+    pub fn resolve_references(
+        &mut self,
+        resolve: impl Fn(&Reference) -> Result<String, ReferenceError>,
+    ) -> Result<(), ModelError> {
+        for r in std::mem::take(&mut self.references) {
+            let value = resolve(&r.reference).map_err(|why| ModelError::Reference {
+                loc: r.loc.clone(),
+                var: r.var.clone(),
+                reference: Box::new(r.reference.clone()),
+                why: Box::new(why),
+            })?;
+            let vars = match &r.level {
+                Level::Global => &mut self.vars,
+                Level::Group(g) => &mut self.groups[g].vars,
+                Level::Host(h) => &mut self.hosts[self.index[h]].vars,
+            };
+            vars.insert(r.var.clone(), value.into());
+            if !self.secrets.contains(&r.var) {
+                self.secrets.push(r.var);
+            }
+        }
+        Ok(())
     }
 
     /// Checks child names, refuses cycles and nesting deeper than [`MAX_DEPTH`], and sets each group's

@@ -5,6 +5,7 @@ pub mod error;
 pub mod inventory;
 pub mod location;
 pub mod playbook;
+pub mod reference;
 pub mod serial;
 pub mod template;
 pub mod vars;
@@ -13,6 +14,7 @@ pub use error::ModelError;
 pub use inventory::{Connection, Host, Inventory};
 pub use location::Location;
 pub use playbook::{Playbook, TaskSpec};
+pub use reference::{Level, Reference, ReferenceError, VarReference};
 pub use serial::{Serial, SerialError, SerialSpec};
 
 /// A set of variables; JSON values so they serialize to reports and templates without conversion.

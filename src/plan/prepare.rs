@@ -9,6 +9,7 @@ use crate::model::{
 };
 use crate::report::mask::{leaves, Masker};
 use crate::resources::{self, BuildCtx, Resource};
+use crate::secrets::Resolver;
 use minijinja::value::{merge_maps, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ pub struct Options {
     pub limit: Option<String>,
     /// `-e` variables, the highest precedence.
     pub extra: Vars,
+    /// The run's resolver of the inventory's secret references (`--identity` is in it): one per run,
+    /// so each reference is resolved once, when the run first needs it.
+    pub secrets: Arc<Resolver>,
 }
 
 /// A node made ready: its resource, if its arguments could be rendered up front.
@@ -266,7 +270,9 @@ pub fn prepare_with(
     opts: &Options,
     masker: &Masker,
 ) -> Result<Prepared, ModelError> {
-    let inv = Inventory::load(inventory)?;
+    let mut inv = Inventory::load(inventory)?;
+    let store = inv.secrets_file.clone();
+    inv.resolve_references(|r| opts.secrets.resolve(r, &store))?;
     let pb_path = match (&opts.playbook, &inv.playbook) {
         (Some(p), _) | (None, Some(p)) => p.clone(),
         (None, None) => {

@@ -107,6 +107,7 @@ impl Sink for JsonSink {
                 "target": r.target.as_deref().map(m),
                 "location": r.location,
                 "handler": r.handler,
+                "sensitive": r.sensitive,
                 "status": st,
                 "details": details,
                 "diff": diff,

@@ -212,6 +212,7 @@ mod tests {
             location: "x.yaml:1".into(),
             handler: false,
             file: None,
+            sensitive: false,
             outcome,
             elapsed: Duration::ZERO,
         }

@@ -14,6 +14,8 @@ use std::process::Command;
 /// A scratch project: inventory, playbooks and modules written by the test, hosts' files under `root`.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// Environment every run of the binary gets (a `{ env: NAME }` reference's variable).
+    env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 /// What a run of the binary printed and returned.
@@ -134,6 +136,7 @@ impl Project {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            env: Default::default(),
         }
     }
 
@@ -168,6 +171,45 @@ impl Project {
         self.write("inventory.yaml", &s)
     }
 
+    /// The age identity the project's runs decrypt its secrets files with (`APIM_AGE_IDENTITY` is set
+    /// to it when it exists), kept in the project as an operator keeps theirs in `~/.ssh`.
+    pub fn identity(&self) -> PathBuf {
+        self.path().join("age-identity.txt")
+    }
+
+    /// Encrypts `entries` as the secrets file `rel` for the project's identity, made on first use.
+    pub fn seal_secrets(&self, rel: &str, entries: &[(&str, &str)]) -> PathBuf {
+        use apim_provision::secrets::store;
+        use std::os::unix::fs::PermissionsExt;
+        let id = self.identity();
+        if !id.exists() {
+            let (text, _) = store::new_identity();
+            std::fs::write(&id, text).unwrap();
+            std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let key: age::x25519::Identity = std::fs::read_to_string(&id)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let recipients = store::recipients(&key.to_public().to_string(), "test").unwrap();
+        let plain: String = entries
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", serde_json::to_string(v).unwrap()))
+            .collect();
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        store::write(&path, plain.as_bytes(), &recipients).unwrap();
+        path
+    }
+
+    /// Sets `key=value` in the environment of every later run of the binary.
+    pub fn set_env(&self, key: &str, value: &str) {
+        self.env.borrow_mut().push((key.into(), value.into()));
+    }
+
     /// Runs the binary with `args` in the project directory.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
@@ -175,7 +217,16 @@ impl Project {
 
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut c = Command::new(env!("CARGO_BIN_EXE_apim-provision"));
-        c.args(args).current_dir(self.path()).env_remove("RUST_LOG");
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_LOG")
+            .env_remove("APIM_AGE_IDENTITY");
+        if self.identity().exists() {
+            c.env("APIM_AGE_IDENTITY", self.identity());
+        }
+        for (k, v) in self.env.borrow().iter() {
+            c.env(k, v);
+        }
         for (k, v) in env {
             c.env(k, v);
         }

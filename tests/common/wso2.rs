@@ -2,6 +2,7 @@
 //! product pack (`tests/pack/build`), the JDBC driver, and checks of a running node.
 
 use super::{lab, Project, Run};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,9 +13,19 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The passwords the example inventories' `{ secret: NAME }` references find in the test projects'
+/// secrets file.
+pub const SECRETS: &[(&str, &str)] = &[
+    ("wso2_db_password", "apim-Db-pass-1"),
+    ("wso2_admin_password", "apim-Admin-pass-1"),
+    ("wso2_keystore_password", "apim-Ks-pass-1"),
+    ("wso2_truststore_password", "apim-Ts-pass-1"),
+];
+
 /// A project with the repository's playbooks and modules and a copy of the example inventory at the same
 /// relative path (so the CA and keys in `inventory/.apim-state` stay in the temp dir), with `edit`
-/// applied to the inventory.
+/// applied to the inventory, and the inventory's `secrets.age` holding [`SECRETS`] for the project's
+/// own identity.
 pub fn project(inventory: &str, edit: impl Fn(String) -> String) -> Project {
     let p = Project::new();
     for d in ["playbooks", "modules"] {
@@ -22,6 +33,8 @@ pub fn project(inventory: &str, edit: impl Fn(String) -> String) -> Project {
     }
     let inv = std::fs::read_to_string(repo().join(inventory)).unwrap();
     p.write(inventory, &edit(inv));
+    let store = Path::new(inventory).with_file_name("secrets.age");
+    p.seal_secrets(store.to_str().unwrap(), SECRETS);
     p
 }
 
@@ -227,12 +240,9 @@ pub fn first_converge_on(inventory: &str, hosts: &[&str], extra: &[&str]) -> (Pr
     let first = run(&p, inventory, "apply", &[], &args);
     assert_eq!(first.code, 0, "{}", first.all());
     // No secret of the inventory in what the operator saw.
-    let inv: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(p.path().join(inventory)).unwrap()).unwrap();
-    for name in inv["secrets"].as_sequence().unwrap() {
-        let value = inv["vars"][name.as_str().unwrap()].as_str().unwrap();
+    for (name, value) in SECRETS {
         for (what, out) in [("plan", plan.all()), ("apply", first.all())] {
-            assert!(!out.contains(value), "{what} shows the secret {name:?}");
+            assert!(!out.contains(value), "{what} shows the secret {name}");
         }
     }
     let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
@@ -283,4 +293,97 @@ pub fn converged<T: PartialEq + std::fmt::Debug>(
     let again = run(p, inventory, "apply", vars, &["--json"]);
     again.assert_no_changes();
     assert_eq!(before, started(), "a no-op apply restarted wso2am");
+}
+
+/// Resources that write a file named by the second word of their target (`template /opt/x.toml`).
+const FILE_KINDS: &[&str] = &[
+    "copy",
+    "template",
+    "blockinfile",
+    "lineinfile",
+    "xml",
+    "keystore",
+    "truststore",
+];
+
+/// Every file on the hosts that holds a secret, by host, as the engine knows it: the file of each task
+/// a `plan --json` of the converged cluster reports as sensitive (it reads a secret), and every
+/// keystore, whatever its password's source, but for one that is a PEM certificate alone (public).
+pub fn secret_files(p: &Project, inventory: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let plan = run(p, inventory, "plan", &[], &["--json"]);
+    assert!(plan.code == 0 || plan.code == 2, "{}", plan.all());
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in plan.json().into_iter().filter(|e| e["type"] == "task") {
+        let kind = e["resource"].as_str().unwrap_or_default();
+        if !FILE_KINDS.contains(&kind) || !(e["sensitive"] == true || kind == "keystore") {
+            continue;
+        }
+        let Some(path) = e["target"].as_str().and_then(|t| t.split(' ').nth(1)) else {
+            continue;
+        };
+        let host = e["host"].as_str().unwrap();
+        if e["sensitive"] != true {
+            let (_, first) = lab::ssh(host, &format!("head -c 27 '{path}'"));
+            if first == "-----BEGIN CERTIFICATE-----" {
+                continue;
+            }
+        }
+        out.entry(host.to_string())
+            .or_default()
+            .insert(path.to_string());
+    }
+    out
+}
+
+/// After an apply: every file [`secret_files`] finds is readable by its owner (and group) only —
+/// 0600, 0640, 0400 or 0440 — and owned by `product_user` when it lies under `product_dir` (the
+/// product's files; the others, such as the load balancer's TLS key, by root); and no java process of
+/// the product runs as root. Returns how many files were checked, so a caller can insist on some.
+pub fn assert_secret_files_private(
+    p: &Project,
+    inventory: &str,
+    product_user: &str,
+    product_dir: &str,
+) -> usize {
+    let files = secret_files(p, inventory);
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (host, paths) in &files {
+        let list: Vec<String> = paths
+            .iter()
+            .map(|p| format!("'{}'", p.replace('\'', "'\\''")))
+            .collect();
+        let (code, out) = lab::ssh(host, &format!("stat -L -c '%a %U %n' {}", list.join(" ")));
+        assert_eq!(code, 0, "{host}: stat {list:?}: {out}");
+        for line in out.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (mode, owner, path) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            let want_owner = if path.starts_with(product_dir) {
+                product_user
+            } else {
+                "root"
+            };
+            if !["600", "640", "400", "440"].contains(&mode) || owner != want_owner {
+                wrong.push(format!(
+                    "{host}:{path} is {mode} {owner} (want 0600/0640, {want_owner})"
+                ));
+            }
+            checked += 1;
+        }
+        let (_, java) = lab::ssh(host, "ps -o user= -C java || true");
+        assert!(
+            !java.lines().any(|u| u.trim() == "root"),
+            "{host}: the product runs as root: {java}"
+        );
+    }
+    assert!(
+        wrong.is_empty(),
+        "secret files too open:\n{}",
+        wrong.join("\n")
+    );
+    checked
 }
