@@ -7,6 +7,7 @@
 
 pub mod drift;
 pub mod execute;
+pub mod lint;
 pub mod model;
 pub mod plan;
 pub mod report;

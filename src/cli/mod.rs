@@ -3,6 +3,7 @@
 
 mod demo;
 mod drift;
+mod lint;
 mod lock;
 mod logging;
 mod render;
@@ -46,8 +47,9 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show what apply would change on every host (exit 0: nothing, 2: changes, 1: error).
-    Plan(RunArgs),
+    /// Show what apply would change on every host (exit 0: nothing, 2: changes, 1: error); the lint's
+    /// findings come first, as warnings.
+    Plan(PlanArgs),
     /// Make the changes (exit 0: all succeeded, 1: a task failed).
     Apply(RunArgs),
     /// Check, changing nothing, whether hosts moved away from the inventory (exit 0: no drift, 2:
@@ -55,6 +57,9 @@ enum Command {
     Drift(drift::DriftArgs),
     /// Parse the inventory and playbook and build the graph; touches no host.
     Validate(Target),
+    /// Say what makes the inventory unfit for production (exit 0: no error, 1: an error, or a warning
+    /// with --strict); touches no host.
+    Lint(lint::LintArgs),
     /// Print the task graph (Graphviz DOT or JSON); touches no host.
     Graph {
         #[command(flatten)]
@@ -116,6 +121,16 @@ struct Target {
     /// private key (default: ~/.ssh/id_ed25519).
     #[arg(long, value_name = "FILE", env = "APIM_AGE_IDENTITY")]
     identity: Option<PathBuf>,
+}
+
+/// `plan`'s arguments: a run's, and whether the lint's findings fail it.
+#[derive(Args, Clone)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Exit 1 without planning when the lint finds an error or a warning.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args, Clone)]
@@ -190,7 +205,8 @@ impl Cli {
             _ => Verbosity::Verbose,
         };
         let json = match &self.command {
-            Command::Plan(a) | Command::Apply(a) => a.json,
+            Command::Plan(a) => a.run.json,
+            Command::Apply(a) => a.json,
             // --json of --install-timer is for the scheduled runs; the install reports as text.
             Command::Drift(d) => d.run.json && !d.schedule.asked(),
             _ => false,
@@ -198,10 +214,11 @@ impl Cli {
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
         let result = rt.block_on(async {
             match self.command {
-                Command::Plan(a) => run(&a, Mode::Plan, verbosity, &masker).await,
+                Command::Plan(a) => plan(&a, verbosity, &masker).await,
                 Command::Apply(a) => run(&a, Mode::Apply, verbosity, &masker).await,
                 Command::Drift(d) => drift::run(&d, verbosity, &masker).await,
                 Command::Validate(t) => validate(&t, &masker),
+                Command::Lint(a) => lint::run(&a, &masker),
                 Command::Graph { target, format } => graph(&target, format, &masker),
                 Command::Render { target, out } => render_to(&target, &out, &masker),
                 Command::Secrets { action } => secrets::run(&action).await,
@@ -275,9 +292,29 @@ fn load(t: &Target, masker: &Masker) -> Result<Prepared> {
     Ok(prepare_with(&t.inventory, &opts, masker)?)
 }
 
+/// Lints, then plans; returns the exit code.
+async fn plan(a: &PlanArgs, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
+    let p = Arc::new(load(&a.run.target, masker)?);
+    if lint::before_plan(&p, a.strict, masker)? {
+        bail!("the lint found what --strict refuses (see above); nothing was planned");
+    }
+    walk_prepared(p, &a.run, Mode::Plan, verbosity, masker).await
+}
+
 /// Plans or applies; returns the exit code.
 async fn run(a: &RunArgs, mode: Mode, verbosity: Verbosity, masker: &Masker) -> Result<i32> {
     let p = Arc::new(load(&a.target, masker)?);
+    walk_prepared(p, a, mode, verbosity, masker).await
+}
+
+/// Plans or applies what is loaded; returns the exit code.
+async fn walk_prepared(
+    p: Arc<Prepared>,
+    a: &RunArgs,
+    mode: Mode,
+    verbosity: Verbosity,
+    masker: &Masker,
+) -> Result<i32> {
     if !a.json {
         for w in &p.graph.warnings {
             eprintln!("{} {w}", console::style("warning:").yellow());

@@ -152,9 +152,14 @@ impl Inventory {
     /// Reads and checks an inventory file. `pattern: NAME` resolves to `playbooks/NAME.yaml` next to the
     /// inventory's project (the inventory dir or its parent).
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let text = read(path)?;
-        let raw: InventoryFile = parse_yaml(path, &text)?;
-        let lines = Lines::index(path, &text)?;
+        Self::from_text(path, &read(path)?)
+    }
+
+    /// [`Inventory::load`] of `text`, as if read from `path` (relative paths in it are relative to
+    /// that path's directory): what the fuzz targets feed any bytes to.
+    pub fn from_text(path: &Path, text: &str) -> Result<Self, ModelError> {
+        let raw: InventoryFile = parse_yaml(path, text)?;
+        let lines = Lines::index(path, text)?;
         let path = &clean(path);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() {

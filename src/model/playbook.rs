@@ -326,9 +326,19 @@ impl Playbook {
         module_path: &[PathBuf],
         loops: &LoopVars,
     ) -> Result<Self, ModelError> {
-        let text = read(path)?;
-        let mut value: Y = parse_yaml(path, &text)?;
-        let lines = Arc::new(Lines::index(path, &text)?);
+        Self::from_text(path, &read(path)?, module_path, loops)
+    }
+
+    /// [`Playbook::load_with`] of `text`, as if read from `path` (its modules are still read from
+    /// disk): what the fuzz targets feed any bytes to.
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        module_path: &[PathBuf],
+        loops: &LoopVars,
+    ) -> Result<Self, ModelError> {
+        let mut value: Y = parse_yaml(path, text)?;
+        let lines = Arc::new(Lines::index(path, text)?);
         let path = &clean(path);
         let prefix = if value.is_sequence() {
             value = Y::Mapping(Mapping::from_iter([(Y::from("plays"), value)]));

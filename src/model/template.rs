@@ -159,8 +159,7 @@ impl Templates {
     /// Evaluates a bare expression (a `when:` condition) to its truth.
     pub fn truth(&self, expr: &str, ctx: &Value) -> Result<bool, String> {
         let e = self
-            .env
-            .compile_expression(expr)
+            .expression(expr)
             .map_err(|e| self.explain(&e, expr, ctx, true, None))?;
         e.eval(ctx)
             .map(|v| v.is_true())
@@ -179,8 +178,7 @@ impl Templates {
             J::String(s) if is_templated(s) => {
                 if let Some(expr) = whole_expression(s) {
                     let e = self
-                        .env
-                        .compile_expression(expr)
+                        .expression(expr)
                         .map_err(|e| self.explain(&e, expr, ctx, true, None))?;
                     let out = e
                         .eval(ctx)
@@ -219,10 +217,7 @@ impl Templates {
 
     /// Top-level variable names a bare expression reads.
     pub fn names_in_expr(&self, expr: &str) -> Result<BTreeSet<String>, String> {
-        let e = self
-            .env
-            .compile_expression(expr)
-            .map_err(|e| e.to_string())?;
+        let e = self.expression(expr).map_err(|e| e.to_string())?;
         Ok(e.undeclared_variables(false).into_iter().collect())
     }
 
@@ -282,11 +277,23 @@ impl Templates {
 }
 
 impl Templates {
+    /// Compiles a bare expression. minijinja's expression lexer panics ("empty lexer stack") on a
+    /// closing `}}`, `%}` or `#}` in one (found by fuzz/ target `template`), so such an expression is
+    /// refused as the syntax error it is before minijinja sees it.
+    fn expression<'s>(&'s self, expr: &'s str) -> Result<minijinja::Expression<'s, 's>, Error> {
+        if ["}}", "%}", "#}"].iter().any(|d| expr.contains(d)) {
+            return Err(Error::new(
+                ErrorKind::SyntaxError,
+                "a bare expression cannot hold `}}`, `%}` or `#}`",
+            ));
+        }
+        self.env.compile_expression(expr)
+    }
+
     /// The first dotted name `src` reads that `ctx` cannot resolve.
     fn missing(&self, src: &str, ctx: &Value, expr: bool) -> Option<String> {
         let names = if expr {
-            self.env
-                .compile_expression(src)
+            self.expression(src)
                 .map(|x| x.undeclared_variables(true))
                 .unwrap_or_default()
         } else {
@@ -366,6 +373,19 @@ pub(crate) fn whole_expression(s: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    /// Regression (fuzz/ target `template`): a `when:` holding a closing delimiter panicked inside
+    /// minijinja's lexer; it is a syntax error.
+    #[test]
+    fn an_expression_with_a_closing_delimiter_is_an_error_not_a_panic() {
+        let t = super::Templates::new();
+        let ctx = minijinja::Value::from_serialize(serde_json::json!({"x": 1}));
+        for e in ["tstore_file }}\"\ntype = 1", "x %}", "x #}", "}}"] {
+            assert!(t.truth(e, &ctx).is_err(), "{e}");
+            assert!(t.names_in_expr(e).is_err(), "{e}");
+        }
+        assert_eq!(t.truth("x == 1", &ctx), Ok(true));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -128,6 +128,13 @@ impl Prepared {
             .map_err(|e| here(e.to_string()))
     }
 
+    /// The variables a node's task renders with, resolved for its host and scope: what `lint` checks
+    /// the values the run would use against.
+    pub fn resolved(&self, node: petgraph::graph::NodeIndex) -> &Resolved {
+        let n = &self.graph.graph[node];
+        &self.contexts[&(n.host.clone(), self.pb.tasks[n.task].scope)]
+    }
+
     /// True when the node's task says `sensitive: true` or its arguments or condition read a secret
     /// variable (including results registered by sensitive tasks).
     pub fn is_sensitive(&self, node: petgraph::graph::NodeIndex) -> bool {

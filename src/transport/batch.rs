@@ -140,7 +140,7 @@ impl ProbeBatch {
     pub async fn run(self, transport: &dyn Transport) -> Result<Vec<BatchAnswer>, TransportError> {
         let nonce = nonce();
         let out = transport.run(&self.script(&nonce)).await?;
-        Ok(parse(&out, &nonce, self.snippets.len()))
+        Ok(parse_answers(&out, &nonce, self.snippets.len()))
     }
 }
 
@@ -153,7 +153,10 @@ fn nonce() -> String {
     format!("apim{:x}{:x}", t, std::process::id())
 }
 
-fn parse(out: &Output, nonce: &str, count: usize) -> Vec<BatchAnswer> {
+/// Splits a batch's output into the answers of its `count` snippets, by the markers with `nonce` that
+/// [`ProbeBatch::script`] prints. Whatever the host printed is taken apart without failing: a snippet
+/// with no end marker is a failed probe. Public for the fuzz target, which feeds it any bytes.
+pub fn parse_answers(out: &Output, nonce: &str, count: usize) -> Vec<BatchAnswer> {
     let mut answers: Vec<BatchAnswer> = vec![BatchAnswer::default(); count];
     let mut finished = vec![false; count];
     let begin = format!("@@{nonce} begin ");
@@ -238,7 +241,7 @@ mod tests {
             stdout: b"\n@@n begin 0\n@f x=1\n".to_vec(),
             stderr: b"Killed".to_vec(),
         };
-        let a = parse(&out, "n", 1);
+        let a = parse_answers(&out, "n", 1);
         assert_eq!(a[0].status, -1);
         assert!(a[0].messages[0].contains("Killed"));
     }

@@ -7,7 +7,7 @@ mod local;
 mod persist;
 mod ssh;
 
-pub use batch::{sh_quote, BatchAnswer, Facts, ProbeBatch};
+pub use batch::{parse_answers, sh_quote, BatchAnswer, Facts, ProbeBatch};
 pub use local::LocalTransport;
 pub use persist::{ControlDirError, Persist};
 pub use ssh::SshTransport;
