@@ -216,6 +216,8 @@ fn vagrant_up_apply_plan_destroy_on_libvirt_vms() {
     eprintln!("box build or reuse: {:?}", box_.took);
 
     let _cluster = Cluster { topology: TOPOLOGY };
+    let _ = std::fs::remove_dir_all(vagrant::serial_dir());
+    std::fs::create_dir_all(vagrant::serial_dir()).unwrap();
     must(TOPOLOGY, "vagrant/host up", &mut script("host", &["up"]));
     let up = must(
         TOPOLOGY,
@@ -263,9 +265,10 @@ fn vagrant_up_apply_plan_destroy_on_libvirt_vms() {
     eprintln!("apply: {:?}", t_apply.elapsed());
     let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
     for addr in ["10.231.8.12", "10.231.8.13"] {
-        let h = wso2::health_at(&ca, &format!("https://{addr}:9443/health/node"), None)
+        let h = wso2::health_at(&ca, &format!("https://{addr}:9443/health"), None)
             .unwrap_or_else(|| panic!("{addr} is not healthy"));
         assert_eq!(h["datasources"]["apim_db"], "ok", "{addr}: {h}");
+        assert_eq!(h["datasources"]["shared_db"], "ok", "{addr}: {h}");
         assert_eq!(h["node_ip"], addr, "{h}");
     }
     let t_plan = Instant::now();

@@ -24,6 +24,27 @@ pub fn vagrant_home() -> PathBuf {
     PathBuf::from(cache).join("vagrant/home")
 }
 
+/// Where the VMs' consoles are logged (the Vagrantfile's APIM_SERIAL_DIR), one NAME.log each.
+pub fn serial_dir() -> PathBuf {
+    state().join("serial")
+}
+
+/// The last lines of every VM's console log, for a failure message.
+pub fn serial_tails() -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(serial_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        out.push_str(&format!("---- {} ----\n{tail}\n", e.path().display()));
+    }
+    out
+}
+
 /// What a command printed, its status and how long it took.
 pub struct Ran {
     pub ok: bool,
@@ -42,6 +63,7 @@ pub fn run_in(cwd: &Path, dotfile: &Path, topology: &str, cmd: &mut Command) -> 
         .env("VAGRANT_NO_COLOR", "1")
         .env("VAGRANT_CHECKPOINT_DISABLE", "1")
         .env("APIM_TOPOLOGY", topology)
+        .env("APIM_SERIAL_DIR", serial_dir())
         .output()
         .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     Ran {
@@ -63,7 +85,13 @@ pub fn run(topology: &str, cmd: &mut Command) -> Ran {
 /// Runs `cmd` and panics with its output when it fails.
 pub fn must(topology: &str, what: &str, cmd: &mut Command) -> Ran {
     let r = run(topology, cmd);
-    assert!(r.ok, "{what} failed after {:?}:\n{}", r.took, r.text);
+    assert!(
+        r.ok,
+        "{what} failed after {:?}:\n{}\n{}",
+        r.took,
+        r.text,
+        serial_tails()
+    );
     r
 }
 
