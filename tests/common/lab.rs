@@ -42,17 +42,23 @@ pub struct LabGuard {
     _process: std::fs::File,
 }
 
-/// Exclusive use of the lab (healed and up) and its inventory; `None` when this machine cannot make
-/// network namespaces, after saying so loudly.
-pub fn acquire() -> Option<(LabGuard, PathBuf)> {
+/// The lab test lock alone, for tests that use this machine's lab resources (VMs) without the nspawn
+/// hosts: one lab user at a time.
+pub fn exclusive() -> LabGuard {
     let thread = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let process =
         std::fs::File::create("/run/lock/apimlab-tests.lock").expect("lab test lock file");
     process.lock().expect("lab test lock");
-    let guard = LabGuard {
+    LabGuard {
         _thread: thread,
         _process: process,
-    };
+    }
+}
+
+/// Exclusive use of the lab (healed and up) and its inventory; `None` when this machine cannot make
+/// network namespaces, after saying so loudly.
+pub fn acquire() -> Option<(LabGuard, PathBuf)> {
+    let guard = exclusive();
     let inv = LAB
         .get_or_init(|| {
             let check = Command::new(script()).arg("check").output().expect("run tests/lab/lab check");

@@ -5,6 +5,7 @@
 
 pub mod lab;
 pub mod mariadb;
+pub mod vagrant;
 pub mod vm;
 pub mod wso2;
 
