@@ -1,7 +1,7 @@
 //! `lint`: every weakness the deliberately weak inventories under tests/fixtures/lint hold is reported
 //! at its file:line, with its severity; the example inventories report nothing but what is true of
-//! them (a single database host and load balancer, as info), and their secrets, once references,
-//! are no literals. `plan` prints the findings first and fails on them only with `--strict`.
+//! them (a single database host and load balancer, as info): their secrets are references, and
+//! literals in their place would be found. `plan` prints the findings first and fails on them only with `--strict`.
 
 mod common;
 use common::wso2::{build_pack, repo};
@@ -186,6 +186,7 @@ fn the_engines_own_checks_need_no_product_knowledge() {
     }
     p.write("certs/localhost.pem", &certificate("localhost", 3650));
     p.write("certs/expiring.pem", &certificate("app.example", 10));
+    p.set_env("APP_TOKEN", "token-from-env");
     let r = lint(&p, &["weak.yaml", "--json"], "home");
     assert_eq!(r.code, 0, "warnings only: {}", r.all());
     let home_config = p.path().join("home/.ssh/config");
@@ -226,6 +227,9 @@ fn examples() -> (Project, Vec<String>) {
         }
     }
     names.sort();
+    let mut entries = common::wso2::SECRETS.to_vec();
+    entries.push(("admin_password", "demo-Admin-pass-1"));
+    p.seal_secrets("inventory/secrets.age", &entries);
     (p, names)
 }
 
@@ -235,11 +239,8 @@ fn the_examples_report_nothing_but_their_single_hosts() {
     assert!(names.len() >= 7, "{names:?}");
     for inv in &names {
         let r = lint(&p, &[inv, "--json", "--strict"], "home");
-        // Their literal secrets are the other check's (below): they become references.
-        let seen: Seen = findings(&r.stdout)
-            .into_iter()
-            .filter(|f| f.1 != "literal-secret")
-            .collect();
+        assert_eq!(r.code, 0, "{inv}: {}", r.all());
+        let seen = findings(&r.stdout);
         for f in &seen {
             assert_eq!(
                 (f.0.as_str(), f.1.as_str()),
@@ -261,21 +262,19 @@ fn the_examples_report_nothing_but_their_single_hosts() {
     }
 }
 
-/// `text` with each password var's value replaced by a reference.
-fn with_references(text: &str) -> String {
+/// `text` with each reference to an entry of the secrets file replaced by a literal password.
+fn with_literals(text: &str) -> String {
     text.lines()
-        .map(|l| match l.split_once(':') {
-            Some((k, _)) if k.starts_with("  ") && k.trim().contains("password") => {
-                format!("{k}: {{ file: secrets/{} }}", k.trim())
-            }
-            _ => l.to_string(),
+        .map(|l| match l.split_once(": { secret:") {
+            Some((k, _)) => format!("{k}: \"literal-pass-1\""),
+            None => l.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 #[test]
-fn the_examples_secrets_as_references_are_no_literals() {
+fn the_examples_secrets_are_references_and_literals_in_their_place_are_found() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(repo().join("playbooks"), dir.path().join("playbooks")).unwrap();
     for e in std::fs::read_dir(repo().join("inventory")).unwrap() {
@@ -283,17 +282,20 @@ fn the_examples_secrets_as_references_are_no_literals() {
         if path.extension().is_none_or(|x| x != "yaml") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let copy = dir.path().join(path.file_name().unwrap());
-        std::fs::write(&copy, with_references(&text)).unwrap();
-        let inv = apim_provision::model::Inventory::load(&copy).unwrap();
+        let inv = apim_provision::model::Inventory::load(&path).unwrap();
         let found = apim_provision::lint::literal_secrets(&inv, true);
-        assert!(found.is_empty(), "{}: {found:?}", copy.display());
-        if text.contains("password:") {
-            // The same check sees the literals the file holds as written.
-            let raw = apim_provision::model::Inventory::load(&path).unwrap();
-            assert!(!apim_provision::lint::literal_secrets(&raw, false).is_empty());
-        }
+        assert!(found.is_empty(), "{}: {found:?}", path.display());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("{ secret:"), "{}", path.display());
+        // The same check sees literals written where the references are.
+        let copy = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&copy, with_literals(&text)).unwrap();
+        let raw = apim_provision::model::Inventory::load(&copy).unwrap();
+        assert!(
+            !apim_provision::lint::literal_secrets(&raw, false).is_empty(),
+            "{}",
+            copy.display()
+        );
     }
 }
 

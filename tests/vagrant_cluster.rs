@@ -1,18 +1,14 @@
-//! The Vagrant cluster (vagrant/): `vagrant validate` for every topology the Vagrantfile offers, the lab
-//! and the Vagrantfile reading one description, and a real cluster of libvirt VMs (TCG) — MariaDB and
-//! two API-M nodes of the active-active topology, no load balancer (it would add a VM and nginx; the
-//! lab's active-active suite covers it) — brought up by `vagrant up`, its inventory written by
-//! vagrant/inventory, provisioned by `apply` and found converged by `plan`, then destroyed with
-//! nothing left behind.
+//! The Vagrant cluster (vagrant/): `vagrant validate` for every topology the Vagrantfile offers, and
+//! the lab and the Vagrantfile reading one description. The run of real VMs (`vagrant up`, apply,
+//! plan, destroy) is on branch `vagrant` until it passes within CI's budget (issue 13).
 
 mod common;
 use apim_provision::model::Inventory;
-use common::vagrant::{self, must, script, Cluster};
-use common::{lab, wso2};
+use common::vagrant;
+use common::wso2;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 /// Host name → (address, sorted groups) of a lab inventory as the engine reads it.
 fn engine_view(path: &Path) -> BTreeMap<String, (String, Vec<String>)> {
@@ -187,125 +183,4 @@ fn the_lab_and_vagrant_read_one_description() {
         vagrant_machines(&t.join("vagrant"), "active-active"),
         ["h1", "h2", "h3", "h4", "h9"]
     );
-}
-
-/// Resident memory (KiB) of every qemu of the cluster.
-fn qemu_rss_kib() -> u64 {
-    let out = Command::new("ps")
-        .args(["-C", "qemu-system-x86_64", "-o", "rss=,args="])
-        .output()
-        .expect("run ps");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("apimvagrant-"))
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-#[test]
-fn vagrant_up_apply_plan_destroy_on_libvirt_vms() {
-    const TEST: &str = "vagrant cluster";
-    const TOPOLOGY: &str = "active-active";
-    if vagrant::deps(TEST).is_none() {
-        return;
-    }
-    // VMs are lab use: one lab user at a time, as the lab suites.
-    let _lab = lab::exclusive();
-    let t0 = Instant::now();
-    let box_ = must(TOPOLOGY, "vagrant/box/build", &mut script("box/build", &[]));
-    eprintln!("box build or reuse: {:?}", box_.took);
-
-    let _cluster = Cluster { topology: TOPOLOGY };
-    let _ = std::fs::remove_dir_all(vagrant::serial_dir());
-    std::fs::create_dir_all(vagrant::serial_dir()).unwrap();
-    must(TOPOLOGY, "vagrant/host up", &mut script("host", &["up"]));
-    let up = must(
-        TOPOLOGY,
-        "vagrant up",
-        &mut vagrant::vagrant(&["up", "h1", "h2", "h3"]),
-    );
-    let rss = qemu_rss_kib();
-    eprintln!(
-        "vagrant up h1 h2 h3: {:?}, qemu RSS {} MiB in all",
-        up.took,
-        rss / 1024
-    );
-
-    let p = wso2::project("inventory/lab-active-active.yaml", |s| s);
-    let inventory = "inventory/vagrant.yaml";
-    let written = must(
-        TOPOLOGY,
-        "vagrant/inventory",
-        &mut script(
-            "inventory",
-            &[&p.path().join(inventory).display().to_string()],
-        ),
-    );
-    let text = std::fs::read_to_string(p.path().join(inventory)).unwrap();
-    assert!(text.contains("pattern: apim-active-active"), "{text}");
-    assert!(!text.contains("StrictHostKeyChecking"), "{text}");
-    let known = std::fs::read_to_string(p.path().join("inventory/vagrant.known_hosts")).unwrap();
-    for a in ["10.231.8.11", "10.231.8.12", "10.231.8.13"] {
-        assert!(
-            known
-                .lines()
-                .any(|l| l.starts_with(&format!("{a} ssh-ed25519 "))),
-            "{a}: {known}"
-        );
-    }
-    assert!(!text.contains("h4:"), "the lb VM is not up: {text}");
-    eprintln!("vagrant/inventory: {:?}", written.took);
-
-    let files = p.path().join("inventory/files");
-    let zip = wso2::build_pack(&files);
-    let vars = wso2::pack_vars(&files, &zip);
-    let t_apply = Instant::now();
-    let apply = wso2::run(&p, inventory, "apply", &vars, &["--json"]);
-    assert_eq!(apply.code, 0, "{}", apply.all());
-    eprintln!("apply: {:?}", t_apply.elapsed());
-    let ca = p.path().join("inventory/.apim-state/pki/ca.pem");
-    for addr in ["10.231.8.12", "10.231.8.13"] {
-        let h = wso2::health_at(&ca, &format!("https://{addr}:9443/health"), None)
-            .unwrap_or_else(|| panic!("{addr} is not healthy"));
-        assert_eq!(h["datasources"]["apim_db"], "ok", "{addr}: {h}");
-        assert_eq!(h["datasources"]["shared_db"], "ok", "{addr}: {h}");
-        assert_eq!(h["node_ip"], addr, "{h}");
-    }
-    let t_plan = Instant::now();
-    let plan = wso2::run(&p, inventory, "plan", &vars, &["--json"]);
-    assert_eq!(plan.code, 0, "{}", plan.all());
-    plan.assert_no_changes();
-    eprintln!("plan: {:?}", t_plan.elapsed());
-
-    drop(_cluster);
-    // Nothing left: no domain, network, pool or daemon of ours, no disk in the pool's directory.
-    let virsh = |args: &[&str]| {
-        Command::new("virsh")
-            .args(["-q", "-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    assert!(!virsh(&["list", "--all", "--name"]).contains("apimvagrant-"));
-    assert!(!virsh(&["net-list", "--all", "--name"]).contains("apimvagrant"));
-    let state = vagrant::state();
-    for f in ["libvirtd.pid", "virtlogd.pid", "pool"] {
-        assert!(
-            !state.join(f).exists(),
-            "{} left behind",
-            state.join(f).display()
-        );
-    }
-    assert!(qemu_rss_kib() == 0, "a qemu of the cluster still runs");
-    assert!(
-        !Command::new("ip")
-            .args(["link", "show", "apimvag0"])
-            .output()
-            .unwrap()
-            .status
-            .success(),
-        "the bridge apimvag0 is left"
-    );
-    eprintln!("{TEST}: {:?} in all", t0.elapsed());
 }

@@ -104,7 +104,7 @@ fn active_active_converges_rolls_restarts_and_a_wrong_db_password_fails_the_heal
     let vars: Vec<String> = Vec::new();
     let t_first = t0.elapsed();
     let checked = common::wso2::assert_secret_files_private(&p, INVENTORY, "wso2", "/opt/");
-    assert!(checked >= 10, "only {checked} secret files found");
+    assert!(checked >= 6, "only {checked} secret files found (want each node's deployment.toml, keystore, truststore)");
     // The sync key, which ssh-keygen (a command, not a file task) makes: the product user's, 0600.
     let (_, key) = lab::ssh("h2", "stat -c '%a %U' /var/lib/wso2-sync/id_ed25519");
     assert_eq!(key.trim(), "600 wso2", "the sync key");

@@ -193,9 +193,22 @@ fn var_loc(inv: &Inventory, host: &str, var: &str) -> Option<Location> {
 /// variable, checked where it is written). A warning; an error under `strict`. Needs the inventory
 /// alone, so it can be checked on files whose references cannot be resolved here.
 pub fn literal_secrets(inv: &Inventory, strict: bool) -> Vec<Finding> {
+    use crate::model::reference::Level;
+    let referenced: std::collections::BTreeSet<String> = inv
+        .references
+        .iter()
+        .map(|r| match &r.level {
+            Level::Global => format!("vars.{}", r.var),
+            Level::Group(g) => format!("groups.{g}.vars.{}", r.var),
+            Level::Host(h) => format!("hosts.{h}.vars.{}", r.var),
+        })
+        .collect();
     let mut out = Vec::new();
     for (path, vars) in layers(inv) {
         for (k, v) in vars {
+            if referenced.contains(&format!("{path}.{k}")) {
+                continue;
+            }
             let literal = match v {
                 serde_json::Value::String(s) => !crate::model::template::is_templated(s),
                 serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,

@@ -131,7 +131,9 @@ pub struct Inventory {
     /// The age-encrypted secrets file `{ secret: NAME }` reads: `secrets_file:`, or `secrets.age`
     /// next to the inventory.
     pub secrets_file: PathBuf,
-    /// Variables set to a reference, still to resolve ([`Inventory::resolve_references`]).
+    /// Variables set to a reference in the file. [`Inventory::resolve_references`] puts their values
+    /// in place and keeps this list: a check of the file as written (lint's literal secrets) still
+    /// knows which values were references.
     pub references: Vec<VarReference>,
     /// The operator's own module directories (`module_path:`, relative to the inventory), searched
     /// after the project's `modules/`, like Ansible's `roles_path`.
@@ -330,7 +332,7 @@ impl Inventory {
         &mut self,
         resolve: impl Fn(&Reference) -> Result<String, ReferenceError>,
     ) -> Result<(), ModelError> {
-        for r in std::mem::take(&mut self.references) {
+        for r in self.references.clone() {
             let value = resolve(&r.reference).map_err(|why| ModelError::Reference {
                 loc: r.loc.clone(),
                 var: r.var.clone(),

@@ -1,5 +1,5 @@
 //! The Vagrant cluster (vagrant/) from the tests' side: its scripts and `vagrant` itself, run with this
-//! machine's state directories, and a guard that destroys the VMs and what vagrant/host made.
+//! machine's state directories.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -127,28 +127,4 @@ pub fn deps(test: &str) -> Option<()> {
         &mut script("host", &["deps"]),
     );
     Some(())
-}
-
-/// The cluster's VMs of `topology` and vagrant/host's network, pool and daemons, destroyed and
-/// removed however the test ends.
-pub struct Cluster {
-    pub topology: &'static str,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let d = run(self.topology, &mut vagrant(&["destroy", "-f"]));
-        eprintln!(
-            "vagrant destroy -f: {:?}{}",
-            d.took,
-            if d.ok { "" } else { " (failed)" }
-        );
-        if !d.ok {
-            eprintln!("{}", d.text);
-        }
-        let h = run(self.topology, &mut script("host", &["down"]));
-        if !h.ok {
-            eprintln!("vagrant/host down failed:\n{}", h.text);
-        }
-    }
 }
